@@ -1,0 +1,80 @@
+//! `queuectl dlq`.
+
+use anyhow::Result;
+use clap::Subcommand;
+use queuectl::error::Error;
+use queuectl::{Queue, State};
+
+/// `queuectl dlq` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List the jobs in the dead-letter queue
+    #[command(after_help = "Example:\n  queuectl dlq list --json")]
+    List {
+        /// Print a JSON array of job objects
+        #[arg(long)]
+        json: bool,
+        /// At most this many jobs
+        #[arg(long, short = 'n', value_name = "N")]
+        limit: Option<u64>,
+    },
+    /// Put dead jobs back to pending with attempts reset to 0 (history is kept)
+    #[command(after_help = "Examples:\n  queuectl dlq retry job1 job2\n  queuectl dlq retry --all")]
+    Retry {
+        /// The ids of dead jobs
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<String>,
+        /// Retry every dead job
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// Runs `queuectl dlq ...`.
+pub fn run(queue: &mut Queue, command: &DlqCommand) -> Result<()> {
+    match command {
+        DlqCommand::List { json, limit } => {
+            let settings = queue.settings()?;
+            let jobs = queue.list(Some(State::Dead), *limit)?;
+            if !json && jobs.is_empty() {
+                eprintln!("the dead-letter queue is empty");
+                return Ok(());
+            }
+            if *json {
+                super::inspect::print_jobs(&jobs, settings.max_retries, true);
+            } else {
+                let rows: Vec<Vec<String>> = jobs
+                    .iter()
+                    .map(|j| {
+                        vec![
+                            j.id.clone(),
+                            j.attempts.to_string(),
+                            queuectl::time::format_ms(j.updated_at),
+                            j.last_error.clone().unwrap_or_default(),
+                            j.command.clone(),
+                        ]
+                    })
+                    .collect();
+                super::output::print_table(&["ID", "ATTEMPTS", "DIED", "LAST ERROR", "COMMAND"], &rows);
+            }
+        }
+        DlqCommand::Retry { ids, all } => {
+            if *all {
+                let n = queue.dlq_retry_all()?;
+                println!("moved {n} job{} from the DLQ back to pending", if n == 1 { "" } else { "s" });
+            } else {
+                let mut unique = ids.clone();
+                unique.sort();
+                unique.dedup();
+                if unique.len() != ids.len() {
+                    return Err(Error::InvalidArgument("an id is given more than once".into()).into());
+                }
+                queue.dlq_retry(ids)?;
+                for id in ids {
+                    println!("{id}: moved from the DLQ back to pending");
+                }
+            }
+        }
+    }
+    Ok(())
+}

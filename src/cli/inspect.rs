@@ -1,0 +1,179 @@
+//! `queuectl list`, `show` and `logs`.
+
+use super::output::{cut, print_json, print_table};
+use anyhow::Result;
+use clap::Args;
+use queuectl::time::format_ms;
+use queuectl::{Job, Queue, State};
+use std::io::Write;
+
+/// Arguments of `queuectl list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only jobs in this state: pending, processing, completed, failed, dead
+    #[arg(long, short = 's')]
+    pub state: Option<String>,
+
+    /// At most this many jobs (the oldest first)
+    #[arg(long, short = 'n', value_name = "N")]
+    pub limit: Option<u64>,
+
+    /// Print a JSON array of job objects
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `queuectl show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The job's id
+    pub id: String,
+
+    /// Print the job and its history as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `queuectl logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The job's id
+    pub id: String,
+}
+
+/// One table row for a job.
+pub fn job_row(job: &Job, default_max_retries: u32) -> Vec<String> {
+    vec![
+        job.id.clone(),
+        job.state.to_string(),
+        format!("{}/{}", job.attempts, job.effective_max_retries(default_max_retries)),
+        job.priority.to_string(),
+        format_ms(job.updated_at),
+        job.command.clone(),
+    ]
+}
+
+/// Prints jobs as a table or JSON.
+pub fn print_jobs(jobs: &[Job], default_max_retries: u32, json: bool) {
+    if json {
+        let items = jobs.iter().map(|j| j.to_json(default_max_retries)).collect();
+        print_json(&serde_json::Value::Array(items));
+    } else if jobs.is_empty() {
+        eprintln!("no jobs");
+    } else {
+        let rows: Vec<Vec<String>> = jobs.iter().map(|j| job_row(j, default_max_retries)).collect();
+        print_table(&["ID", "STATE", "ATTEMPTS", "PRIO", "UPDATED", "COMMAND"], &rows);
+    }
+}
+
+/// Runs `queuectl list`.
+pub fn list(queue: &Queue, args: &ListArgs) -> Result<()> {
+    let state = args.state.as_deref().map(str::parse::<State>).transpose()?;
+    let settings = queue.settings()?;
+    let jobs = queue.list(state, args.limit)?;
+    print_jobs(&jobs, settings.max_retries, args.json);
+    Ok(())
+}
+
+/// Runs `queuectl show`.
+pub fn show(queue: &Queue, args: &ShowArgs) -> Result<()> {
+    let settings = queue.settings()?;
+    let job = queue.get(&args.id)?;
+    let history = queue.history(&job)?;
+    if args.json {
+        let mut value = job.to_json(settings.max_retries);
+        value["history"] = serde_json::Value::Array(history.iter().map(|a| a.to_json()).collect());
+        print_json(&value);
+        return Ok(());
+    }
+    let opt = |t: Option<i64>| t.map(format_ms).unwrap_or_else(|| "-".into());
+    let max_retries = job.effective_max_retries(settings.max_retries);
+    let mut out = String::new();
+    let mut field = |name: &str, value: String| out.push_str(&format!("{:<16}{}\n", format!("{name}:"), value));
+    field("id", job.id.clone());
+    field("state", job.state.to_string());
+    field("command", job.command.clone());
+    field("kind", job.kind.clone());
+    if let Some(payload) = &job.payload {
+        field("payload", payload.to_string());
+    }
+    field(
+        "attempts",
+        format!(
+            "{} (max_retries {}{}: at most {} runs)",
+            job.attempts,
+            max_retries,
+            if job.max_retries.is_some() { ", the job's own" } else { ", from config" },
+            max_retries + 1
+        ),
+    );
+    field("priority", job.priority.to_string());
+    field("run_at", format_ms(job.run_at));
+    field("timeout", job.timeout_seconds.map(|t| format!("{t}s")).unwrap_or_else(|| "-".into()));
+    if let Some(cwd) = &job.cwd {
+        field("cwd", cwd.clone());
+    }
+    for (k, v) in &job.env {
+        field("env", format!("{k}={v}"));
+    }
+    field("source", job.source.clone());
+    field("created_at", format_ms(job.created_at));
+    field("updated_at", format_ms(job.updated_at));
+    field("started_at", opt(job.started_at));
+    field("finished_at", opt(job.finished_at));
+    field("worker", job.worker.clone().unwrap_or_else(|| "-".into()));
+    field("exit_code", job.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()));
+    field("last_error", job.last_error.clone().unwrap_or_else(|| "-".into()));
+    if history.is_empty() {
+        out.push_str("history:        no attempts yet\n");
+    } else {
+        out.push_str("history:\n");
+        for a in &history {
+            let took = match a.started_at {
+                Some(s) => format!(" in {}", queuectl::time::format_duration(std::time::Duration::from_millis((a.finished_at - s).max(0) as u64))),
+                None => String::new(),
+            };
+            out.push_str(&format!(
+                "  #{:<3} {:<11} {}{}{}{}\n",
+                a.attempt,
+                a.outcome,
+                format_ms(a.finished_at),
+                took,
+                a.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default(),
+                a.worker.as_ref().map(|w| format!(" [{w}]")).unwrap_or_default(),
+            ));
+        }
+    }
+    for (name, text) in [("stdout", &job.stdout), ("stderr", &job.stderr)] {
+        if let Some(text) = text.as_ref().filter(|t| !t.is_empty()) {
+            out.push_str(&format!("{name}:\n"));
+            for line in text.lines() {
+                out.push_str("  | ");
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    print!("{out}");
+    Ok(())
+}
+
+/// Runs `queuectl logs`.
+pub fn logs(queue: &Queue, args: &LogsArgs) -> Result<()> {
+    let job = queue.get(&args.id)?;
+    if job.stdout.is_none() && job.stderr.is_none() {
+        eprintln!("job `{}` has no captured output yet (state {})", job.id, job.state);
+    }
+    if let Some(text) = &job.stdout {
+        let _ = std::io::stdout().write_all(text.as_bytes());
+    }
+    if let Some(text) = &job.stderr {
+        let _ = std::io::stderr().write_all(text.as_bytes());
+    }
+    Ok(())
+}
+
+/// Cuts a command for one-line messages.
+pub fn short_command(command: &str) -> String {
+    cut(command, 80)
+}

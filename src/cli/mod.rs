@@ -1,0 +1,79 @@
+//! The command line: clap definitions and printing only. Every decision lives in the library.
+
+pub mod config_cmd;
+pub mod dlq;
+pub mod enqueue;
+pub mod inspect;
+pub mod output;
+pub mod status;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// A persistent background job queue for shell commands.
+///
+/// Jobs persist in one SQLite file (queue.db) in the queue home: --home DIR, else $QUEUECTL_HOME,
+/// else the current directory. Exit codes: 0 ok, 2 bad input or usage, 1 anything else.
+#[derive(Debug, Parser)]
+#[command(name = "queuectl", version, propagate_version = true, max_term_width = 100)]
+#[command(after_help = "Example:\n  queuectl init\n  queuectl enqueue '{\"id\":\"job1\",\"command\":\"echo hi\"}'\n  queuectl worker start --count 2\n  queuectl status")]
+pub struct Cli {
+    /// The queue home (holds queue.db, config/queuectl.toml and spool/)
+    #[arg(long, global = true, env = "QUEUECTL_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
+    /// Use this database file instead of HOME/queue.db
+    #[arg(long, global = true, env = "QUEUECTL_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+
+    /// What to do
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the database, a documented config file and the spool directories
+    #[command(after_help = "Example:\n  queuectl init\n  queuectl --home /var/lib/queuectl init\n\nRunning it again keeps every job.")]
+    Init,
+
+    /// Add jobs: one JSON object, a JSON array, NDJSON, or flags
+    #[command(after_help = "Examples:\n  queuectl enqueue '{\"id\":\"job1\",\"command\":\"echo hi\"}'\n  queuectl enqueue --command 'make backup' --max-retries 5 --delay 30s\n  queuectl enqueue --file jobs.ndjson\n  generate-jobs | queuectl enqueue -\n\nJob fields: id, command, kind, payload, max_retries, priority, run_at (RFC 3339),\ndelay_seconds, timeout_seconds, cwd, env. A batch is all or nothing.")]
+    Enqueue(enqueue::EnqueueArgs),
+
+    /// List jobs in enqueue order (oldest first)
+    #[command(after_help = "Examples:\n  queuectl list --state pending\n  queuectl list --state dead --limit 50 --json")]
+    List(inspect::ListArgs),
+
+    /// Show one job whole: every field, its attempt history, last error and output
+    #[command(after_help = "Example:\n  queuectl show job1")]
+    Show(inspect::ShowArgs),
+
+    /// Print a job's captured stdout (to stdout) and stderr (to stderr)
+    #[command(after_help = "Example:\n  queuectl logs job1")]
+    Logs(inspect::LogsArgs),
+
+    /// Job counts per state and the live workers
+    #[command(after_help = "Example:\n  queuectl status --json")]
+    Status(status::StatusArgs),
+
+    /// The dead-letter queue: jobs whose retries are used up
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
+
+    /// Read and change settings (default < config/queuectl.toml < config set < job)
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+
+    /// Recover jobs stuck in processing whose worker is gone
+    #[command(after_help = "Example:\n  queuectl recover\n\nEach recovered job counts as a failed attempt (error \"worker lost\").")]
+    Recover,
+
+    /// Print a shell completion script
+    #[command(after_help = "Example:\n  queuectl completions bash > /etc/bash_completion.d/queuectl")]
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+}

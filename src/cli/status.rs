@@ -1,0 +1,106 @@
+//! `queuectl status`.
+
+use super::output::print_json;
+use anyhow::Result;
+use clap::Args;
+use queuectl::time::{format_duration, format_ms, now_ms};
+use queuectl::{Queue, State};
+use serde_json::json;
+use std::time::Duration;
+
+/// Arguments of `queuectl status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON: {"jobs": {...}, "workers": [...], ...}
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `queuectl status`.
+pub fn run(queue: &mut Queue, args: &StatusArgs) -> Result<()> {
+    let status = queue.status()?;
+    let now = now_ms();
+    if args.json {
+        let mut jobs = serde_json::Map::new();
+        for state in State::ALL {
+            jobs.insert(state.as_str().into(), status.counts.get(state).into());
+        }
+        let workers: Vec<serde_json::Value> = status
+            .workers
+            .iter()
+            .map(|w| {
+                json!({
+                    "id": w.id,
+                    "pid": w.pid,
+                    "host": w.host,
+                    "threads": w.threads,
+                    "busy": w.slots.as_array().map(|s| s.len()).unwrap_or(0),
+                    "kinds": w.kinds,
+                    "started_at": format_ms(w.started_at),
+                    "heartbeat_at": format_ms(w.heartbeat_at),
+                    "stopping": w.stopping,
+                    "running": w.slots,
+                    "version": w.version,
+                })
+            })
+            .collect();
+        print_json(&json!({
+            "jobs": jobs,
+            "total": status.counts.total(),
+            "due_now": status.due_now,
+            "scheduled": status.scheduled,
+            "waiting_by_kind": status.waiting_by_kind,
+            "workers": workers,
+            "worker_pids": status.workers.iter().map(|w| w.pid).collect::<Vec<_>>(),
+            "home": queue.home().root(),
+        }));
+        return Ok(());
+    }
+    let mut out = String::from("jobs:\n");
+    for state in State::ALL {
+        let extra = match state {
+            State::Pending | State::Failed if state == State::Pending => {
+                format!("   (waiting: {} due now, {} scheduled later)", status.due_now, status.scheduled)
+            }
+            _ => String::new(),
+        };
+        out.push_str(&format!("  {:<11} {:>8}{}\n", state.as_str(), status.counts.get(state), extra));
+    }
+    if status.waiting_by_kind.len() > 1 || status.waiting_by_kind.keys().any(|k| k != "shell") {
+        let kinds: Vec<String> = status.waiting_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        out.push_str(&format!("  waiting by kind: {}\n", kinds.join(", ")));
+    }
+    if status.workers.is_empty() {
+        out.push_str("workers: none running\n");
+    } else {
+        let pids: Vec<String> = status.workers.iter().map(|w| w.pid.to_string()).collect();
+        out.push_str(&format!("workers: {} (PIDs: {})\n", status.workers.len(), pids.join(", ")));
+        for w in &status.workers {
+            let busy = w.slots.as_array().map(|s| s.len()).unwrap_or(0);
+            let up = format_duration(Duration::from_millis((now - w.started_at).max(0) as u64));
+            out.push_str(&format!(
+                "  PID {}  threads {}  busy {}  up {}  host {}{}\n",
+                w.pid,
+                w.threads,
+                busy,
+                up,
+                w.host,
+                if w.stopping { "  (stopping)" } else { "" }
+            ));
+            for slot in w.slots.as_array().into_iter().flatten() {
+                let since = slot["started_at"].as_i64().unwrap_or(now);
+                out.push_str(&format!(
+                    "    [{}/{}] job {} (pid {}, {}): {}\n",
+                    w.pid,
+                    slot["thread"],
+                    slot["job"].as_str().unwrap_or("?"),
+                    slot["pid"].as_u64().map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                    format_duration(Duration::from_millis((now - since).max(0) as u64)),
+                    super::output::cut(slot["command"].as_str().unwrap_or(""), 60),
+                ));
+            }
+        }
+    }
+    print!("{out}");
+    Ok(())
+}

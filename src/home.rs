@@ -1,0 +1,60 @@
+//! The queue home: the directory that holds `queue.db`, `config/queuectl.toml` and `spool/`.
+
+use std::path::{Path, PathBuf};
+
+/// The database file's name inside a home.
+pub const DB_FILE: &str = "queue.db";
+/// The config file's path inside a home.
+pub const CONFIG_FILE: &str = "config/queuectl.toml";
+
+/// Where a queue lives on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Home {
+    root: PathBuf,
+    db_path: PathBuf,
+}
+
+impl Home {
+    /// A home rooted at `root`, with the database at `root/queue.db`.
+    pub fn new(root: impl Into<PathBuf>) -> Home {
+        let root = absolute(root.into());
+        let db_path = root.join(DB_FILE);
+        Home { root, db_path }
+    }
+
+    /// The same home with the database file somewhere else (`--db`).
+    pub fn with_db(mut self, db_path: impl Into<PathBuf>) -> Home {
+        self.db_path = absolute(db_path.into());
+        self
+    }
+
+    /// The home directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The database file.
+    pub fn db_path(&self) -> &Path {
+        &self.db_path
+    }
+
+    /// `config/queuectl.toml` in the home.
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join(CONFIG_FILE)
+    }
+
+    /// Where `worker start --detach` writes its output.
+    pub fn log_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+}
+
+fn absolute(path: PathBuf) -> PathBuf {
+    let joined = if path.is_absolute() {
+        path
+    } else {
+        std::env::current_dir().map(|cwd| cwd.join(&path)).unwrap_or(path)
+    };
+    // Drop `.` components so messages show `/srv/q/queue.db`, not `/srv/q/./queue.db`.
+    joined.components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect()
+}

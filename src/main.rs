@@ -1,0 +1,99 @@
+//! The `queuectl` binary: parses arguments, calls the library, prints. Exit codes: 0 ok,
+//! 2 bad input or usage, 1 anything else.
+
+mod cli;
+
+use anyhow::Result;
+use clap::{CommandFactory, Parser};
+use cli::{Cli, Command};
+use queuectl::{Home, Queue};
+
+fn home_of(cli: &Cli) -> Home {
+    let root = cli.home.clone().unwrap_or_else(|| std::path::PathBuf::from("."));
+    let home = Home::new(root);
+    match &cli.db {
+        Some(db) => home.with_db(db),
+        None => home,
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let home = home_of(&cli);
+    match &cli.command {
+        Command::Init => {
+            let (queue, report) = Queue::init(&home)?;
+            let settings = queue.settings()?;
+            if report.already_initialised {
+                println!("already initialised: {} (jobs kept)", home.db_path().display());
+            } else {
+                println!("initialised {}", home.db_path().display());
+            }
+            if report.wrote_config {
+                println!("wrote {}", home.config_path().display());
+            }
+            println!("spool: {}", settings.spool_dir.display());
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "queuectl", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Enqueue(args) => {
+            // Parse and validate before opening the database, so bad input never touches it.
+            let mut queue = Queue::open(&home)?;
+            cli::enqueue::run(&mut queue, args)
+        }
+        Command::List(args) => cli::inspect::list(&Queue::open(&home)?, args),
+        Command::Show(args) => cli::inspect::show(&Queue::open(&home)?, args),
+        Command::Logs(args) => cli::inspect::logs(&Queue::open(&home)?, args),
+        Command::Status(args) => cli::status::run(&mut Queue::open(&home)?, args),
+        Command::Dlq(command) => cli::dlq::run(&mut Queue::open(&home)?, command),
+        Command::Config(command) => cli::config_cmd::run(&Queue::open(&home)?, command),
+        Command::Recover => {
+            let mut queue = Queue::open(&home)?;
+            let report = queue.recover()?;
+            for worker in &report.removed_workers {
+                eprintln!("worker {} (PID {}) is gone", worker.id, worker.pid);
+            }
+            for (id, state) in &report.recovered {
+                println!("{id}: worker lost, now {state}");
+            }
+            println!("recovered {} job{}", report.recovered.len(), if report.recovered.len() == 1 { "" } else { "s" });
+            Ok(())
+        }
+    }
+}
+
+/// The exit code for an error: 2 when the caller's input was wrong, 1 otherwise.
+fn exit_code(error: &anyhow::Error) -> i32 {
+    for cause in error.chain() {
+        if let Some(e) = cause.downcast_ref::<queuectl::Error>() {
+            return if e.is_user_error() || matches!(e, queuectl::Error::NotInitialised(_)) { 2 } else { 1 };
+        }
+    }
+    1
+}
+
+fn main() {
+    // Writing into a closed pipe (`queuectl list | head`) should end quietly, not panic.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = Cli::parse();
+    if let Err(error) = run(cli) {
+        // Library errors already include their cause's text; print each new part once.
+        let mut message = String::new();
+        for cause in error.chain() {
+            let text = cause.to_string();
+            if !message.contains(&text) {
+                if !message.is_empty() {
+                    message.push_str(": ");
+                }
+                message.push_str(&text);
+            }
+        }
+        eprintln!("queuectl: error: {message}");
+        std::process::exit(exit_code(&error));
+    }
+}

@@ -1,0 +1,272 @@
+//! [`Queue`]: the library's front door. Open a queue home, enqueue, inspect, retry from the DLQ,
+//! recover, and read or change config. Workers and the spool ingester open their own
+//! connections from the same [`Home`].
+
+use crate::config::{self, ConfigEntry, Settings, DEFAULT_CONFIG_FILE};
+use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::job::{Attempt, Job, JobSpec, Schedule, Source, State};
+use crate::store::{NewJob, StateCounts, Store, WorkerRecord};
+use crate::time::{now_ms, Millis};
+use crate::worker::registry;
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+/// What `init` found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitReport {
+    /// The database already held a queue (its jobs were kept).
+    pub already_initialised: bool,
+    /// `config/queuectl.toml` was written because none existed.
+    pub wrote_config: bool,
+}
+
+/// The numbers `queuectl status` shows.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// Jobs per state.
+    pub counts: StateCounts,
+    /// Waiting jobs (pending or failed) that are due now.
+    pub due_now: u64,
+    /// Waiting jobs scheduled later (delayed jobs and retries in backoff).
+    pub scheduled: u64,
+    /// Waiting jobs per kind.
+    pub waiting_by_kind: BTreeMap<String, u64>,
+    /// Live worker processes.
+    pub workers: Vec<WorkerRecord>,
+}
+
+/// What `recover` did.
+#[derive(Debug, Clone, Default)]
+pub struct RecoverReport {
+    /// Jobs moved out of `processing`, with their new state.
+    pub recovered: Vec<(String, State)>,
+    /// Worker rows removed because their process is gone.
+    pub removed_workers: Vec<WorkerRecord>,
+}
+
+/// An open queue.
+#[derive(Debug)]
+pub struct Queue {
+    home: Home,
+    store: Store,
+}
+
+impl Queue {
+    /// Creates the queue in `home` (database, default config file, spool directories), or opens
+    /// it keeping every job if it exists already.
+    pub fn init(home: &Home) -> Result<(Queue, InitReport)> {
+        create_dir(home.root(), 0o755)?;
+        if let Some(parent) = home.db_path().parent() {
+            create_dir(parent, 0o755)?;
+        }
+        let config_path = home.config_path();
+        let wrote_config = if config_path.exists() {
+            false
+        } else {
+            if let Some(parent) = config_path.parent() {
+                create_dir(parent, 0o755)?;
+            }
+            std::fs::write(&config_path, DEFAULT_CONFIG_FILE).map_err(|e| Error::io(&config_path, e))?;
+            true
+        };
+        let (store, existed) = Store::create(home.db_path())?;
+        let queue = Queue { home: home.clone(), store };
+        let settings = queue.settings()?;
+        crate::spool::create_layout(&settings.spool_dir)?;
+        Ok((queue, InitReport { already_initialised: existed, wrote_config }))
+    }
+
+    /// Opens the queue in `home`; [`Error::NotInitialised`] (naming the home) if `init` never ran.
+    /// Creates nothing.
+    pub fn open(home: &Home) -> Result<Queue> {
+        let store = match Store::open(home.db_path()) {
+            Err(Error::NotInitialised(_)) => return Err(Error::NotInitialised(home.root().to_path_buf())),
+            other => other?,
+        };
+        Ok(Queue { home: home.clone(), store })
+    }
+
+    /// The queue's home.
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    /// The underlying store (for the worker pool and the spool ingester).
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Every config key with its effective value and where it came from.
+    pub fn config_entries(&self) -> Result<Vec<ConfigEntry>> {
+        load_entries(&self.home, &self.store)
+    }
+
+    /// The effective, typed settings.
+    pub fn settings(&self) -> Result<Settings> {
+        Settings::from_entries(self.home.root(), &self.config_entries()?)
+    }
+
+    /// One key's effective value.
+    pub fn config_get(&self, key: &str) -> Result<ConfigEntry> {
+        let def = config::key_def(key)?;
+        Ok(self.config_entries()?.into_iter().find(|e| e.key == def.name).expect("every key has an entry"))
+    }
+
+    /// Stores a value (overriding the config file); returns the canonical key and value.
+    pub fn config_set(&self, key: &str, value: &str) -> Result<(&'static str, String)> {
+        let def = config::key_def(key)?;
+        let value = config::normalize_value(def, value)?;
+        // Refuse to store anything while the file is broken: the user must see that first.
+        config::read_config_file(&self.home.config_path())?;
+        self.store.config_set(def.name, &value)?;
+        Ok((def.name, value))
+    }
+
+    /// Drops a stored value so the file (or default) applies again; returns whether one existed.
+    pub fn config_unset(&self, key: &str) -> Result<(&'static str, bool)> {
+        let def = config::key_def(key)?;
+        Ok((def.name, self.store.config_unset(def.name)?))
+    }
+
+    /// Enqueues one job from the library API; returns its id.
+    pub fn enqueue(&mut self, spec: JobSpec) -> Result<String> {
+        Ok(self.enqueue_batch(vec![(None, spec)], Source::Api)?.remove(0))
+    }
+
+    /// Enqueues a batch in one durable transaction, all or nothing; returns the ids in order.
+    /// Each spec may carry its location in the input (`line 3`) for error messages.
+    pub fn enqueue_batch(&mut self, specs: Vec<(Option<String>, JobSpec)>, source: Source) -> Result<Vec<String>> {
+        let jobs = prepare_jobs(specs, &source, now_ms())?;
+        self.store.insert_jobs(&jobs, true)?;
+        Ok(jobs.into_iter().map(|j| j.id).collect())
+    }
+
+    /// One job, with its captured output.
+    pub fn get(&self, id: &str) -> Result<Job> {
+        self.store.get_job(id)?.ok_or_else(|| Error::NotFound(id.to_string()))
+    }
+
+    /// A job's attempt history, oldest first.
+    pub fn history(&self, job: &Job) -> Result<Vec<Attempt>> {
+        self.store.attempts(job.seq)
+    }
+
+    /// Jobs in enqueue order, optionally of one state, at most `limit`.
+    pub fn list(&self, state: Option<State>, limit: Option<u64>) -> Result<Vec<Job>> {
+        self.store.list_jobs(state, limit)
+    }
+
+    /// Counts, due/scheduled split and live workers. Removes the rows of dead workers (their
+    /// jobs are left for a worker or `recover`).
+    pub fn status(&mut self) -> Result<Status> {
+        let settings = self.settings()?;
+        let now = now_ms();
+        let host = registry::host_name();
+        let mut workers = Vec::new();
+        for worker in self.store.workers()? {
+            if registry::worker_alive(&worker, now, settings.lease_seconds, &host) {
+                workers.push(worker);
+            } else {
+                self.store.remove_worker(&worker.id)?;
+            }
+        }
+        let counts = self.store.counts()?;
+        let due_now = self.store.count_due(now)?;
+        let waiting = counts.pending + counts.failed;
+        Ok(Status {
+            counts,
+            due_now,
+            scheduled: waiting.saturating_sub(due_now),
+            waiting_by_kind: self.store.waiting_by_kind()?,
+            workers,
+        })
+    }
+
+    /// Puts dead jobs back to `pending` (attempts reset); all or nothing.
+    pub fn dlq_retry(&mut self, ids: &[String]) -> Result<usize> {
+        self.store.dlq_retry(ids)
+    }
+
+    /// Puts every dead job back to `pending`.
+    pub fn dlq_retry_all(&mut self) -> Result<usize> {
+        self.store.dlq_retry_all()
+    }
+
+    /// Recovers at once every `processing` job whose worker is provably gone (its process is
+    /// dead or its heartbeat is older than the lease): each counts as a failed attempt with the
+    /// error `worker lost`.
+    pub fn recover(&mut self) -> Result<RecoverReport> {
+        let settings = self.settings()?;
+        let (_, report) = registry::reap(&mut self.store, &settings, None)?;
+        Ok(RecoverReport { recovered: report.recovered, removed_workers: report.removed_workers })
+    }
+}
+
+/// Reads the config file and the stored values into effective entries.
+pub(crate) fn load_entries(home: &Home, store: &Store) -> Result<Vec<ConfigEntry>> {
+    let file = config::read_config_file(&home.config_path())?;
+    let stored = store.config_values()?;
+    Ok(config::effective(&file, &stored))
+}
+
+/// Turns validated specs into rows: resolves ids, checks duplicates within the batch, computes
+/// `run_at`. The one path every entry point takes.
+pub(crate) fn prepare_jobs(
+    specs: Vec<(Option<String>, JobSpec)>,
+    source: &Source,
+    now: Millis,
+) -> Result<Vec<NewJob>> {
+    if specs.is_empty() {
+        return Err(Error::InvalidJob(crate::error::InvalidJob::whole("empty batch: no jobs given")));
+    }
+    let mut seen = HashSet::with_capacity(specs.len());
+    let mut jobs = Vec::with_capacity(specs.len());
+    for (location, spec) in specs {
+        spec.validate().map_err(|e| match &location {
+            Some(l) => Error::InvalidJob(e.at(l.clone())),
+            None => Error::InvalidJob(e),
+        })?;
+        let id = spec.id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        if !seen.insert(id.clone()) {
+            return Err(Error::InvalidJob(crate::error::InvalidJob {
+                location: location.clone(),
+                field: Some("id".into()),
+                reason: format!("`{id}` appears more than once in the batch"),
+            }));
+        }
+        let run_at = match spec.schedule {
+            Schedule::Now => now,
+            Schedule::At(at) => at,
+            Schedule::After(seconds) => now + (seconds * 1000.0).round() as i64,
+        };
+        jobs.push(NewJob {
+            id,
+            kind: spec.kind,
+            command: spec.command,
+            payload: spec.payload.map(|p| p.to_string()),
+            max_retries: spec.max_retries,
+            priority: spec.priority,
+            run_at,
+            timeout_seconds: spec.timeout_seconds,
+            cwd: spec.cwd,
+            env: if spec.env.is_empty() { None } else { serde_json::to_string(&spec.env).ok() },
+            source: source.to_stored(),
+            location,
+        });
+    }
+    Ok(jobs)
+}
+
+pub(crate) fn create_dir(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if path.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new().recursive(true).mode(mode).create(path).map_err(|e| Error::io(path, e))
+}

@@ -1,0 +1,798 @@
+//! The store: every SQL statement of queuectl lives in this module and nowhere else.
+//!
+//! A [`Store`] is one SQLite connection. It is `Send` but not `Sync`: each thread that needs the
+//! database opens its own. Every state change is one transaction; claims use `BEGIN IMMEDIATE`
+//! so two workers can never claim the same job, and finishing an attempt checks that the job is
+//! still `processing` and held by the same worker, so a stale worker cannot overwrite a result.
+
+pub mod schema;
+
+use crate::error::{Error, Result};
+use crate::job::{Attempt, Job, State};
+use crate::time::{now_ms, Millis};
+use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const JOB_COLUMNS: &str = "seq, id, kind, command, payload, state, attempts, max_retries, priority, run_at, \
+     timeout_seconds, cwd, env, created_at, updated_at, started_at, finished_at, worker, exit_code, \
+     last_error, source";
+const JOB_COLUMNS_WITH_OUTPUT: &str = "seq, id, kind, command, payload, state, attempts, max_retries, priority, \
+     run_at, timeout_seconds, cwd, env, created_at, updated_at, started_at, finished_at, worker, exit_code, \
+     last_error, source, stdout, stderr";
+
+/// The most bytes of each output stream kept in an attempt's history row.
+pub const HISTORY_TAIL_BYTES: usize = 4096;
+
+/// A validated job ready to insert.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// The resolved id.
+    pub id: String,
+    /// Executor kind.
+    pub kind: String,
+    /// Shell command.
+    pub command: String,
+    /// Payload as JSON text.
+    pub payload: Option<String>,
+    /// The job's own max_retries.
+    pub max_retries: Option<u32>,
+    /// Priority.
+    pub priority: i64,
+    /// First run time.
+    pub run_at: Millis,
+    /// Own timeout.
+    pub timeout_seconds: Option<u64>,
+    /// Working directory.
+    pub cwd: Option<String>,
+    /// Environment as a JSON object, if any.
+    pub env: Option<String>,
+    /// `cli`, `api` or `spool:NAME`.
+    pub source: String,
+    /// Where it was in its batch, for error messages.
+    pub location: Option<String>,
+}
+
+/// Counts of jobs per state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateCounts {
+    /// Jobs in `pending`.
+    pub pending: u64,
+    /// Jobs in `processing`.
+    pub processing: u64,
+    /// Jobs in `completed`.
+    pub completed: u64,
+    /// Jobs in `failed` (retry scheduled).
+    pub failed: u64,
+    /// Jobs in `dead` (the DLQ).
+    pub dead: u64,
+}
+
+impl StateCounts {
+    /// The count for one state.
+    pub fn get(&self, state: State) -> u64 {
+        match state {
+            State::Pending => self.pending,
+            State::Processing => self.processing,
+            State::Completed => self.completed,
+            State::Failed => self.failed,
+            State::Dead => self.dead,
+        }
+    }
+
+    /// All jobs.
+    pub fn total(&self) -> u64 {
+        self.pending + self.processing + self.completed + self.failed + self.dead
+    }
+}
+
+/// A worker process as recorded in the `workers` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerRecord {
+    /// Unique id of this worker process (`host:pid:start`).
+    pub id: String,
+    /// Its process id.
+    pub pid: u32,
+    /// The host it runs on.
+    pub host: String,
+    /// The process start time from `/proc/PID/stat`, to detect PID reuse.
+    pub proc_start: Option<u64>,
+    /// When it started.
+    pub started_at: Millis,
+    /// Its last heartbeat.
+    pub heartbeat_at: Millis,
+    /// Its thread count.
+    pub threads: u32,
+    /// The job kinds it runs.
+    pub kinds: Vec<String>,
+    /// JSON array describing its busy threads.
+    pub slots: serde_json::Value,
+    /// True once it has been asked to stop.
+    pub stopping: bool,
+    /// The queuectl version it runs.
+    pub version: String,
+}
+
+/// The end of one attempt, to record.
+#[derive(Debug, Clone)]
+pub struct FinishedAttempt {
+    /// The job's `seq`.
+    pub job_seq: i64,
+    /// The job's `attempts` after this attempt (unchanged for interrupted attempts).
+    pub attempts: u32,
+    /// `completed`, `failed`, `lost` or `interrupted`.
+    pub outcome: &'static str,
+    /// The job's next state.
+    pub new_state: State,
+    /// The job's next `run_at` (for retries and released jobs).
+    pub run_at: Option<Millis>,
+    /// When the attempt started.
+    pub started_at: Option<Millis>,
+    /// When it ended.
+    pub finished_at: Millis,
+    /// Exit code, if the process exited.
+    pub exit_code: Option<i32>,
+    /// Error text for failures.
+    pub error: Option<String>,
+    /// Captured standard output (already capped).
+    pub stdout: Option<String>,
+    /// Captured standard error (already capped).
+    pub stderr: Option<String>,
+}
+
+/// One spool file's jobs, for [`Store::ingest_spool_files`].
+#[derive(Debug, Clone)]
+pub struct SpoolFileJobs {
+    /// The file's identity (name, device, inode, size, mtime).
+    pub file_key: String,
+    /// The file's name.
+    pub name: String,
+    /// Its validated jobs.
+    pub jobs: Vec<NewJob>,
+}
+
+/// What became of one spool file in [`Store::ingest_spool_files`].
+#[derive(Debug)]
+pub enum SpoolFileResult {
+    /// Its jobs were inserted.
+    Inserted(usize),
+    /// It had been committed before (a crash came between commit and unlink).
+    AlreadyIngested,
+    /// It was refused (e.g. an id that already exists from another source).
+    Refused(Error),
+}
+
+/// One SQLite connection to a queue database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+fn is_unique_violation(error: &rusqlite::Error) -> bool {
+    matches!(error, rusqlite::Error::SqliteFailure(e, _)
+        if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+fn tail(text: &Option<String>, limit: usize) -> Option<String> {
+    text.as_ref().map(|t| {
+        if t.len() <= limit {
+            t.clone()
+        } else {
+            let mut start = t.len() - limit;
+            while !t.is_char_boundary(start) {
+                start += 1;
+            }
+            t[start..].to_string()
+        }
+    })
+}
+
+fn row_to_job(row: &Row<'_>) -> rusqlite::Result<Job> {
+    let state: String = row.get(5)?;
+    let payload: Option<String> = row.get(4)?;
+    let env: Option<String> = row.get(12)?;
+    let column_count = row.as_ref().column_count();
+    Ok(Job {
+        seq: row.get(0)?,
+        id: row.get(1)?,
+        kind: row.get(2)?,
+        command: row.get(3)?,
+        payload: payload.and_then(|p| serde_json::from_str(&p).ok()),
+        state: state.parse().unwrap_or(State::Pending),
+        attempts: row.get(6)?,
+        max_retries: row.get(7)?,
+        priority: row.get(8)?,
+        run_at: row.get(9)?,
+        timeout_seconds: row.get(10)?,
+        cwd: row.get(11)?,
+        env: env.and_then(|e| serde_json::from_str(&e).ok()).unwrap_or_default(),
+        created_at: row.get(13)?,
+        updated_at: row.get(14)?,
+        started_at: row.get(15)?,
+        finished_at: row.get(16)?,
+        worker: row.get(17)?,
+        exit_code: row.get(18)?,
+        last_error: row.get(19)?,
+        source: row.get(20)?,
+        stdout: if column_count > 21 { row.get(21)? } else { None },
+        stderr: if column_count > 22 { row.get(22)? } else { None },
+    })
+}
+
+fn row_to_worker(row: &Row<'_>) -> rusqlite::Result<WorkerRecord> {
+    let kinds: String = row.get(7)?;
+    let slots: String = row.get(8)?;
+    Ok(WorkerRecord {
+        id: row.get(0)?,
+        pid: row.get(1)?,
+        host: row.get(2)?,
+        proc_start: row.get::<_, Option<i64>>(3)?.map(|v| v as u64),
+        started_at: row.get(4)?,
+        heartbeat_at: row.get(5)?,
+        threads: row.get(6)?,
+        kinds: serde_json::from_str(&kinds).unwrap_or_default(),
+        slots: serde_json::from_str(&slots).unwrap_or(serde_json::Value::Array(vec![])),
+        stopping: row.get::<_, i64>(9)? != 0,
+        version: row.get(10)?,
+    })
+}
+
+impl Store {
+    /// Opens an existing queue database; [`Error::NotInitialised`] if it does not exist or has no
+    /// schema yet. Never creates anything.
+    pub fn open(path: &Path) -> Result<Store> {
+        if !path.is_file() {
+            return Err(Error::NotInitialised(path.to_path_buf()));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        let store = Store::configure(conn, path)?;
+        let version = store.schema_version()?;
+        if version == 0 {
+            return Err(Error::NotInitialised(path.to_path_buf()));
+        }
+        if version > schema::SCHEMA_VERSION {
+            return Err(Error::SchemaTooNew {
+                path: path.to_path_buf(),
+                found: version,
+                supported: schema::SCHEMA_VERSION,
+            });
+        }
+        if version < schema::SCHEMA_VERSION {
+            store.migrate()?;
+        }
+        Ok(store)
+    }
+
+    /// Creates (or opens) the database and brings its schema up to date. Returns the store and
+    /// whether it already held a schema. A new file is created with mode 0600.
+    pub fn create(path: &Path) -> Result<(Store, bool)> {
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| Error::io(path, e))?;
+        }
+        let conn = Connection::open(path)?;
+        let store = Store::configure(conn, path)?;
+        let existed = store.schema_version()? > 0;
+        store.migrate()?;
+        Ok((store, existed))
+    }
+
+    fn configure(conn: Connection, path: &Path) -> Result<Store> {
+        conn.busy_timeout(Duration::from_secs(30))?;
+        // WAL lets readers (status, list) run while workers write; NORMAL sync is safe in WAL
+        // (consistent after a crash); accepting jobs switches to FULL for durability.
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Other(format!("{}: could not switch to WAL mode (got {mode})", path.display())));
+        }
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+        Ok(Store { conn, path: path.to_path_buf() })
+    }
+
+    fn schema_version(&self) -> Result<i64> {
+        Ok(self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    fn migrate(&self) -> Result<()> {
+        loop {
+            let version = self.schema_version()?;
+            if version > schema::SCHEMA_VERSION {
+                return Err(Error::SchemaTooNew {
+                    path: self.path.clone(),
+                    found: version,
+                    supported: schema::SCHEMA_VERSION,
+                });
+            }
+            if version == schema::SCHEMA_VERSION {
+                return Ok(());
+            }
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            // Re-read under the write lock: another process may have migrated meanwhile.
+            let version = self.schema_version()?;
+            let result = if version < schema::SCHEMA_VERSION {
+                self.conn
+                    .execute_batch(schema::MIGRATIONS[version as usize])
+                    .and_then(|_| self.conn.execute_batch(&format!("PRAGMA user_version = {}", version + 1)))
+            } else {
+                Ok(())
+            };
+            match result {
+                Ok(()) => self.conn.execute_batch("COMMIT")?,
+                Err(e) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// SQLite's `data_version`: changes whenever *another* connection commits. Polling it is
+    /// nearly free and is how idle workers notice new jobs without a daemon.
+    pub fn data_version(&self) -> Result<i64> {
+        Ok(self.conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+
+    /// Inserts a batch of jobs in one transaction, all or nothing. With `durable`, the commit is
+    /// synced to disk (`synchronous = FULL`) before this returns.
+    pub fn insert_jobs(&mut self, jobs: &[NewJob], durable: bool) -> Result<()> {
+        if durable {
+            self.conn.execute_batch("PRAGMA synchronous = FULL")?;
+        }
+        let result = (|| {
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let now = now_ms();
+            insert_jobs_in(&tx, jobs, now)?;
+            tx.commit()?;
+            Ok(())
+        })();
+        if durable {
+            self.conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+        }
+        result
+    }
+
+    /// Inserts the jobs of many spool files in one durable transaction; each file is all or
+    /// nothing on its own (a savepoint), and the file's key is recorded with its jobs so a file
+    /// re-read after a crash is recognised.
+    pub fn ingest_spool_files(&mut self, files: &[SpoolFileJobs]) -> Result<Vec<SpoolFileResult>> {
+        self.conn.execute_batch("PRAGMA synchronous = FULL")?;
+        let result = (|| {
+            let mut tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let now = now_ms();
+            let mut results = Vec::with_capacity(files.len());
+            for file in files {
+                let seen: bool = tx
+                    .query_row("SELECT 1 FROM spool_files WHERE file_key = ?1", [&file.file_key], |_| Ok(true))
+                    .optional()?
+                    .unwrap_or(false);
+                if seen {
+                    results.push(SpoolFileResult::AlreadyIngested);
+                    continue;
+                }
+                let sp = tx.savepoint()?;
+                let inserted = insert_jobs_in(&sp, &file.jobs, now).and_then(|_| {
+                    sp.execute(
+                        "INSERT INTO spool_files (file_key, name, jobs, ingested_at) VALUES (?1, ?2, ?3, ?4)",
+                        params![file.file_key, file.name, file.jobs.len() as i64, now],
+                    )?;
+                    Ok(())
+                });
+                match inserted {
+                    Ok(()) => {
+                        sp.commit()?;
+                        results.push(SpoolFileResult::Inserted(file.jobs.len()));
+                    }
+                    Err(e) => {
+                        drop(sp); // rolls back this file's savepoint only
+                        results.push(SpoolFileResult::Refused(e));
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(results)
+        })();
+        self.conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+        result
+    }
+
+    /// One job with its captured output, or `None`.
+    pub fn get_job(&self, id: &str) -> Result<Option<Job>> {
+        let sql = format!("SELECT {JOB_COLUMNS_WITH_OUTPUT} FROM jobs WHERE id = ?1");
+        Ok(self.conn.query_row(&sql, [id], row_to_job).optional()?)
+    }
+
+    /// The states of the given ids (missing ids are absent from the map).
+    pub fn job_states(&self, ids: &[String]) -> Result<BTreeMap<String, State>> {
+        let mut statement = self.conn.prepare_cached("SELECT state FROM jobs WHERE id = ?1")?;
+        let mut states = BTreeMap::new();
+        for id in ids {
+            if let Some(state) = statement.query_row([id], |r| r.get::<_, String>(0)).optional()? {
+                states.insert(id.clone(), state.parse()?);
+            }
+        }
+        Ok(states)
+    }
+
+    /// Jobs in enqueue order (oldest first), optionally of one state, at most `limit`.
+    pub fn list_jobs(&self, state: Option<State>, limit: Option<u64>) -> Result<Vec<Job>> {
+        let limit = limit.map(|l| l.min(i64::MAX as u64) as i64).unwrap_or(-1);
+        let jobs = match state {
+            Some(state) => {
+                let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = ?1 ORDER BY seq LIMIT ?2");
+                let mut statement = self.conn.prepare(&sql)?;
+                let rows = statement.query_map(params![state.as_str(), limit], row_to_job)?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()?
+            }
+            None => {
+                let sql = format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY seq LIMIT ?1");
+                let mut statement = self.conn.prepare(&sql)?;
+                let rows = statement.query_map(params![limit], row_to_job)?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()?
+            }
+        };
+        Ok(jobs)
+    }
+
+    /// The attempt history of a job, oldest first.
+    pub fn attempts(&self, job_seq: i64) -> Result<Vec<Attempt>> {
+        let mut statement = self.conn.prepare(
+            "SELECT attempt, outcome, worker, started_at, finished_at, exit_code, error, stdout_tail, stderr_tail \
+             FROM attempts WHERE job_seq = ?1 ORDER BY rowid",
+        )?;
+        let rows = statement.query_map([job_seq], |r| {
+            Ok(Attempt {
+                attempt: r.get(0)?,
+                outcome: r.get(1)?,
+                worker: r.get(2)?,
+                started_at: r.get(3)?,
+                finished_at: r.get(4)?,
+                exit_code: r.get(5)?,
+                error: r.get(6)?,
+                stdout_tail: r.get(7)?,
+                stderr_tail: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Jobs per state (kept by triggers: O(1)).
+    pub fn counts(&self) -> Result<StateCounts> {
+        let mut counts = StateCounts::default();
+        let mut statement = self.conn.prepare_cached("SELECT state, n FROM job_counts")?;
+        let rows = statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (state, n) = row?;
+            let n = n.max(0) as u64;
+            match state.as_str() {
+                "pending" => counts.pending = n,
+                "processing" => counts.processing = n,
+                "completed" => counts.completed = n,
+                "failed" => counts.failed = n,
+                "dead" => counts.dead = n,
+                _ => {}
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Jobs waiting to run (`pending` or `failed`) that are due at `now`.
+    pub fn count_due(&self, now: Millis) -> Result<u64> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'failed') AND run_at <= ?1",
+            [now],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+
+    /// Waiting jobs per kind.
+    pub fn waiting_by_kind(&self) -> Result<BTreeMap<String, u64>> {
+        let mut statement = self.conn.prepare(
+            "SELECT kind, COUNT(*) FROM jobs WHERE state IN ('pending', 'failed') GROUP BY kind ORDER BY kind",
+        )?;
+        let rows = statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+        Ok(rows.collect::<rusqlite::Result<BTreeMap<_, _>>>()?)
+    }
+
+    /// The earliest `run_at` among waiting jobs of these kinds (all kinds when `kinds` is empty).
+    pub fn next_run_at(&self, kinds: &[String]) -> Result<Option<Millis>> {
+        if kinds.is_empty() {
+            return Ok(self.conn.query_row(
+                "SELECT MIN(run_at) FROM jobs WHERE state IN ('pending', 'failed')",
+                [],
+                |r| r.get(0),
+            )?);
+        }
+        let sql = format!(
+            "SELECT MIN(run_at) FROM jobs WHERE state IN ('pending', 'failed') AND kind IN ({})",
+            placeholders(kinds.len(), 1)
+        );
+        Ok(self.conn.query_row(&sql, params_from_iter(kinds), |r| r.get(0))?)
+    }
+
+    /// True while any job of these kinds is pending, processing or waiting for a retry.
+    pub fn has_unfinished(&self, kinds: &[String]) -> Result<bool> {
+        let sql = if kinds.is_empty() {
+            "SELECT EXISTS (SELECT 1 FROM jobs WHERE state IN ('pending', 'failed', 'processing'))".to_string()
+        } else {
+            format!(
+                "SELECT EXISTS (SELECT 1 FROM jobs WHERE state IN ('pending', 'failed', 'processing') AND kind IN ({}))",
+                placeholders(kinds.len(), 1)
+            )
+        };
+        Ok(self.conn.query_row(&sql, params_from_iter(kinds), |r| r.get::<_, i64>(0))? != 0)
+    }
+
+    /// Atomically claims up to `limit` due jobs of these kinds for `worker`, in claim order:
+    /// priority (higher first), then due time, then enqueue order.
+    pub fn claim(&mut self, worker: &str, limit: usize, kinds: &[String], now: Millis) -> Result<Vec<Job>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let kind_filter = if kinds.is_empty() {
+            String::new()
+        } else {
+            format!(" AND kind IN ({})", placeholders(kinds.len(), 4))
+        };
+        let sql = format!(
+            "UPDATE jobs SET state = 'processing', worker = ?1, started_at = ?2, updated_at = ?2, finished_at = NULL \
+             WHERE seq IN (SELECT seq FROM jobs WHERE state IN ('pending', 'failed') AND run_at <= ?2{kind_filter} \
+                           ORDER BY priority DESC, run_at, seq LIMIT ?3) \
+             RETURNING {JOB_COLUMNS}"
+        );
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut jobs = {
+            let mut values: Vec<rusqlite::types::Value> =
+                vec![worker.to_string().into(), now.into(), (limit as i64).into()];
+            values.extend(kinds.iter().map(|k| rusqlite::types::Value::from(k.clone())));
+            let mut statement = tx.prepare_cached(&sql)?;
+            let rows = statement.query_map(params_from_iter(values), row_to_job)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        tx.commit()?;
+        jobs.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.run_at.cmp(&b.run_at)).then(a.seq.cmp(&b.seq)));
+        Ok(jobs)
+    }
+
+    /// Records the end of attempts in one transaction. Each applies only if its job is still
+    /// `processing` and held by `worker`; the result says which applied.
+    pub fn finish_attempts(&mut self, worker: Option<&str>, finished: &[FinishedAttempt]) -> Result<Vec<bool>> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut applied = Vec::with_capacity(finished.len());
+        {
+            let mut update = tx.prepare_cached(
+                "UPDATE jobs SET state = ?2, attempts = ?3, run_at = COALESCE(?4, run_at), updated_at = ?5, \
+                 finished_at = ?5, exit_code = ?6, last_error = COALESCE(?7, last_error), stdout = ?8, stderr = ?9, \
+                 worker = CASE WHEN ?2 = 'pending' THEN NULL ELSE worker END \
+                 WHERE seq = ?1 AND state = 'processing' AND (?10 IS NULL OR worker = ?10)",
+            )?;
+            let mut history = tx.prepare_cached(
+                "INSERT INTO attempts (job_seq, attempt, outcome, worker, started_at, finished_at, exit_code, error, \
+                 stdout_tail, stderr_tail) \
+                 SELECT ?1, ?2, ?3, worker, ?4, ?5, ?6, ?7, ?8, ?9 FROM jobs WHERE seq = ?1",
+            )?;
+            for f in finished {
+                // The history row is written first so it can copy the worker column before a
+                // release clears it.
+                let attempt_number = if f.outcome == "interrupted" { f.attempts + 1 } else { f.attempts };
+                let still_ours: bool = tx
+                    .query_row(
+                        "SELECT 1 FROM jobs WHERE seq = ?1 AND state = 'processing' AND (?2 IS NULL OR worker = ?2)",
+                        params![f.job_seq, worker],
+                        |_| Ok(true),
+                    )
+                    .optional()?
+                    .unwrap_or(false);
+                if !still_ours {
+                    applied.push(false);
+                    continue;
+                }
+                history.execute(params![
+                    f.job_seq,
+                    attempt_number,
+                    f.outcome,
+                    f.started_at,
+                    f.finished_at,
+                    f.exit_code,
+                    f.error,
+                    tail(&f.stdout, HISTORY_TAIL_BYTES),
+                    tail(&f.stderr, HISTORY_TAIL_BYTES),
+                ])?;
+                let changed = update.execute(params![
+                    f.job_seq,
+                    f.new_state.as_str(),
+                    f.attempts,
+                    f.run_at,
+                    f.finished_at,
+                    f.exit_code,
+                    f.error,
+                    f.stdout,
+                    f.stderr,
+                    worker,
+                ])?;
+                applied.push(changed == 1);
+            }
+        }
+        tx.commit()?;
+        Ok(applied)
+    }
+
+    /// Jobs in `processing` whose worker is not in `live_workers` (or that name no worker).
+    pub fn orphaned_jobs(&self, live_workers: &[String]) -> Result<Vec<Job>> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'processing' ORDER BY seq");
+        let mut statement = self.conn.prepare(&sql)?;
+        let rows = statement.query_map([], row_to_job)?;
+        let mut orphans = Vec::new();
+        for job in rows {
+            let job = job?;
+            let live = job.worker.as_ref().map(|w| live_workers.contains(w)).unwrap_or(false);
+            if !live {
+                orphans.push(job);
+            }
+        }
+        Ok(orphans)
+    }
+
+    /// Puts dead jobs back to `pending` with attempts reset, all or nothing: an id that does not
+    /// exist or is not dead refuses the whole call.
+    pub fn dlq_retry(&mut self, ids: &[String]) -> Result<usize> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = now_ms();
+        for id in ids {
+            let state: Option<String> =
+                tx.query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+            match state.as_deref() {
+                None => return Err(Error::NotFound(id.clone())),
+                Some("dead") => {}
+                Some(other) => {
+                    return Err(Error::WrongState {
+                        id: id.clone(),
+                        actual: other.to_string(),
+                        expected: "dead (only jobs in the DLQ can be retried)".to_string(),
+                    })
+                }
+            }
+            tx.execute(
+                "UPDATE jobs SET state = 'pending', attempts = 0, run_at = ?2, updated_at = ?2, worker = NULL \
+                 WHERE id = ?1 AND state = 'dead'",
+                params![id, now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(ids.len())
+    }
+
+    /// Puts every dead job back to `pending`; returns how many.
+    pub fn dlq_retry_all(&mut self) -> Result<usize> {
+        let now = now_ms();
+        Ok(self.conn.execute(
+            "UPDATE jobs SET state = 'pending', attempts = 0, run_at = ?1, updated_at = ?1, worker = NULL \
+             WHERE state = 'dead'",
+            [now],
+        )?)
+    }
+
+    /// Every value stored by `config set`.
+    pub fn config_values(&self) -> Result<BTreeMap<String, String>> {
+        let mut statement = self.conn.prepare_cached("SELECT key, value FROM config")?;
+        let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<BTreeMap<_, _>>>()?)
+    }
+
+    /// Stores a `config set` value.
+    pub fn config_set(&self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO config (key, value, updated_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            params![key, value, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Drops a `config set` value; returns whether there was one.
+    pub fn config_unset(&self, key: &str) -> Result<bool> {
+        Ok(self.conn.execute("DELETE FROM config WHERE key = ?1", [key])? > 0)
+    }
+
+    /// Records a worker process (or replaces its row).
+    pub fn register_worker(&self, worker: &WorkerRecord) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO workers (id, pid, host, proc_start, started_at, heartbeat_at, threads, kinds, \
+             slots, stopping, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                worker.id,
+                worker.pid,
+                worker.host,
+                worker.proc_start.map(|v| v as i64),
+                worker.started_at,
+                worker.heartbeat_at,
+                worker.threads,
+                serde_json::to_string(&worker.kinds).unwrap_or_else(|_| "[]".into()),
+                worker.slots.to_string(),
+                worker.stopping as i64,
+                worker.version,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Updates a worker's heartbeat and what its threads run. Returns false if its row is gone
+    /// (another process decided it was dead).
+    pub fn heartbeat(&self, id: &str, now: Millis, slots: &serde_json::Value, stopping: bool) -> Result<bool> {
+        Ok(self.conn.execute(
+            "UPDATE workers SET heartbeat_at = ?2, slots = ?3, stopping = ?4 WHERE id = ?1",
+            params![id, now, slots.to_string(), stopping as i64],
+        )? == 1)
+    }
+
+    /// Removes a worker's row.
+    pub fn remove_worker(&self, id: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM workers WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// Every recorded worker.
+    pub fn workers(&self) -> Result<Vec<WorkerRecord>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT id, pid, host, proc_start, started_at, heartbeat_at, threads, kinds, slots, stopping, version \
+             FROM workers ORDER BY started_at, id",
+        )?;
+        let rows = statement.query_map([], row_to_worker)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}
+
+fn placeholders(count: usize, first: usize) -> String {
+    (first..first + count).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
+}
+
+fn insert_jobs_in(conn: &Connection, jobs: &[NewJob], now: Millis) -> Result<()> {
+    let mut statement = conn.prepare_cached(
+        "INSERT INTO jobs (id, kind, command, payload, state, attempts, max_retries, priority, run_at, \
+         timeout_seconds, cwd, env, created_at, updated_at, source) \
+         VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
+    )?;
+    for job in jobs {
+        let result = statement.execute(params![
+            job.id,
+            job.kind,
+            job.command,
+            job.payload,
+            job.max_retries,
+            job.priority,
+            job.run_at,
+            job.timeout_seconds.map(|t| t as i64),
+            job.cwd,
+            job.env,
+            now,
+            job.source,
+        ]);
+        if let Err(e) = result {
+            if is_unique_violation(&e) {
+                return Err(Error::DuplicateId { id: job.id.clone(), location: job.location.clone() });
+            }
+            return Err(e.into());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! The worker registry: which worker processes are alive, and what happens to the jobs of those
+//! that are not.
+//!
+//! A worker is alive while its heartbeat is fresher than `lease_seconds` and, when it runs on
+//! this host, its PID exists with the same start time as recorded (PIDs get reused). The jobs of
+//! a worker that is not alive are "lost": each is handled as a failed attempt with the error
+//! `worker lost`, so a job that keeps crashing its worker ends in the DLQ instead of looping.
+
+use crate::backoff::RetryDecision;
+use crate::config::Settings;
+use crate::error::Result;
+use crate::job::{Job, State};
+use crate::store::{FinishedAttempt, Store, WorkerRecord};
+use crate::time::{now_ms, Millis};
+
+/// This machine's host name.
+pub fn host_name() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: the buffer is valid for its length and gethostname NUL-terminates within it.
+    let rc = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    if rc != 0 {
+        return "localhost".to_string();
+    }
+    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+    String::from_utf8_lossy(&buffer[..end]).into_owned()
+}
+
+/// The start time of a process (field 22 of `/proc/PID/stat`, in clock ticks since boot), or
+/// `None` if there is no such process.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: split after its last ')'.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// True if a process with this PID exists (and, when given, started at `start_time`).
+pub fn process_alive(pid: u32, start_time: Option<u64>) -> bool {
+    if pid == 0 || pid > i32::MAX as u32 {
+        return false;
+    }
+    match process_start_time(pid) {
+        Some(actual) => {
+            // A zombie has exited: it holds no jobs, only its parent has not reaped it yet.
+            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rfind(')').map(|i| s[i + 1..].trim_start().starts_with('Z')))
+                .unwrap_or(false);
+            !zombie && start_time.map(|expected| expected == actual).unwrap_or(true)
+        }
+        None => {
+            // No /proc (or no entry): fall back to kill(pid, 0).
+            // SAFETY: signal 0 only checks for the process's existence.
+            let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
+            rc == 0 && !std::path::Path::new("/proc/self").exists()
+        }
+    }
+}
+
+/// Whether a recorded worker is alive at `now`.
+pub fn worker_alive(worker: &WorkerRecord, now: Millis, lease_seconds: u64, this_host: &str) -> bool {
+    let fresh = now - worker.heartbeat_at <= (lease_seconds as i64) * 1000;
+    if !fresh {
+        return false;
+    }
+    if worker.host == this_host {
+        return process_alive(worker.pid, worker.proc_start);
+    }
+    true
+}
+
+/// What [`reap`] found and did.
+#[derive(Debug, Clone, Default)]
+pub struct ReapReport {
+    /// Worker rows removed because their process is gone.
+    pub removed_workers: Vec<WorkerRecord>,
+    /// Jobs recovered, with the state each was moved to.
+    pub recovered: Vec<(String, State)>,
+}
+
+/// Removes the rows of dead workers and recovers every `processing` job whose worker is not
+/// alive: each counts as a failed attempt with the error `worker lost`.
+pub fn reap(store: &mut Store, settings: &Settings, keep_alive: Option<&str>) -> Result<(Vec<WorkerRecord>, ReapReport)> {
+    let now = now_ms();
+    let host = host_name();
+    let mut live = Vec::new();
+    let mut report = ReapReport::default();
+    for worker in store.workers()? {
+        let ours = keep_alive == Some(worker.id.as_str());
+        if ours || worker_alive(&worker, now, settings.lease_seconds, &host) {
+            live.push(worker);
+        } else {
+            store.remove_worker(&worker.id)?;
+            report.removed_workers.push(worker);
+        }
+    }
+    let live_ids: Vec<String> = live.iter().map(|w| w.id.clone()).collect();
+    let orphans = store.orphaned_jobs(&live_ids)?;
+    if !orphans.is_empty() {
+        let finished: Vec<FinishedAttempt> = orphans.iter().map(|job| lost_attempt(job, settings, now)).collect();
+        let applied = store.finish_attempts(None, &finished)?;
+        for ((job, f), ok) in orphans.iter().zip(&finished).zip(applied) {
+            if ok {
+                report.recovered.push((job.id.clone(), f.new_state));
+            }
+        }
+    }
+    Ok((live, report))
+}
+
+fn lost_attempt(job: &Job, settings: &Settings, now: Millis) -> FinishedAttempt {
+    let attempts = job.attempts + 1;
+    let (new_state, run_at) = match settings.retry_policy(job.max_retries).decide(attempts) {
+        RetryDecision::RetryAfter(delay) => (State::Failed, Some(now + delay.as_millis() as i64)),
+        RetryDecision::Dead => (State::Dead, None),
+    };
+    FinishedAttempt {
+        job_seq: job.seq,
+        attempts,
+        outcome: "lost",
+        new_state,
+        run_at,
+        started_at: job.started_at,
+        finished_at: now,
+        exit_code: None,
+        error: Some(format!(
+            "worker lost{}",
+            job.worker.as_ref().map(|w| format!(" ({w})")).unwrap_or_default()
+        )),
+        stdout: None,
+        stderr: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_a_wrong_start_time_is_not() {
+        let pid = std::process::id();
+        let start = process_start_time(pid).expect("start time of self");
+        assert!(process_alive(pid, Some(start)));
+        assert!(!process_alive(pid, Some(start + 1)));
+        assert!(!process_alive(0, None));
+    }
+}
