@@ -49,6 +49,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Status(args) => cli::status::run(&mut Queue::open(&home)?, args),
         Command::Dlq(command) => cli::dlq::run(&mut Queue::open(&home)?, command),
         Command::Config(command) => cli::config_cmd::run(&Queue::open(&home)?, command),
+        Command::Spool(command) => cli::spool_cmd::run(&home, command),
         Command::Recover => {
             let mut queue = Queue::open(&home)?;
             let report = queue.recover()?;

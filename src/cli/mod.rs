@@ -5,6 +5,7 @@ pub mod dlq;
 pub mod enqueue;
 pub mod inspect;
 pub mod output;
+pub mod spool_cmd;
 pub mod status;
 
 use clap::{Parser, Subcommand};
@@ -65,6 +66,10 @@ pub enum Command {
     /// Read and change settings (default < config/queuectl.toml < config set < job)
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+
+    /// The spool directory other programs drop job files into
+    #[command(subcommand)]
+    Spool(spool_cmd::SpoolCommand),
 
     /// Recover jobs stuck in processing whose worker is gone
     #[command(after_help = "Example:\n  queuectl recover\n\nEach recovered job counts as a failed attempt (error \"worker lost\").")]
