@@ -36,7 +36,9 @@
 pub mod backoff;
 pub mod config;
 pub mod error;
+pub mod executor;
 pub mod home;
+pub mod hooks;
 pub mod job;
 pub mod queue;
 pub mod shutdown;

@@ -49,6 +49,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Status(args) => cli::status::run(&mut Queue::open(&home)?, args),
         Command::Dlq(command) => cli::dlq::run(&mut Queue::open(&home)?, command),
         Command::Config(command) => cli::config_cmd::run(&Queue::open(&home)?, command),
+        Command::Worker(command) => cli::worker_cmd::run(&home, command),
+        Command::Wait(args) => cli::wait::run(&Queue::open(&home)?, args),
         Command::Spool(command) => cli::spool_cmd::run(&home, command),
         Command::Recover => {
             let mut queue = Queue::open(&home)?;

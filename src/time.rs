@@ -50,7 +50,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Formats a duration for people: `0.01s`, `2s`, `1.5s`, `3m20s`.
 pub fn format_duration(duration: Duration) -> String {
     let seconds = duration.as_secs_f64();
-    if seconds < 10.0 {
+    if seconds < 1.0 {
+        let text = format!("{seconds:.3}");
+        let text = text.trim_end_matches('0').trim_end_matches('.');
+        format!("{}s", if text.is_empty() { "0" } else { text })
+    } else if seconds < 10.0 {
         let text = format!("{seconds:.2}");
         let text = text.trim_end_matches('0').trim_end_matches('.');
         format!("{text}s")

@@ -1,6 +1,6 @@
 //! `queuectl list`, `show` and `logs`.
 
-use super::output::{cut, print_json, print_table};
+use super::output::{print_json, print_table};
 use anyhow::Result;
 use clap::Args;
 use queuectl::time::format_ms;
@@ -171,9 +171,4 @@ pub fn logs(queue: &Queue, args: &LogsArgs) -> Result<()> {
         let _ = std::io::stderr().write_all(text.as_bytes());
     }
     Ok(())
-}
-
-/// Cuts a command for one-line messages.
-pub fn short_command(command: &str) -> String {
-    cut(command, 80)
 }

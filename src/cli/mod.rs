@@ -7,6 +7,8 @@ pub mod inspect;
 pub mod output;
 pub mod spool_cmd;
 pub mod status;
+pub mod wait;
+pub mod worker_cmd;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -70,6 +72,14 @@ pub enum Command {
     /// The spool directory other programs drop job files into
     #[command(subcommand)]
     Spool(spool_cmd::SpoolCommand),
+
+    /// Start and stop workers
+    #[command(subcommand)]
+    Worker(worker_cmd::WorkerCommand),
+
+    /// Block until the given jobs (or all jobs) are completed or dead
+    #[command(after_help = "Examples:\n  queuectl wait job1 job2 --timeout 60s\n  queuectl wait              # every job\n\nExit code 1 on timeout.")]
+    Wait(wait::WaitArgs),
 
     /// Recover jobs stuck in processing whose worker is gone
     #[command(after_help = "Example:\n  queuectl recover\n\nEach recovered job counts as a failed attempt (error \"worker lost\").")]

@@ -1,3 +1,9 @@
-//! Workers: the pool that claims jobs and runs them, and the registry of worker processes.
+//! Workers: the pool that claims and runs jobs, its events, and the registry of worker
+//! processes (liveness, lease recovery).
 
+pub mod events;
+pub mod pool;
 pub mod registry;
+
+pub use events::{Observer, WorkerEvent};
+pub use pool::PoolBuilder;

@@ -1,0 +1,80 @@
+//! `queuectl wait`: block until jobs are completed or dead (scripts and tests use it instead of
+//! sleeping).
+
+use anyhow::Result;
+use clap::Args;
+use queuectl::error::Error;
+use queuectl::time::parse_duration;
+use queuectl::{Queue, State};
+use std::time::{Duration, Instant};
+
+/// Arguments of `queuectl wait`.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// The jobs to wait for (default: every job in the queue)
+    pub ids: Vec<String>,
+
+    /// Give up after this long (exit code 1), e.g. 60s; default: wait forever
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+
+    /// Print nothing on success
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// Runs `queuectl wait`.
+pub fn run(queue: &Queue, args: &WaitArgs) -> Result<()> {
+    let timeout = match &args.timeout {
+        Some(t) => Some(parse_duration(t).map_err(|e| Error::InvalidArgument(format!("--timeout: {e}")))?),
+        None => None,
+    };
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let store = queue.store();
+    // Unknown ids are a mistake to report now, not a wait that can never end.
+    let states = store.job_states(&args.ids)?;
+    if let Some(missing) = args.ids.iter().find(|id| !states.contains_key(*id)) {
+        return Err(Error::NotFound(missing.clone()).into());
+    }
+    let mut last_version = None;
+    loop {
+        let version = store.data_version()?;
+        if last_version != Some(version) {
+            last_version = Some(version);
+            if args.ids.is_empty() {
+                if !store.has_unfinished(&[])? {
+                    if !args.quiet {
+                        let counts = store.counts()?;
+                        println!("all jobs finished: {} completed, {} dead", counts.completed, counts.dead);
+                    }
+                    return Ok(());
+                }
+            } else {
+                let states = store.job_states(&args.ids)?;
+                if states.values().all(|s| s.is_final()) {
+                    if !args.quiet {
+                        for id in &args.ids {
+                            println!("{id} {}", states.get(id).copied().unwrap_or(State::Pending));
+                        }
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        if let Some(deadline) = deadline {
+            if Instant::now() >= deadline {
+                let waiting = if args.ids.is_empty() {
+                    let c = store.counts()?;
+                    format!("{} jobs not finished", c.pending + c.processing + c.failed)
+                } else {
+                    let states = store.job_states(&args.ids)?;
+                    let open: Vec<String> =
+                        states.iter().filter(|(_, s)| !s.is_final()).map(|(id, s)| format!("{id} ({s})")).collect();
+                    format!("still waiting for {}", open.join(", "))
+                };
+                anyhow::bail!("timed out after {}: {waiting}", args.timeout.as_deref().unwrap_or(""));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

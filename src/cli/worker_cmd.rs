@@ -1,0 +1,282 @@
+//! `queuectl worker start|stop`.
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use queuectl::error::Error;
+use queuectl::time::{format_duration, parse_duration};
+use queuectl::worker::registry;
+use queuectl::worker::{PoolBuilder, WorkerEvent};
+use queuectl::{Home, Queue, Shutdown};
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// `queuectl worker` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum WorkerCommand {
+    /// Run jobs: one process with N executor threads (foreground unless --detach)
+    #[command(after_help = "Examples:\n  queuectl worker start --count 2\n  queuectl worker start --count 4 --detach\n  queuectl worker start --until-empty        # drain the queue, then exit (cron)\n\nSIGINT/SIGTERM: stop claiming, let running jobs finish, exit 0. A second signal kills\nrunning jobs and puts them back to pending without counting the attempt.")]
+    Start(StartArgs),
+    /// Stop every worker of this home gracefully and wait for them to exit
+    #[command(after_help = "Example:\n  queuectl worker stop --timeout 30s\n\nAfter the timeout the workers are signalled again: running jobs are killed and put back\nto pending without counting the attempt.")]
+    Stop(StopArgs),
+}
+
+/// Arguments of `queuectl worker start`.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Executor threads (default: config worker_count)
+    #[arg(long, short = 'c', value_name = "N")]
+    pub count: Option<usize>,
+
+    /// Run in the background; output goes to a log file in HOME/logs
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+
+    /// Exit once no job is pending, processing or waiting for a retry
+    #[arg(long)]
+    pub until_empty: bool,
+
+    /// Do not ingest the spool directory in this worker
+    #[arg(long)]
+    pub no_spool: bool,
+
+    /// Print less: only failures, DLQ moves and warnings
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// Arguments of `queuectl worker stop`.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// How long running jobs may take to finish before they are killed, e.g. 30s
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    pub timeout: String,
+}
+
+/// Runs `queuectl worker ...`.
+pub fn run(home: &Home, command: &WorkerCommand) -> Result<()> {
+    match command {
+        WorkerCommand::Start(args) => start(home, args),
+        WorkerCommand::Stop(args) => stop(home, args),
+    }
+}
+
+fn print_line(line: String) {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Formats one pool event in the spirit of the spec's sample output.
+pub fn event_line(pid: u32, event: &WorkerEvent, quiet: bool) -> Option<String> {
+    let cut = |c: &str| super::output::cut(c, 100);
+    Some(match event {
+        WorkerEvent::Started { threads, kinds, .. } => {
+            let kinds = if kinds.len() == 1 && kinds[0] == "shell" { String::new() } else { format!(", kinds: {}", kinds.join(", ")) };
+            format!("Started {threads} worker{} (PID {pid}{kinds})", if *threads == 1 { "" } else { "s" })
+        }
+        WorkerEvent::JobStarted { thread, job, attempt } if !quiet => {
+            let retry = if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
+            format!("[{pid}/{thread}] Executing job {}{retry}: {}", job.id, cut(&job.command))
+        }
+        WorkerEvent::JobCompleted { thread, job, duration, .. } if !quiet => {
+            format!("[{pid}/{thread}] Job {} completed ({})", job.id, format_duration(*duration))
+        }
+        WorkerEvent::JobRetrying { thread, job, attempt, max_runs, delay, outcome } => format!(
+            "[{pid}/{thread}] Job {} failed (attempt {attempt} of {max_runs}, {}), retrying in {}",
+            job.id,
+            outcome.error.as_deref().unwrap_or("failed"),
+            format_duration(*delay)
+        ),
+        WorkerEvent::JobDead { thread, job, attempts, outcome } => format!(
+            "[{pid}/{thread}] Job {} moved to DLQ after {attempts} attempt{}: {}",
+            job.id,
+            if *attempts == 1 { "" } else { "s" },
+            outcome.error.as_deref().unwrap_or("failed")
+        ),
+        WorkerEvent::JobReleased { thread, job } => {
+            format!("[{pid}/{thread}] Job {} killed by forced shutdown, back to pending (attempt not counted)", job.id)
+        }
+        WorkerEvent::ResultDiscarded { thread, job } => {
+            format!("[{pid}/{thread}] Job {}: result discarded, another worker recovered the job", job.id)
+        }
+        WorkerEvent::JobTimedOut { thread, job_id, signal } => {
+            format!("[{pid}/{thread}] Job {job_id} timed out: sent {signal} to its process group")
+        }
+        WorkerEvent::Recovered { jobs } => {
+            let list: Vec<String> = jobs.iter().map(|(id, state)| format!("{id} -> {state}")).collect();
+            format!("[{pid}] Recovered {} job{} of a lost worker: {}", jobs.len(), if jobs.len() == 1 { "" } else { "s" }, list.join(", "))
+        }
+        WorkerEvent::Stopping { forced: false, running } => {
+            format!("[{pid}] Stopping: waiting for {running} running job{} to finish (signal again to kill them)", if *running == 1 { "" } else { "s" })
+        }
+        WorkerEvent::Stopping { forced: true, running } => {
+            format!("[{pid}] Forced stop: killing {running} running job{} and putting them back to pending", if *running == 1 { "" } else { "s" })
+        }
+        WorkerEvent::Stopped { jobs_run } => format!("[{pid}] Worker stopped after {jobs_run} job{}", if *jobs_run == 1 { "" } else { "s" }),
+        WorkerEvent::Warning(message) => format!("[{pid}] warning: {message}"),
+        _ => return None,
+    })
+}
+
+fn start(home: &Home, args: &StartArgs) -> Result<()> {
+    // Fail early, in the foreground, if the home is not initialised or the config is broken.
+    let queue = Queue::open(home)?;
+    let settings = queue.settings()?;
+    drop(queue);
+    let count = args.count.unwrap_or(settings.worker_count);
+    if count == 0 || count > 1024 {
+        return Err(Error::InvalidArgument(format!("--count must be from 1 to 1024, got {count}")).into());
+    }
+    if args.detach {
+        return detach(home, args, count);
+    }
+    let shutdown = Shutdown::new();
+    let handler_shutdown = shutdown.clone();
+    ctrlc::set_handler(move || handler_shutdown.escalate()).context("installing the signal handler")?;
+    let pid = std::process::id();
+    let quiet = args.quiet;
+    let spool_thread = if args.no_spool {
+        None
+    } else {
+        start_ingester(home, &shutdown, args.until_empty, pid)?
+    };
+    let pool = PoolBuilder::new(home)
+        .threads(count)
+        .until_empty(args.until_empty)
+        .observer(move |event: &WorkerEvent| {
+            if let Some(line) = event_line(pid, event, quiet) {
+                print_line(line);
+            }
+        });
+    let result = pool.run(&shutdown);
+    // The pool may have ended on its own (--until-empty): stop the ingester too.
+    shutdown.request_stop();
+    if let Some(handle) = spool_thread {
+        let _ = handle.join();
+    }
+    result?;
+    Ok(())
+}
+
+fn detach(home: &Home, args: &StartArgs, count: usize) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let log_dir = home.log_dir();
+    std::fs::create_dir_all(&log_dir).map_err(|e| Error::io(&log_dir, e))?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    let log_path = log_dir.join(format!("worker-{stamp}.log"));
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(|e| Error::io(&log_path, e))?;
+    let log_err = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
+    let exe = std::env::current_exe().context("finding the queuectl executable")?;
+    let mut command = std::process::Command::new(exe);
+    command.arg("--home").arg(home.root()).arg("--db").arg(home.db_path());
+    command.args(["worker", "start", "--count", &count.to_string()]);
+    if args.until_empty {
+        command.arg("--until-empty");
+    }
+    if args.no_spool {
+        command.arg("--no-spool");
+    }
+    if args.quiet {
+        command.arg("--quiet");
+    }
+    // A new process group: the terminal's Ctrl-C must not reach the background worker.
+    command.stdin(std::process::Stdio::null()).stdout(log).stderr(log_err).process_group(0);
+    let mut child = command.spawn().context("starting the background worker")?;
+    let pid = child.id();
+    // Wait until it has registered, so a mistake shows here rather than only in the log.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().context("checking the background worker")? {
+            let log_text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let last = log_text.lines().last().unwrap_or("").to_string();
+            anyhow::bail!("background worker exited at once ({status}): {last} (log: {})", log_path.display());
+        }
+        let mut queue = Queue::open(home)?;
+        if queue.status()?.workers.iter().any(|w| w.pid == pid) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!("Started {count} worker{} in the background (PID {pid})", if count == 1 { "" } else { "s" });
+    println!("log: {}", log_path.display());
+    Ok(())
+}
+
+fn stop(home: &Home, args: &StopArgs) -> Result<()> {
+    let timeout = parse_duration(&args.timeout).map_err(|e| Error::InvalidArgument(format!("--timeout: {e}")))?;
+    let mut queue = Queue::open(home)?;
+    let status = queue.status()?;
+    let host = registry::host_name();
+    let local: Vec<_> = status.workers.iter().filter(|w| w.host == host).cloned().collect();
+    for w in status.workers.iter().filter(|w| w.host != host) {
+        eprintln!("worker PID {} runs on host {}: stop it there", w.pid, w.host);
+    }
+    if local.is_empty() {
+        println!("no workers running");
+        return Ok(());
+    }
+    for w in &local {
+        send(w.pid, libc::SIGTERM);
+        println!("Stopping worker PID {} ({} thread{}, {} busy)", w.pid, w.threads, if w.threads == 1 { "" } else { "s" }, w.slots.as_array().map(|s| s.len()).unwrap_or(0));
+    }
+    let alive = |w: &queuectl::store::WorkerRecord| registry::process_alive(w.pid, w.proc_start);
+    let mut remaining = wait_for_exit(&local, timeout, alive);
+    if !remaining.is_empty() {
+        for w in &remaining {
+            println!("Worker PID {} still running after {}: killing its jobs (they go back to pending)", w.pid, format_duration(timeout));
+            send(w.pid, libc::SIGTERM);
+        }
+        remaining = wait_for_exit(&remaining, Duration::from_secs(15), alive);
+    }
+    if remaining.is_empty() {
+        Ok(())
+    } else {
+        let pids: Vec<String> = remaining.iter().map(|w| w.pid.to_string()).collect();
+        anyhow::bail!("workers still running: PID {}", pids.join(", "))
+    }
+}
+
+fn send(pid: u32, signal: libc::c_int) {
+    // SAFETY: kill(2) on a worker PID read from the registry (checked alive with its start time).
+    unsafe {
+        libc::kill(pid as libc::pid_t, signal);
+    }
+}
+
+fn wait_for_exit(
+    workers: &[queuectl::store::WorkerRecord],
+    timeout: Duration,
+    alive: impl Fn(&queuectl::store::WorkerRecord) -> bool,
+) -> Vec<queuectl::store::WorkerRecord> {
+    let deadline = Instant::now() + timeout;
+    let mut remaining: Vec<_> = workers.to_vec();
+    loop {
+        remaining.retain(|w| {
+            if alive(w) {
+                true
+            } else {
+                println!("Worker PID {} exited", w.pid);
+                false
+            }
+        });
+        if remaining.is_empty() || Instant::now() >= deadline {
+            return remaining;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts the spool ingester beside the pool (wired once the spool module lands).
+fn start_ingester(
+    _home: &Home,
+    _shutdown: &Shutdown,
+    _until_empty: bool,
+    _pid: u32,
+) -> Result<Option<std::thread::JoinHandle<queuectl::Result<()>>>> {
+    Ok(None)
+}

@@ -1,0 +1,99 @@
+//! The built-in executor: runs a job's command with `sh -c` in its own process group.
+
+use super::{signal_name, ExecContext, Executor, Outcome, TailBuffer};
+use crate::job::Job;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Runs `sh -c "<command>"` with stdin from /dev/null, the queue home (or the job's `cwd`) as
+/// working directory, the inherited environment plus `QUEUECTL_JOB_ID`, `QUEUECTL_ATTEMPT` and
+/// the job's `env`. The process gets its own process group, so a timeout or a forced shutdown
+/// reaches every process the command started. Output is captured with a byte cap (the tail).
+///
+/// The attempt ends when the shell exits *and* its output pipes close, as with `cmd | cat`: a
+/// command that leaves a background process writing to its output runs until that ends too
+/// (or until its timeout kills the whole group).
+#[derive(Debug, Clone, Default)]
+pub struct ShellExecutor;
+
+impl Executor for ShellExecutor {
+    fn execute(&self, job: &Job, context: &ExecContext) -> Outcome {
+        let cwd = match &job.cwd {
+            Some(cwd) if Path::new(cwd).is_absolute() => Path::new(cwd).to_path_buf(),
+            Some(cwd) => context.home.join(cwd),
+            None => context.home.clone(),
+        };
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(&job.command)
+            .current_dir(&cwd)
+            .env("QUEUECTL_JOB_ID", &job.id)
+            .env("QUEUECTL_ATTEMPT", context.attempt.to_string())
+            .envs(&job.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                let reason = if !cwd.is_dir() {
+                    format!("failed to start: working directory {} does not exist", cwd.display())
+                } else {
+                    format!("failed to start: {e}")
+                };
+                return Outcome::failure(reason);
+            }
+        };
+        context.set_process(child.id());
+        // A forced shutdown may have fired between the claim and the spawn: honour it now.
+        if context.is_cancelled() {
+            super::signal_group(child.id(), libc::SIGKILL);
+        }
+        let limit = context.output_limit;
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let stderr_reader = std::thread::Builder::new().name("queuectl-stderr".into()).spawn(move || {
+            let mut tail = TailBuffer::new(limit);
+            if let Some(stream) = stderr {
+                tail.read_all(stream);
+            }
+            tail
+        });
+        let mut stdout_tail = TailBuffer::new(limit);
+        if let Some(stream) = stdout {
+            stdout_tail.read_all(stream);
+        }
+        let stderr_tail = match stderr_reader {
+            Ok(handle) => handle.join().unwrap_or_else(|_| TailBuffer::new(0)),
+            Err(_) => TailBuffer::new(0),
+        };
+        let status = child.wait();
+        let (stdout, stderr) = (stdout_tail.into_text(), stderr_tail.into_text());
+        let outcome = match status {
+            Err(e) => Outcome::failure(format!("failed to wait for the process: {e}")),
+            Ok(status) => {
+                if context.is_timed_out() {
+                    let seconds = context.timeout.map(|t| t.as_secs_f64()).unwrap_or(0.0);
+                    let mut o = Outcome::failure(format!("timed out after {}", crate::time::format_duration(std::time::Duration::from_secs_f64(seconds))));
+                    o.exit_code = status.code();
+                    o
+                } else if let Some(code) = status.code() {
+                    match code {
+                        0 => Outcome::success().with_exit_code(0),
+                        127 => Outcome::failure("command not found (exit 127)").with_exit_code(127),
+                        126 => Outcome::failure("command not executable (exit 126)").with_exit_code(126),
+                        code => Outcome::failure(format!("exit {code}")).with_exit_code(code),
+                    }
+                } else if let Some(signal) = status.signal() {
+                    Outcome::failure(format!("killed by {}", signal_name(signal)))
+                } else {
+                    Outcome::failure("ended without an exit code")
+                }
+            }
+        };
+        outcome.with_output(stdout, stderr)
+    }
+}

@@ -1,0 +1,161 @@
+//! Shell hooks: commands from the config file's `[hooks]` table, run on job life-cycle events.
+//!
+//! ```toml
+//! [hooks]
+//! on_dead = "notify-send \"job $QUEUECTL_JOB_ID died: $QUEUECTL_JOB_ERROR\""
+//! ```
+//!
+//! Each hook runs with `sh -c` on a thread of its own, with the job's id, command, state,
+//! attempts, exit code and error in `QUEUECTL_JOB_*` variables. A hook that fails or runs past
+//! `hooks.timeout_seconds` (killed with its process group) is reported as a warning and never
+//! affects the job or the worker. Library users get the same events as Rust callbacks through
+//! [`crate::worker::Observer`].
+
+use crate::config::{HookCommands, Settings};
+use crate::home::Home;
+use crate::job::Job;
+use crate::worker::{Observer, WorkerEvent};
+use crossbeam_channel::{Receiver, Sender};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How often the hook commands are re-read from config.
+const RELOAD_EVERY: Duration = Duration::from_secs(1);
+
+/// The observer that runs the config file's `[hooks]`.
+pub struct ShellHooks {
+    home: Home,
+    cached: Mutex<(Instant, HookCommands)>,
+    warnings: Sender<String>,
+    warnings_rx: Receiver<String>,
+}
+
+impl std::fmt::Debug for ShellHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShellHooks").field("home", &self.home).finish()
+    }
+}
+
+impl ShellHooks {
+    /// Hooks for the queue in `home`; the commands are read from its config (and re-read).
+    pub fn new(home: &Home) -> ShellHooks {
+        let (warnings, warnings_rx) = crossbeam_channel::unbounded();
+        let hooks = ShellHooks::load(home).unwrap_or_default();
+        ShellHooks { home: home.clone(), cached: Mutex::new((Instant::now(), hooks)), warnings, warnings_rx }
+    }
+
+    fn load(home: &Home) -> Option<HookCommands> {
+        let queue = crate::queue::Queue::open(home).ok()?;
+        queue.settings().ok().map(|s: Settings| s.hooks)
+    }
+
+    /// Warnings from hooks that failed or timed out since the last call.
+    pub fn take_warnings(&self) -> Vec<String> {
+        self.warnings_rx.try_iter().collect()
+    }
+
+    fn commands(&self) -> HookCommands {
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if cached.0.elapsed() >= RELOAD_EVERY {
+            if let Some(hooks) = ShellHooks::load(&self.home) {
+                cached.1 = hooks;
+            }
+            cached.0 = Instant::now();
+        }
+        cached.1.clone()
+    }
+
+    fn fire(&self, name: &'static str, command: Option<String>, timeout: u64, job: &Job, vars: Vec<(&'static str, String)>) {
+        let Some(command) = command else { return };
+        let mut env = vec![
+            ("QUEUECTL_HOOK", name.to_string()),
+            ("QUEUECTL_JOB_ID", job.id.clone()),
+            ("QUEUECTL_JOB_COMMAND", job.command.clone()),
+            ("QUEUECTL_JOB_KIND", job.kind.clone()),
+        ];
+        env.extend(vars);
+        let warnings = self.warnings.clone();
+        let cwd = self.home.root().to_path_buf();
+        let spawned = std::thread::Builder::new().name(format!("queuectl-hook-{name}")).spawn(move || {
+            if let Err(message) = run_hook(&command, &env, &cwd, Duration::from_secs(timeout)) {
+                let job = env.iter().find(|(k, _)| *k == "QUEUECTL_JOB_ID").map(|(_, v)| v.clone()).unwrap_or_default();
+                let _ = warnings.send(format!("hook {name} for job {job}: {message}"));
+            }
+        });
+        if let Err(e) = spawned {
+            let _ = self.warnings.send(format!("hook {name}: could not start a thread: {e}"));
+        }
+    }
+}
+
+fn run_hook(command: &str, env: &[(&'static str, String)], cwd: &std::path::Path, timeout: Duration) -> Result<(), String> {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("failed to start: {e}"))?;
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(format!("failed ({status})")),
+            Ok(None) if Instant::now() >= deadline => {
+                crate::executor::signal_group(child.id(), libc::SIGKILL);
+                let _ = child.wait();
+                return Err(format!("timed out after {}s and was killed", timeout.as_secs()));
+            }
+            Ok(None) => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(e) => return Err(format!("failed to wait: {e}")),
+        }
+    }
+}
+
+fn outcome_vars(state: &str, attempts: u32, outcome: &crate::executor::Outcome) -> Vec<(&'static str, String)> {
+    vec![
+        ("QUEUECTL_JOB_STATE", state.to_string()),
+        ("QUEUECTL_JOB_ATTEMPTS", attempts.to_string()),
+        ("QUEUECTL_JOB_EXIT_CODE", outcome.exit_code.map(|c| c.to_string()).unwrap_or_default()),
+        ("QUEUECTL_JOB_ERROR", outcome.error.clone().unwrap_or_default()),
+    ]
+}
+
+impl Observer for ShellHooks {
+    fn on_event(&self, event: &WorkerEvent) {
+        let hooks = self.commands();
+        let timeout = hooks.timeout_seconds;
+        match event {
+            WorkerEvent::JobStarted { job, attempt, .. } => {
+                let vars = vec![
+                    ("QUEUECTL_JOB_STATE", "processing".to_string()),
+                    ("QUEUECTL_JOB_ATTEMPTS", job.attempts.to_string()),
+                    ("QUEUECTL_ATTEMPT", attempt.to_string()),
+                    ("QUEUECTL_JOB_EXIT_CODE", String::new()),
+                    ("QUEUECTL_JOB_ERROR", String::new()),
+                ];
+                self.fire("on_started", hooks.on_started, timeout, job, vars);
+            }
+            WorkerEvent::JobCompleted { job, outcome, .. } => {
+                self.fire("on_completed", hooks.on_completed, timeout, job, outcome_vars("completed", job.attempts + 1, outcome));
+            }
+            WorkerEvent::JobRetrying { job, attempt, outcome, .. } => {
+                self.fire("on_failed", hooks.on_failed, timeout, job, outcome_vars("failed", *attempt, outcome));
+            }
+            WorkerEvent::JobDead { job, attempts, outcome, .. } => {
+                self.fire("on_dead", hooks.on_dead, timeout, job, outcome_vars("dead", *attempts, outcome));
+            }
+            _ => {}
+        }
+    }
+}

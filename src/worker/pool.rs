@@ -1,0 +1,635 @@
+//! The worker pool: one coordinator (the caller's thread) and N executor threads.
+//!
+//! ```text
+//!   coordinator ── claim (BEGIN IMMEDIATE … RETURNING) ──> per-thread channel ──> executor thread
+//!        ^                                                                          │
+//!        └──────────────── outcome channel <── Outcome (never touches the DB) <─────┘
+//! ```
+//!
+//! Only the coordinator talks to the database: it claims at most as many jobs as there are idle
+//! threads, records every outcome (retry/DLQ decisions in one place), heartbeats the worker row,
+//! recovers the jobs of dead workers, enforces timeouts and drives shutdown. While idle it polls
+//! SQLite's `data_version` every couple of milliseconds, so a job enqueued by another process
+//! starts within milliseconds without a daemon or a fixed sleep, and it sleeps exactly until the
+//! next scheduled job is due.
+
+use super::events::{Observer, WorkerEvent};
+use super::registry;
+use crate::backoff::RetryDecision;
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::executor::{signal_group, ExecContext, Executor, Outcome, ShellExecutor, SlotState};
+use crate::home::Home;
+use crate::job::{Job, State, SHELL_KIND};
+use crate::queue::load_entries;
+use crate::shutdown::Shutdown;
+use crate::store::{FinishedAttempt, Store, WorkerRecord};
+use crate::time::{now_ms, Millis};
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often an idle coordinator checks for new work (`PRAGMA data_version`, a shutdown
+/// request). Cheap enough to be frequent; it bounds pickup latency.
+const IDLE_POLL: Duration = Duration::from_millis(2);
+/// Even with no sign of change, look for due work this often (clock jumps, missed versions).
+const SAFETY_CLAIM_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Builds a [`WorkerPool`].
+pub struct PoolBuilder {
+    home: Home,
+    threads: Option<usize>,
+    executors: BTreeMap<String, Arc<dyn Executor>>,
+    observers: Vec<Arc<dyn Observer>>,
+    until_empty: bool,
+    shell_hooks: bool,
+}
+
+impl std::fmt::Debug for PoolBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("home", &self.home)
+            .field("threads", &self.threads)
+            .field("kinds", &self.executors.keys().collect::<Vec<_>>())
+            .field("until_empty", &self.until_empty)
+            .finish()
+    }
+}
+
+impl PoolBuilder {
+    /// A pool for the queue in `home` with the shell executor for `shell` jobs.
+    pub fn new(home: &Home) -> PoolBuilder {
+        let mut executors: BTreeMap<String, Arc<dyn Executor>> = BTreeMap::new();
+        executors.insert(SHELL_KIND.to_string(), Arc::new(ShellExecutor));
+        PoolBuilder { home: home.clone(), threads: None, executors, observers: Vec::new(), until_empty: false, shell_hooks: true }
+    }
+
+    /// The number of executor threads (default: config `worker_count`).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = Some(threads);
+        self
+    }
+
+    /// Runs jobs of `kind` with `executor`. The pool claims only kinds it has executors for.
+    pub fn executor(mut self, kind: impl Into<String>, executor: impl Executor + 'static) -> Self {
+        self.executors.insert(kind.into(), Arc::new(executor));
+        self
+    }
+
+    /// Removes the built-in shell executor, so the pool leaves `shell` jobs to other workers.
+    pub fn without_shell(mut self) -> Self {
+        self.executors.remove(SHELL_KIND);
+        self
+    }
+
+    /// Adds an observer of the pool's events (life-cycle hooks for library users).
+    pub fn observer(mut self, observer: impl Observer + 'static) -> Self {
+        self.observers.push(Arc::new(observer));
+        self
+    }
+
+    /// Exit once no job of the pool's kinds is pending, processing or waiting for a retry.
+    pub fn until_empty(mut self, until_empty: bool) -> Self {
+        self.until_empty = until_empty;
+        self
+    }
+
+    /// Whether to run the `[hooks]` shell commands of the config file (default true).
+    pub fn shell_hooks(mut self, enabled: bool) -> Self {
+        self.shell_hooks = enabled;
+        self
+    }
+
+    /// Runs the pool on the calling thread until `shutdown` fires (or, with
+    /// [`until_empty`](Self::until_empty), the queue is drained). Returns how many jobs it ran.
+    pub fn run(self, shutdown: &Shutdown) -> Result<u64> {
+        if self.executors.is_empty() {
+            return Err(Error::InvalidArgument("the pool has no executors: register at least one job kind".into()));
+        }
+        let store = Store::open(self.home.db_path()).map_err(|e| match e {
+            Error::NotInitialised(_) => Error::NotInitialised(self.home.root().to_path_buf()),
+            other => other,
+        })?;
+        let settings = Settings::from_entries(self.home.root(), &load_entries(&self.home, &store)?)?;
+        let threads = self.threads.unwrap_or(settings.worker_count);
+        if threads == 0 || threads > 1024 {
+            return Err(Error::InvalidArgument(format!("thread count must be from 1 to 1024, got {threads}")));
+        }
+        let mut observers = self.observers;
+        let hooks = if self.shell_hooks {
+            let hooks = Arc::new(crate::hooks::ShellHooks::new(&self.home));
+            observers.push(hooks.clone());
+            Some(hooks)
+        } else {
+            None
+        };
+        let mut coordinator = Coordinator::start(self.home, store, settings, threads, self.executors, observers, self.until_empty)?;
+        coordinator.hooks = hooks;
+        let result = coordinator.run(shutdown);
+        coordinator.finish();
+        result.map(|_| coordinator.jobs_run)
+    }
+}
+
+/// Work sent to an executor thread.
+struct Assignment {
+    job: Job,
+    context: ExecContext,
+}
+
+/// What an executor thread sends back.
+struct Done {
+    thread: usize,
+    job: Job,
+    outcome: Outcome,
+    started: Instant,
+    started_at: Millis,
+    cancelled: bool,
+}
+
+/// The coordinator's view of one executor thread.
+struct Slot {
+    sender: Sender<Assignment>,
+    state: Arc<SlotState>,
+    handle: Option<std::thread::JoinHandle<()>>,
+    running: Option<Running>,
+}
+
+struct Running {
+    job: Job,
+    started_at: Millis,
+    deadline: Option<Instant>,
+    term_sent_at: Option<Instant>,
+    kill_sent: bool,
+}
+
+struct Coordinator {
+    home: Home,
+    store: Store,
+    settings: Settings,
+    kinds: Vec<String>,
+    executors: BTreeMap<String, Arc<dyn Executor>>,
+    observers: Vec<Arc<dyn Observer>>,
+    until_empty: bool,
+    worker: WorkerRecord,
+    slots: Vec<Slot>,
+    done_rx: Receiver<Done>,
+    jobs_run: u64,
+    /// The config file's shell hooks, whose failures come back as warnings to report.
+    hooks: Option<Arc<crate::hooks::ShellHooks>>,
+}
+
+impl Coordinator {
+    fn start(
+        home: Home,
+        store: Store,
+        settings: Settings,
+        threads: usize,
+        executors: BTreeMap<String, Arc<dyn Executor>>,
+        observers: Vec<Arc<dyn Observer>>,
+        until_empty: bool,
+    ) -> Result<Coordinator> {
+        let pid = std::process::id();
+        let host = registry::host_name();
+        let now = now_ms();
+        let kinds: Vec<String> = executors.keys().cloned().collect();
+        let worker = WorkerRecord {
+            id: format!("{host}:{pid}:{now}"),
+            pid,
+            host,
+            proc_start: registry::process_start_time(pid),
+            started_at: now,
+            heartbeat_at: now,
+            threads: threads as u32,
+            kinds: kinds.clone(),
+            slots: serde_json::Value::Array(vec![]),
+            stopping: false,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        store.register_worker(&worker)?;
+        let (done_tx, done_rx) = unbounded::<Done>();
+        let mut slots = Vec::with_capacity(threads);
+        for index in 0..threads {
+            let (sender, receiver) = bounded::<Assignment>(1);
+            let state = Arc::new(SlotState::default());
+            let done_tx = done_tx.clone();
+            let executors = executors.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("queuectl-exec-{}", index + 1))
+                .spawn(move || executor_thread(index + 1, receiver, done_tx, executors))
+                .map_err(|e| Error::Other(format!("could not start executor thread: {e}")))?;
+            slots.push(Slot { sender, state, handle: Some(handle), running: None });
+        }
+        let coordinator = Coordinator {
+            home,
+            store,
+            settings,
+            kinds,
+            executors,
+            observers,
+            until_empty,
+            worker,
+            slots,
+            done_rx,
+            jobs_run: 0,
+            hooks: None,
+        };
+        coordinator.emit(&WorkerEvent::Started {
+            worker_id: coordinator.worker.id.clone(),
+            pid,
+            threads,
+            kinds: coordinator.kinds.clone(),
+        });
+        Ok(coordinator)
+    }
+
+    fn emit(&self, event: &WorkerEvent) {
+        for observer in &self.observers {
+            // An observer's panic must not take the pool (and its running jobs) down with it.
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| observer.on_event(event)));
+        }
+    }
+
+    fn busy(&self) -> usize {
+        self.slots.iter().filter(|s| s.running.is_some()).count()
+    }
+
+    fn reload_settings(&mut self) {
+        match load_entries(&self.home, &self.store).and_then(|e| Settings::from_entries(self.home.root(), &e)) {
+            Ok(settings) => self.settings = settings,
+            Err(e) => self.emit(&WorkerEvent::Warning(format!("keeping the previous settings: {e}"))),
+        }
+    }
+
+    fn run(&mut self, shutdown: &Shutdown) -> Result<()> {
+        self.reap()?;
+        let mut last_version = self.store.data_version()?;
+        let mut claim_needed = true;
+        let mut next_due: Option<Millis> = None;
+        let mut last_claim = Instant::now();
+        let mut last_heartbeat = Instant::now();
+        let mut last_reap = Instant::now();
+        let mut stopping_announced = false;
+        let mut forced_done = false;
+        loop {
+            // 1. Record what finished, in one transaction.
+            let mut finished = Vec::new();
+            while let Ok(done) = self.done_rx.try_recv() {
+                finished.push(done);
+            }
+            if !finished.is_empty() {
+                self.record(finished)?;
+                claim_needed = true;
+            }
+
+            // 2. Shutdown.
+            if shutdown.is_stopping() {
+                if !stopping_announced {
+                    stopping_announced = true;
+                    self.emit(&WorkerEvent::Stopping { forced: shutdown.is_forced(), running: self.busy() });
+                    self.heartbeat(true)?;
+                }
+                if shutdown.is_forced() && !forced_done {
+                    forced_done = true;
+                    if stopping_announced && self.busy() > 0 {
+                        self.emit(&WorkerEvent::Stopping { forced: true, running: self.busy() });
+                    }
+                    for slot in &self.slots {
+                        if slot.running.is_some() {
+                            slot.state.cancel();
+                            if let Some(pid) = slot.state.pid() {
+                                signal_group(pid, libc::SIGKILL);
+                            }
+                        }
+                    }
+                }
+                if self.busy() == 0 {
+                    return Ok(());
+                }
+            }
+
+            if let Some(hooks) = &self.hooks {
+                for warning in hooks.take_warnings() {
+                    self.emit(&WorkerEvent::Warning(warning));
+                }
+            }
+
+            // 3. Timeouts: SIGTERM the group at the deadline, SIGKILL after the grace period.
+            self.enforce_timeouts();
+
+            // 4. Heartbeat, settings reload and lease recovery of other workers.
+            let heartbeat_every = Duration::from_secs(self.settings.heartbeat_seconds.max(1));
+            if last_heartbeat.elapsed() >= heartbeat_every {
+                last_heartbeat = Instant::now();
+                self.reload_settings();
+                self.heartbeat(shutdown.is_stopping())?;
+            }
+            if last_reap.elapsed() >= Duration::from_secs((self.settings.lease_seconds / 3).max(1)) {
+                last_reap = Instant::now();
+                self.reap()?;
+            }
+
+            // 5. Claim for idle threads when something may have changed.
+            let now = now_ms();
+            let idle = self.slots.len() - self.busy();
+            if !shutdown.is_stopping() && idle > 0 {
+                let version = self.store.data_version()?;
+                if version != last_version {
+                    last_version = version;
+                    claim_needed = true;
+                }
+                if next_due.map(|due| due <= now).unwrap_or(false) || last_claim.elapsed() >= SAFETY_CLAIM_INTERVAL {
+                    claim_needed = true;
+                }
+                if claim_needed {
+                    claim_needed = false;
+                    last_claim = Instant::now();
+                    let claimed = self.store.claim(&self.worker.id, idle, &self.kinds, now)?;
+                    let got = claimed.len();
+                    for job in claimed {
+                        self.dispatch(job);
+                    }
+                    if got == idle {
+                        // There may be more due work: look again as soon as a thread frees up.
+                        claim_needed = true;
+                        next_due = None;
+                    } else {
+                        next_due = self.store.next_run_at(&self.kinds)?;
+                        if self.until_empty && self.busy() == 0 && !self.store.has_unfinished(&self.kinds)? {
+                            return Ok(());
+                        }
+                    }
+                    if got > 0 {
+                        self.heartbeat(false)?;
+                        last_heartbeat = Instant::now();
+                    }
+                }
+            }
+
+            // 6. Wait for an outcome, or until it is time to look again.
+            let wait = if self.busy() == self.slots.len() {
+                // All threads busy: nothing to claim; wake for outcomes, timeouts, heartbeats.
+                Duration::from_millis(50)
+            } else {
+                IDLE_POLL
+            };
+            match self.done_rx.recv_timeout(wait) {
+                Ok(done) => {
+                    self.record(vec![done])?;
+                    claim_needed = true;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(Error::Other("all executor threads ended unexpectedly".into()));
+                }
+            }
+        }
+    }
+
+    fn dispatch(&mut self, job: Job) {
+        let index = match self.slots.iter().position(|s| s.running.is_none()) {
+            Some(index) => index,
+            None => return, // cannot happen: we never claim more than the idle threads
+        };
+        let timeout_seconds = job.timeout_seconds.or(self.settings.job_timeout_seconds);
+        let timeout = timeout_seconds.map(Duration::from_secs);
+        let slot = &mut self.slots[index];
+        slot.state.reset();
+        let context = ExecContext {
+            attempt: job.attempts + 1,
+            home: self.home.root().to_path_buf(),
+            timeout,
+            output_limit: self.settings.output_limit_bytes,
+            slot: slot.state.clone(),
+        };
+        let started = Instant::now();
+        slot.running = Some(Running {
+            job: job.clone(),
+            started_at: job.started_at.unwrap_or_else(now_ms),
+            deadline: timeout.map(|t| started + t),
+            term_sent_at: None,
+            kill_sent: false,
+        });
+        let attempt = job.attempts + 1;
+        let event = WorkerEvent::JobStarted { thread: index + 1, job: job.clone(), attempt };
+        // The channel has room: the slot was idle, so its single buffer place is free.
+        let _ = slot.sender.send(Assignment { job, context });
+        self.emit(&event);
+    }
+
+    fn enforce_timeouts(&mut self) {
+        let grace = Duration::from_secs(self.settings.stop_grace_seconds);
+        let mut events = Vec::new();
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let Some(running) = slot.running.as_mut() else { continue };
+            let Some(deadline) = running.deadline else { continue };
+            let now = Instant::now();
+            if now < deadline {
+                continue;
+            }
+            let Some(pid) = slot.state.pid() else { continue };
+            match running.term_sent_at {
+                None => {
+                    slot.state.mark_timed_out();
+                    signal_group(pid, libc::SIGTERM);
+                    running.term_sent_at = Some(now);
+                    events.push(WorkerEvent::JobTimedOut { thread: index + 1, job_id: running.job.id.clone(), signal: "SIGTERM" });
+                }
+                Some(sent) if !running.kill_sent && now.duration_since(sent) >= grace => {
+                    signal_group(pid, libc::SIGKILL);
+                    running.kill_sent = true;
+                    events.push(WorkerEvent::JobTimedOut { thread: index + 1, job_id: running.job.id.clone(), signal: "SIGKILL" });
+                }
+                Some(_) => {}
+            }
+        }
+        for event in events {
+            self.emit(&event);
+        }
+    }
+
+    fn record(&mut self, finished: Vec<Done>) -> Result<()> {
+        if finished.iter().any(|d| !d.outcome.success && !d.cancelled) {
+            // Config changes apply from the next failure without a restart.
+            self.reload_settings();
+        }
+        let now = now_ms();
+        let mut rows = Vec::with_capacity(finished.len());
+        let mut events = Vec::with_capacity(finished.len());
+        for done in &finished {
+            let job = &done.job;
+            let duration = done.started.elapsed();
+            let (row, event) = if done.cancelled {
+                (
+                    FinishedAttempt {
+                        job_seq: job.seq,
+                        attempts: job.attempts,
+                        outcome: "interrupted",
+                        new_state: State::Pending,
+                        run_at: Some(now),
+                        started_at: Some(done.started_at),
+                        finished_at: now,
+                        exit_code: done.outcome.exit_code,
+                        error: Some("interrupted by a forced shutdown (attempt not counted)".into()),
+                        stdout: done.outcome.stdout.clone(),
+                        stderr: done.outcome.stderr.clone(),
+                    },
+                    WorkerEvent::JobReleased { thread: done.thread, job: job.clone() },
+                )
+            } else if done.outcome.success {
+                (
+                    FinishedAttempt {
+                        job_seq: job.seq,
+                        attempts: job.attempts + 1,
+                        outcome: "completed",
+                        new_state: State::Completed,
+                        run_at: None,
+                        started_at: Some(done.started_at),
+                        finished_at: now,
+                        exit_code: done.outcome.exit_code,
+                        error: None,
+                        stdout: done.outcome.stdout.clone(),
+                        stderr: done.outcome.stderr.clone(),
+                    },
+                    WorkerEvent::JobCompleted { thread: done.thread, job: job.clone(), duration, outcome: done.outcome.clone() },
+                )
+            } else {
+                let attempts = job.attempts + 1;
+                let policy = self.settings.retry_policy(job.max_retries);
+                let error = done.outcome.error.clone().unwrap_or_else(|| "failed".into());
+                let base = FinishedAttempt {
+                    job_seq: job.seq,
+                    attempts,
+                    outcome: "failed",
+                    new_state: State::Dead,
+                    run_at: None,
+                    started_at: Some(done.started_at),
+                    finished_at: now,
+                    exit_code: done.outcome.exit_code,
+                    error: Some(error),
+                    stdout: done.outcome.stdout.clone(),
+                    stderr: done.outcome.stderr.clone(),
+                };
+                match policy.decide(attempts) {
+                    RetryDecision::RetryAfter(delay) => (
+                        FinishedAttempt { new_state: State::Failed, run_at: Some(now + delay.as_millis() as i64), ..base },
+                        WorkerEvent::JobRetrying {
+                            thread: done.thread,
+                            job: job.clone(),
+                            attempt: attempts,
+                            max_runs: policy.max_retries + 1,
+                            delay,
+                            outcome: done.outcome.clone(),
+                        },
+                    ),
+                    RetryDecision::Dead => (
+                        base,
+                        WorkerEvent::JobDead { thread: done.thread, job: job.clone(), attempts, outcome: done.outcome.clone() },
+                    ),
+                }
+            };
+            rows.push(row);
+            events.push(event);
+        }
+        let applied = self.store.finish_attempts(Some(&self.worker.id), &rows)?;
+        for ((done, event), ok) in finished.iter().zip(events).zip(applied) {
+            self.slots[done.thread - 1].running = None;
+            self.jobs_run += 1;
+            if ok {
+                self.emit(&event);
+            } else {
+                self.emit(&WorkerEvent::ResultDiscarded { thread: done.thread, job: done.job.clone() });
+            }
+        }
+        Ok(())
+    }
+
+    fn slots_json(&self) -> serde_json::Value {
+        let slots: Vec<serde_json::Value> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(index, slot)| {
+                slot.running.as_ref().map(|running| {
+                    serde_json::json!({
+                        "thread": index + 1,
+                        "job": running.job.id,
+                        "kind": running.job.kind,
+                        "command": running.job.command,
+                        "pid": slot.state.pid(),
+                        "started_at": running.started_at,
+                    })
+                })
+            })
+            .collect();
+        serde_json::Value::Array(slots)
+    }
+
+    fn heartbeat(&mut self, stopping: bool) -> Result<()> {
+        let now = now_ms();
+        let slots = self.slots_json();
+        if !self.store.heartbeat(&self.worker.id, now, &slots, stopping)? {
+            // Our row was removed (we were presumed dead, e.g. after a long pause): register
+            // again. Jobs we still run were recovered elsewhere; their results will be discarded.
+            self.worker.heartbeat_at = now;
+            self.worker.slots = slots;
+            self.worker.stopping = stopping;
+            self.store.register_worker(&self.worker)?;
+            self.emit(&WorkerEvent::Warning("this worker was presumed dead by another process; registered again".into()));
+        }
+        Ok(())
+    }
+
+    fn reap(&mut self) -> Result<()> {
+        let (_, report) = registry::reap(&mut self.store, &self.settings, Some(&self.worker.id))?;
+        if !report.recovered.is_empty() {
+            self.emit(&WorkerEvent::Recovered { jobs: report.recovered });
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) {
+        // Closing the channels ends the executor threads (they are all idle by now).
+        let handles: Vec<_> = self.slots.iter_mut().filter_map(|s| s.handle.take()).collect();
+        self.slots.iter_mut().for_each(|s| {
+            let (dead, _) = bounded(0);
+            s.sender = dead;
+        });
+        for handle in handles {
+            let _ = handle.join();
+        }
+        let _ = self.store.remove_worker(&self.worker.id);
+        self.emit(&WorkerEvent::Stopped { jobs_run: self.jobs_run });
+        let _ = &self.executors;
+    }
+}
+
+fn executor_thread(
+    thread: usize,
+    receiver: Receiver<Assignment>,
+    done: Sender<Done>,
+    executors: BTreeMap<String, Arc<dyn Executor>>,
+) {
+    for Assignment { job, context } in receiver.iter() {
+        let started = Instant::now();
+        let started_at = job.started_at.unwrap_or_else(now_ms);
+        let outcome = match executors.get(&job.kind) {
+            Some(executor) => std::panic::catch_unwind(AssertUnwindSafe(|| executor.execute(&job, &context)))
+                .unwrap_or_else(|panic| {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    Outcome::failure(format!("executor panicked: {message}"))
+                }),
+            None => Outcome::failure(format!("no executor for kind `{}`", job.kind)),
+        };
+        let cancelled = context.is_cancelled();
+        if done.send(Done { thread, job, outcome, started, started_at, cancelled }).is_err() {
+            return;
+        }
+    }
+}
