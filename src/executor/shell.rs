@@ -24,7 +24,7 @@ impl Executor for ShellExecutor {
             Some(cwd) => context.home.join(cwd),
             None => context.home.clone(),
         };
-        let mut command = Command::new("sh");
+        let mut command = Command::new("/bin/sh");
         command
             .arg("-c")
             .arg(&job.command)
@@ -53,23 +53,7 @@ impl Executor for ShellExecutor {
             super::signal_group(child.id(), libc::SIGKILL);
         }
         let limit = context.output_limit;
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let stderr_reader = std::thread::Builder::new().name("queuectl-stderr".into()).spawn(move || {
-            let mut tail = TailBuffer::new(limit);
-            if let Some(stream) = stderr {
-                tail.read_all(stream);
-            }
-            tail
-        });
-        let mut stdout_tail = TailBuffer::new(limit);
-        if let Some(stream) = stdout {
-            stdout_tail.read_all(stream);
-        }
-        let stderr_tail = match stderr_reader {
-            Ok(handle) => handle.join().unwrap_or_else(|_| TailBuffer::new(0)),
-            Err(_) => TailBuffer::new(0),
-        };
+        let (stdout_tail, stderr_tail) = read_both(child.stdout.take(), child.stderr.take(), limit);
         let status = child.wait();
         let (stdout, stderr) = (stdout_tail.into_text(), stderr_tail.into_text());
         let outcome = match status {
@@ -95,5 +79,72 @@ impl Executor for ShellExecutor {
             }
         };
         outcome.with_output(stdout, stderr)
+    }
+}
+
+/// Reads stdout and stderr to their ends on this thread, keeping the tail of each. `poll(2)`
+/// over both pipes avoids a reader thread per job (and the deadlock of reading one pipe to its
+/// end while the child blocks writing the other).
+fn read_both(
+    stdout: Option<std::process::ChildStdout>,
+    stderr: Option<std::process::ChildStderr>,
+    limit: usize,
+) -> (TailBuffer, TailBuffer) {
+    let mut tails = [TailBuffer::new(limit), TailBuffer::new(limit)];
+    let mut readers: [Option<Box<dyn ReadFd>>; 2] =
+        [stdout.map(|s| Box::new(s) as Box<dyn ReadFd>), stderr.map(|s| Box::new(s) as Box<dyn ReadFd>)];
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(2);
+        let mut which = Vec::with_capacity(2);
+        for (index, reader) in readers.iter().enumerate() {
+            if let Some(reader) = reader {
+                fds.push(libc::pollfd { fd: reader.raw_fd(), events: libc::POLLIN, revents: 0 });
+                which.push(index);
+            }
+        }
+        if fds.is_empty() {
+            break;
+        }
+        // SAFETY: `fds` is a valid array of pollfd for its length; the fds stay open while
+        // `readers` owns them.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if rc < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            break;
+        }
+        for (pollfd, &index) in fds.iter().zip(&which) {
+            if pollfd.revents == 0 {
+                continue;
+            }
+            let Some(reader) = readers[index].as_mut() else { continue };
+            match reader.read(&mut chunk) {
+                Ok(0) => readers[index] = None,
+                Ok(n) => tails[index].push(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => readers[index] = None,
+            }
+        }
+    }
+    let [out, err] = tails;
+    (out, err)
+}
+
+/// A pipe we can both read and poll.
+trait ReadFd: std::io::Read {
+    fn raw_fd(&self) -> i32;
+}
+
+impl ReadFd for std::process::ChildStdout {
+    fn raw_fd(&self) -> i32 {
+        std::os::fd::AsRawFd::as_raw_fd(self)
+    }
+}
+
+impl ReadFd for std::process::ChildStderr {
+    fn raw_fd(&self) -> i32 {
+        std::os::fd::AsRawFd::as_raw_fd(self)
     }
 }

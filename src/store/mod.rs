@@ -350,7 +350,7 @@ impl Store {
     /// SQLite's `data_version`: changes whenever *another* connection commits. Polling it is
     /// nearly free and is how idle workers notice new jobs without a daemon.
     pub fn data_version(&self) -> Result<i64> {
-        Ok(self.conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
+        Ok(self.conn.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get(0))?)
     }
 
     /// Inserts a batch of jobs in one transaction, all or nothing. With `durable`, the commit is
@@ -499,7 +499,7 @@ impl Store {
     /// Jobs waiting to run (`pending` or `failed`) that are due at `now`.
     pub fn count_due(&self, now: Millis) -> Result<u64> {
         Ok(self.conn.query_row(
-            "SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'failed') AND run_at <= ?1",
+            "SELECT COUNT(*) FROM jobs INDEXED BY jobs_due WHERE state IN ('pending', 'failed') AND run_at <= ?1",
             [now],
             |r| r.get::<_, i64>(0),
         )? as u64)
@@ -518,13 +518,13 @@ impl Store {
     pub fn next_run_at(&self, kinds: &[String]) -> Result<Option<Millis>> {
         if kinds.is_empty() {
             return Ok(self.conn.query_row(
-                "SELECT MIN(run_at) FROM jobs WHERE state IN ('pending', 'failed')",
+                "SELECT MIN(run_at) FROM jobs INDEXED BY jobs_due WHERE state IN ('pending', 'failed')",
                 [],
                 |r| r.get(0),
             )?);
         }
         let sql = format!(
-            "SELECT MIN(run_at) FROM jobs WHERE state IN ('pending', 'failed') AND kind IN ({})",
+            "SELECT MIN(run_at) FROM jobs INDEXED BY jobs_due WHERE state IN ('pending', 'failed') AND kind IN ({})",
             placeholders(kinds.len(), 1)
         );
         Ok(self.conn.query_row(&sql, params_from_iter(kinds), |r| r.get(0))?)
@@ -546,95 +546,37 @@ impl Store {
     /// Atomically claims up to `limit` due jobs of these kinds for `worker`, in claim order:
     /// priority (higher first), then due time, then enqueue order.
     pub fn claim(&mut self, worker: &str, limit: usize, kinds: &[String], now: Millis) -> Result<Vec<Job>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let kind_filter = if kinds.is_empty() {
-            String::new()
-        } else {
-            format!(" AND kind IN ({})", placeholders(kinds.len(), 4))
-        };
-        let sql = format!(
-            "UPDATE jobs SET state = 'processing', worker = ?1, started_at = ?2, updated_at = ?2, finished_at = NULL \
-             WHERE seq IN (SELECT seq FROM jobs WHERE state IN ('pending', 'failed') AND run_at <= ?2{kind_filter} \
-                           ORDER BY priority DESC, run_at, seq LIMIT ?3) \
-             RETURNING {JOB_COLUMNS}"
-        );
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut jobs = {
-            let mut values: Vec<rusqlite::types::Value> =
-                vec![worker.to_string().into(), now.into(), (limit as i64).into()];
-            values.extend(kinds.iter().map(|k| rusqlite::types::Value::from(k.clone())));
-            let mut statement = tx.prepare_cached(&sql)?;
-            let rows = statement.query_map(params_from_iter(values), row_to_job)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()?
-        };
-        tx.commit()?;
-        jobs.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.run_at.cmp(&b.run_at)).then(a.seq.cmp(&b.seq)));
-        Ok(jobs)
+        Ok(self.finish_and_claim(worker, &[], limit, kinds, now)?.1)
     }
 
     /// Records the end of attempts in one transaction. Each applies only if its job is still
-    /// `processing` and held by `worker`; the result says which applied.
+    /// `processing` and held by `worker` (any holder when `worker` is `None`); the result says
+    /// which applied.
     pub fn finish_attempts(&mut self, worker: Option<&str>, finished: &[FinishedAttempt]) -> Result<Vec<bool>> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut applied = Vec::with_capacity(finished.len());
-        {
-            let mut update = tx.prepare_cached(
-                "UPDATE jobs SET state = ?2, attempts = ?3, run_at = COALESCE(?4, run_at), updated_at = ?5, \
-                 finished_at = ?5, exit_code = ?6, last_error = COALESCE(?7, last_error), stdout = ?8, stderr = ?9, \
-                 worker = CASE WHEN ?2 = 'pending' THEN NULL ELSE worker END \
-                 WHERE seq = ?1 AND state = 'processing' AND (?10 IS NULL OR worker = ?10)",
-            )?;
-            let mut history = tx.prepare_cached(
-                "INSERT INTO attempts (job_seq, attempt, outcome, worker, started_at, finished_at, exit_code, error, \
-                 stdout_tail, stderr_tail) \
-                 SELECT ?1, ?2, ?3, worker, ?4, ?5, ?6, ?7, ?8, ?9 FROM jobs WHERE seq = ?1",
-            )?;
-            for f in finished {
-                // The history row is written first so it can copy the worker column before a
-                // release clears it.
-                let attempt_number = if f.outcome == "interrupted" { f.attempts + 1 } else { f.attempts };
-                let still_ours: bool = tx
-                    .query_row(
-                        "SELECT 1 FROM jobs WHERE seq = ?1 AND state = 'processing' AND (?2 IS NULL OR worker = ?2)",
-                        params![f.job_seq, worker],
-                        |_| Ok(true),
-                    )
-                    .optional()?
-                    .unwrap_or(false);
-                if !still_ours {
-                    applied.push(false);
-                    continue;
-                }
-                history.execute(params![
-                    f.job_seq,
-                    attempt_number,
-                    f.outcome,
-                    f.started_at,
-                    f.finished_at,
-                    f.exit_code,
-                    f.error,
-                    tail(&f.stdout, HISTORY_TAIL_BYTES),
-                    tail(&f.stderr, HISTORY_TAIL_BYTES),
-                ])?;
-                let changed = update.execute(params![
-                    f.job_seq,
-                    f.new_state.as_str(),
-                    f.attempts,
-                    f.run_at,
-                    f.finished_at,
-                    f.exit_code,
-                    f.error,
-                    f.stdout,
-                    f.stderr,
-                    worker,
-                ])?;
-                applied.push(changed == 1);
-            }
-        }
+        let applied = finish_in(&tx, worker, finished)?;
         tx.commit()?;
         Ok(applied)
+    }
+
+    /// Records finished attempts and claims up to `limit` new jobs in one transaction: a worker
+    /// whose thread just freed up needs one write lock, not two.
+    pub fn finish_and_claim(
+        &mut self,
+        worker: &str,
+        finished: &[FinishedAttempt],
+        limit: usize,
+        kinds: &[String],
+        now: Millis,
+    ) -> Result<(Vec<bool>, Vec<Job>)> {
+        if finished.is_empty() && limit == 0 {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let applied = finish_in(&tx, Some(worker), finished)?;
+        let jobs = if limit > 0 { claim_in(&tx, worker, limit, kinds, now)? } else { Vec::new() };
+        tx.commit()?;
+        Ok((applied, jobs))
     }
 
     /// Jobs in `processing` whose worker is not in `live_workers` (or that name no worker).
@@ -760,6 +702,80 @@ impl Store {
         let rows = statement.query_map([], row_to_worker)?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
+}
+
+fn claim_in(tx: &Connection, worker: &str, limit: usize, kinds: &[String], now: Millis) -> Result<Vec<Job>> {
+    let kind_filter = if kinds.is_empty() {
+        String::new()
+    } else {
+        format!(" AND kind IN ({})", placeholders(kinds.len(), 4))
+    };
+    let sql = format!(
+        "UPDATE jobs SET state = 'processing', worker = ?1, started_at = ?2, updated_at = ?2, finished_at = NULL \
+         WHERE seq IN (SELECT seq FROM jobs INDEXED BY jobs_runnable \
+                       WHERE state IN ('pending', 'failed') AND run_at <= ?2{kind_filter} \
+                       ORDER BY priority DESC, run_at, seq LIMIT ?3) \
+         RETURNING {JOB_COLUMNS}"
+    );
+    let mut values: Vec<rusqlite::types::Value> = vec![worker.to_string().into(), now.into(), (limit as i64).into()];
+    values.extend(kinds.iter().map(|k| rusqlite::types::Value::from(k.clone())));
+    let mut statement = tx.prepare_cached(&sql)?;
+    let rows = statement.query_map(params_from_iter(values), row_to_job)?;
+    let mut jobs = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    // RETURNING does not promise an order: restore claim order.
+    jobs.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.run_at.cmp(&b.run_at)).then(a.seq.cmp(&b.seq)));
+    Ok(jobs)
+}
+
+fn finish_in(tx: &Connection, worker: Option<&str>, finished: &[FinishedAttempt]) -> Result<Vec<bool>> {
+    let mut applied = Vec::with_capacity(finished.len());
+    let mut update = tx.prepare_cached(
+        "UPDATE jobs SET state = ?2, attempts = ?3, run_at = COALESCE(?4, run_at), updated_at = ?5, \
+         finished_at = ?5, exit_code = ?6, last_error = COALESCE(?7, last_error), stdout = ?8, stderr = ?9, \
+         worker = CASE WHEN ?2 = 'pending' THEN NULL ELSE worker END \
+         WHERE seq = ?1 AND state = 'processing' AND (?10 IS NULL OR worker = ?10)",
+    )?;
+    // The history row copies the worker column, so it is written before a release clears it;
+    // it is written only when the job is still ours (the same condition as the update).
+    let mut history = tx.prepare_cached(
+        "INSERT INTO attempts (job_seq, attempt, outcome, worker, started_at, finished_at, exit_code, error, \
+         stdout_tail, stderr_tail) \
+         SELECT ?1, ?2, ?3, worker, ?4, ?5, ?6, ?7, ?8, ?9 FROM jobs \
+         WHERE seq = ?1 AND state = 'processing' AND (?10 IS NULL OR worker = ?10)",
+    )?;
+    for f in finished {
+        let attempt_number = if f.outcome == "interrupted" { f.attempts + 1 } else { f.attempts };
+        let inserted = history.execute(params![
+            f.job_seq,
+            attempt_number,
+            f.outcome,
+            f.started_at,
+            f.finished_at,
+            f.exit_code,
+            f.error,
+            tail(&f.stdout, HISTORY_TAIL_BYTES),
+            tail(&f.stderr, HISTORY_TAIL_BYTES),
+            worker,
+        ])?;
+        if inserted == 0 {
+            applied.push(false);
+            continue;
+        }
+        let changed = update.execute(params![
+            f.job_seq,
+            f.new_state.as_str(),
+            f.attempts,
+            f.run_at,
+            f.finished_at,
+            f.exit_code,
+            f.error,
+            f.stdout,
+            f.stderr,
+            worker,
+        ])?;
+        applied.push(changed == 1);
+    }
+    Ok(applied)
 }
 
 fn placeholders(count: usize, first: usize) -> String {

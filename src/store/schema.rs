@@ -41,8 +41,6 @@ CREATE INDEX jobs_runnable ON jobs (priority DESC, run_at, seq) WHERE state IN (
 CREATE INDEX jobs_due ON jobs (run_at) WHERE state IN ('pending', 'failed');
 -- `list --state S` in enqueue order.
 CREATE INDEX jobs_state_seq ON jobs (state, seq);
--- Lease recovery: the jobs a lost worker held.
-CREATE INDEX jobs_processing_worker ON jobs (worker) WHERE state = 'processing';
 
 -- Per-state counts kept by triggers, so `status` is O(1) on a table of millions.
 CREATE TABLE job_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;

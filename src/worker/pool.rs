@@ -34,6 +34,8 @@ use std::time::{Duration, Instant};
 /// How often an idle coordinator checks for new work (`PRAGMA data_version`, a shutdown
 /// request). Cheap enough to be frequent; it bounds pickup latency.
 const IDLE_POLL: Duration = Duration::from_millis(2);
+/// After a claim, the worker row's list of running jobs is refreshed at most this often.
+const SLOTS_REFRESH: Duration = Duration::from_millis(250);
 /// Even with no sign of change, look for due work this often (clock jumps, missed versions).
 const SAFETY_CLAIM_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -273,18 +275,13 @@ impl Coordinator {
         let mut last_reap = Instant::now();
         let mut stopping_announced = false;
         let mut forced_done = false;
+        let mut inbox: Vec<Done> = Vec::new();
         loop {
-            // 1. Record what finished, in one transaction.
-            let mut finished = Vec::new();
             while let Ok(done) = self.done_rx.try_recv() {
-                finished.push(done);
-            }
-            if !finished.is_empty() {
-                self.record(finished)?;
-                claim_needed = true;
+                inbox.push(done);
             }
 
-            // 2. Shutdown.
+            // 1. Shutdown: stop claiming; when forced, kill what runs (it comes back cancelled).
             if shutdown.is_stopping() {
                 if !stopping_announced {
                     stopping_announced = true;
@@ -293,8 +290,9 @@ impl Coordinator {
                 }
                 if shutdown.is_forced() && !forced_done {
                     forced_done = true;
-                    if stopping_announced && self.busy() > 0 {
-                        self.emit(&WorkerEvent::Stopping { forced: true, running: self.busy() });
+                    let running = self.busy() - inbox.len().min(self.busy());
+                    if running > 0 {
+                        self.emit(&WorkerEvent::Stopping { forced: true, running });
                     }
                     for slot in &self.slots {
                         if slot.running.is_some() {
@@ -305,9 +303,60 @@ impl Coordinator {
                         }
                     }
                 }
-                if self.busy() == 0 {
-                    return Ok(());
+            }
+
+            // 2. Decide whether to claim: only for idle threads, only when something may have
+            //    changed (another process committed, a scheduled job fell due, a thread freed).
+            let now = now_ms();
+            let idle = self.slots.len() - self.busy() + inbox.len();
+            let mut claim_limit = 0;
+            if !shutdown.is_stopping() && idle > 0 {
+                let version = self.store.data_version()?;
+                if version != last_version {
+                    last_version = version;
+                    claim_needed = true;
                 }
+                if !inbox.is_empty()
+                    || next_due.map(|due| due <= now).unwrap_or(false)
+                    || last_claim.elapsed() >= SAFETY_CLAIM_INTERVAL
+                {
+                    claim_needed = true;
+                }
+                if claim_needed {
+                    claim_limit = idle;
+                }
+            }
+
+            // 3. Record outcomes and claim new work in one transaction.
+            if !inbox.is_empty() || claim_limit > 0 {
+                let finished = std::mem::take(&mut inbox);
+                let claimed = self.record_and_claim(finished, claim_limit, now)?;
+                if claim_limit > 0 {
+                    claim_needed = false;
+                    last_claim = Instant::now();
+                    let got = claimed.len();
+                    for job in claimed {
+                        self.dispatch(job);
+                    }
+                    if got == claim_limit {
+                        // There may be more due work: look again as soon as a thread frees up.
+                        claim_needed = true;
+                        next_due = None;
+                    } else {
+                        next_due = self.store.next_run_at(&self.kinds)?;
+                        if self.until_empty && self.busy() == 0 && !self.store.has_unfinished(&self.kinds)? {
+                            return Ok(());
+                        }
+                    }
+                    if got > 0 && last_heartbeat.elapsed() >= SLOTS_REFRESH {
+                        // Let `status` see what the threads run soon, without a write per claim.
+                        self.heartbeat(false)?;
+                        last_heartbeat = Instant::now();
+                    }
+                }
+            }
+            if shutdown.is_stopping() && self.busy() == 0 {
+                return Ok(());
             }
 
             if let Some(hooks) = &self.hooks {
@@ -316,10 +365,10 @@ impl Coordinator {
                 }
             }
 
-            // 3. Timeouts: SIGTERM the group at the deadline, SIGKILL after the grace period.
+            // 4. Timeouts: SIGTERM the group at the deadline, SIGKILL after the grace period.
             self.enforce_timeouts();
 
-            // 4. Heartbeat, settings reload and lease recovery of other workers.
+            // 5. Heartbeat, settings reload and lease recovery of other workers.
             let heartbeat_every = Duration::from_secs(self.settings.heartbeat_seconds.max(1));
             if last_heartbeat.elapsed() >= heartbeat_every {
                 last_heartbeat = Instant::now();
@@ -331,43 +380,6 @@ impl Coordinator {
                 self.reap()?;
             }
 
-            // 5. Claim for idle threads when something may have changed.
-            let now = now_ms();
-            let idle = self.slots.len() - self.busy();
-            if !shutdown.is_stopping() && idle > 0 {
-                let version = self.store.data_version()?;
-                if version != last_version {
-                    last_version = version;
-                    claim_needed = true;
-                }
-                if next_due.map(|due| due <= now).unwrap_or(false) || last_claim.elapsed() >= SAFETY_CLAIM_INTERVAL {
-                    claim_needed = true;
-                }
-                if claim_needed {
-                    claim_needed = false;
-                    last_claim = Instant::now();
-                    let claimed = self.store.claim(&self.worker.id, idle, &self.kinds, now)?;
-                    let got = claimed.len();
-                    for job in claimed {
-                        self.dispatch(job);
-                    }
-                    if got == idle {
-                        // There may be more due work: look again as soon as a thread frees up.
-                        claim_needed = true;
-                        next_due = None;
-                    } else {
-                        next_due = self.store.next_run_at(&self.kinds)?;
-                        if self.until_empty && self.busy() == 0 && !self.store.has_unfinished(&self.kinds)? {
-                            return Ok(());
-                        }
-                    }
-                    if got > 0 {
-                        self.heartbeat(false)?;
-                        last_heartbeat = Instant::now();
-                    }
-                }
-            }
-
             // 6. Wait for an outcome, or until it is time to look again.
             let wait = if self.busy() == self.slots.len() {
                 // All threads busy: nothing to claim; wake for outcomes, timeouts, heartbeats.
@@ -376,10 +388,7 @@ impl Coordinator {
                 IDLE_POLL
             };
             match self.done_rx.recv_timeout(wait) {
-                Ok(done) => {
-                    self.record(vec![done])?;
-                    claim_needed = true;
-                }
+                Ok(done) => inbox.push(done),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err(Error::Other("all executor threads ended unexpectedly".into()));
@@ -450,7 +459,7 @@ impl Coordinator {
         }
     }
 
-    fn record(&mut self, finished: Vec<Done>) -> Result<()> {
+    fn record_and_claim(&mut self, finished: Vec<Done>, claim_limit: usize, claim_now: Millis) -> Result<Vec<Job>> {
         if finished.iter().any(|d| !d.outcome.success && !d.cancelled) {
             // Config changes apply from the next failure without a restart.
             self.reload_settings();
@@ -533,7 +542,8 @@ impl Coordinator {
             rows.push(row);
             events.push(event);
         }
-        let applied = self.store.finish_attempts(Some(&self.worker.id), &rows)?;
+        let (applied, claimed) =
+            self.store.finish_and_claim(&self.worker.id, &rows, claim_limit, &self.kinds, claim_now)?;
         for ((done, event), ok) in finished.iter().zip(events).zip(applied) {
             self.slots[done.thread - 1].running = None;
             self.jobs_run += 1;
@@ -543,7 +553,7 @@ impl Coordinator {
                 self.emit(&WorkerEvent::ResultDiscarded { thread: done.thread, job: done.job.clone() });
             }
         }
-        Ok(())
+        Ok(claimed)
     }
 
     fn slots_json(&self) -> serde_json::Value {
