@@ -30,6 +30,9 @@ pub struct ShellHooks {
     cached: Mutex<(Instant, HookCommands)>,
     warnings: Sender<String>,
     warnings_rx: Receiver<String>,
+    /// Hook runs still going; the pool waits for them before it exits, so a hook fired by the
+    /// last job of `--until-empty` is not cut off (each is bounded by its timeout).
+    running: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for ShellHooks {
@@ -43,12 +46,26 @@ impl ShellHooks {
     pub fn new(home: &Home) -> ShellHooks {
         let (warnings, warnings_rx) = crossbeam_channel::unbounded();
         let hooks = ShellHooks::load(home).unwrap_or_default();
-        ShellHooks { home: home.clone(), cached: Mutex::new((Instant::now(), hooks)), warnings, warnings_rx }
+        ShellHooks {
+            home: home.clone(),
+            cached: Mutex::new((Instant::now(), hooks)),
+            warnings,
+            warnings_rx,
+            running: Mutex::new(Vec::new()),
+        }
     }
 
     fn load(home: &Home) -> Option<HookCommands> {
         let queue = crate::queue::Queue::open(home).ok()?;
         queue.settings().ok().map(|s: Settings| s.hooks)
+    }
+
+    /// Waits for every hook run still going (each is bounded by `hooks.timeout_seconds`).
+    pub fn wait_idle(&self) {
+        let handles: Vec<_> = std::mem::take(&mut *self.running.lock().unwrap_or_else(|e| e.into_inner()));
+        for handle in handles {
+            let _ = handle.join();
+        }
     }
 
     /// Warnings from hooks that failed or timed out since the last call.
@@ -84,8 +101,15 @@ impl ShellHooks {
                 let _ = warnings.send(format!("hook {name} for job {job}: {message}"));
             }
         });
-        if let Err(e) = spawned {
-            let _ = self.warnings.send(format!("hook {name}: could not start a thread: {e}"));
+        match spawned {
+            Ok(handle) => {
+                let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+                running.retain(|h| !h.is_finished());
+                running.push(handle);
+            }
+            Err(e) => {
+                let _ = self.warnings.send(format!("hook {name}: could not start a thread: {e}"));
+            }
         }
     }
 }

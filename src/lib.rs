@@ -13,22 +13,39 @@
 //! - [`config`]: settings and their precedence (default < TOML file < `config set` < job).
 //! - [`backoff`]: the retry policy, a pure function.
 //! - [`store`]: the SQLite store; all SQL lives there.
-//! - [`worker`]: the worker pool and the registry of worker processes.
+//! - [`worker`]: the worker pool ([`PoolBuilder`]), its events, and the registry of worker processes.
+//! - [`executor`]: the plugin seam ([`Executor`]) and the built-in [`ShellExecutor`].
+//! - [`hooks`]: the config file's `[hooks]` shell commands, run on job events.
+//! - [`shutdown`]: [`Shutdown`], the stop signal the caller controls (no signal handling inside).
+//! - [`time`]: timestamps (RFC 3339 with milliseconds) and durations.
 //! - [`spool`]: the spool directory protocol and its watcher.
 //! - [`home`]: where a queue lives on disk.
 //! - [`error`]: the one error type.
 //!
 //! ## Example
 //!
+//! Enqueue a shell job and a job for a custom executor, then run a pool until the queue is empty:
+//!
 //! ```
-//! use queuectl::{Home, JobSpec, Queue, State};
+//! use queuectl::{ExecContext, Home, Job, JobSpec, Outcome, PoolBuilder, Queue, Shutdown, State};
 //!
 //! let dir = tempfile::tempdir()?;
-//! let (mut queue, _) = Queue::init(&Home::new(dir.path()))?;
-//! let id = queue.enqueue(JobSpec::shell("echo hello").with_id("job1").with_max_retries(2))?;
-//! assert_eq!(id, "job1");
-//! assert_eq!(queue.get("job1")?.state, State::Pending);
-//! assert_eq!(queue.status()?.counts.pending, 1);
+//! let home = Home::new(dir.path());
+//! let (mut queue, _) = Queue::init(&home)?;
+//! queue.enqueue(JobSpec::shell("echo hello").with_id("job1").with_max_retries(2))?;
+//! queue.enqueue(JobSpec::kind("greet", serde_json::json!({"name": "Ada"})).with_id("job2"))?;
+//!
+//! let ran = PoolBuilder::new(&home)
+//!     .threads(2)
+//!     .executor("greet", |job: &Job, _: &ExecContext| {
+//!         let name = job.payload.as_ref().and_then(|p| p["name"].as_str()).unwrap_or("?");
+//!         Outcome::success().with_output(format!("hello {name}"), "")
+//!     })
+//!     .until_empty(true)
+//!     .run(&Shutdown::new())?;
+//! assert_eq!(ran, 2);
+//! assert_eq!(queue.get("job1")?.state, State::Completed);
+//! assert_eq!(queue.get("job2")?.stdout.as_deref(), Some("hello Ada"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(missing_docs)]
@@ -49,7 +66,9 @@ pub mod worker;
 
 pub use config::Settings;
 pub use error::{Error, InvalidJob, Result};
+pub use executor::{ExecContext, Executor, Outcome, ShellExecutor};
 pub use home::Home;
 pub use job::{Attempt, Job, JobSpec, Schedule, Source, State};
 pub use queue::{Queue, Status};
 pub use shutdown::Shutdown;
+pub use worker::{Observer, PoolBuilder, WorkerEvent};

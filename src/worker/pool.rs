@@ -172,7 +172,6 @@ struct Coordinator {
     store: Store,
     settings: Settings,
     kinds: Vec<String>,
-    executors: BTreeMap<String, Arc<dyn Executor>>,
     observers: Vec<Arc<dyn Observer>>,
     until_empty: bool,
     worker: WorkerRecord,
@@ -229,7 +228,6 @@ impl Coordinator {
             store,
             settings,
             kinds,
-            executors,
             observers,
             until_empty,
             worker,
@@ -611,8 +609,13 @@ impl Coordinator {
             let _ = handle.join();
         }
         let _ = self.store.remove_worker(&self.worker.id);
+        if let Some(hooks) = &self.hooks {
+            hooks.wait_idle();
+            for warning in hooks.take_warnings() {
+                self.emit(&WorkerEvent::Warning(warning));
+            }
+        }
         self.emit(&WorkerEvent::Stopped { jobs_run: self.jobs_run });
-        let _ = &self.executors;
     }
 }
 
