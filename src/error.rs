@@ -96,7 +96,7 @@ pub enum Error {
     Config(String),
 
     /// The queue home has no database yet.
-    #[error("no queue at {}: run `queuectl init` first", .0.display())]
+    #[error("no queue database at {}: run `queuectl init` first", .0.display())]
     NotInitialised(PathBuf),
 
     /// The database was written by a newer queuectl.

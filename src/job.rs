@@ -333,7 +333,10 @@ pub fn parse_jobs(text: &str) -> Result<Vec<(Option<String>, JobSpec)>, InvalidJ
                 .filter(|(_, line)| !line.trim().is_empty())
                 .map(|(i, line)| (i + 1, line))
                 .collect();
-            if lines.len() < 2 || !trimmed.starts_with('{') {
+            // NDJSON only if the first line is a complete value on its own; otherwise this is one
+            // (pretty-printed) document and its own error names the right line.
+            let first_line_complete = lines.first().map(|(_, l)| serde_json::from_str::<Value>(l).is_ok()).unwrap_or(false);
+            if lines.len() < 2 || !trimmed.starts_with('{') || !first_line_complete {
                 return Err(json_error(&whole_error, None));
             }
             let mut items = Vec::with_capacity(lines.len());

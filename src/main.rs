@@ -39,7 +39,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Enqueue(args) => {
-            // Parse and validate before opening the database, so bad input never touches it.
+            // A refused batch writes nothing: validation happens before the one transaction.
             let mut queue = Queue::open(&home)?;
             cli::enqueue::run(&mut queue, args)
         }

@@ -80,10 +80,7 @@ impl Queue {
     /// Opens the queue in `home`; [`Error::NotInitialised`] (naming the home) if `init` never ran.
     /// Creates nothing.
     pub fn open(home: &Home) -> Result<Queue> {
-        let store = match Store::open(home.db_path()) {
-            Err(Error::NotInitialised(_)) => return Err(Error::NotInitialised(home.root().to_path_buf())),
-            other => other?,
-        };
+        let store = Store::open(home.db_path())?;
         Ok(Queue { home: home.clone(), store })
     }
 
@@ -131,6 +128,8 @@ impl Queue {
     /// Drops a stored value so the file (or default) applies again; returns whether one existed.
     pub fn config_unset(&self, key: &str) -> Result<(&'static str, bool)> {
         let def = config::key_def(key)?;
+        // As with `config_set`: a broken file must be seen (and fixed) before anything changes.
+        config::read_config_file(&self.home.config_path())?;
         Ok((def.name, self.store.config_unset(def.name)?))
     }
 

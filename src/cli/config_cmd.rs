@@ -14,6 +14,7 @@ pub enum ConfigCommand {
         /// The key (dashes or underscores)
         key: String,
         /// The value
+        #[arg(allow_hyphen_values = true)]
         value: String,
     },
     /// Print one key's effective value
@@ -46,7 +47,7 @@ pub fn run(queue: &Queue, command: &ConfigCommand) -> Result<()> {
         }
         ConfigCommand::Get { key } => {
             let entry = queue.config_get(key)?;
-            println!("{}", entry.value);
+            println!("{}", display(&entry.value));
         }
         ConfigCommand::Unset { key } => {
             let (key, existed) = queue.config_unset(key)?;

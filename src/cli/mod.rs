@@ -62,19 +62,19 @@ pub enum Command {
     Status(status::StatusArgs),
 
     /// The dead-letter queue: jobs whose retries are used up
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Examples:\n  queuectl dlq list\n  queuectl dlq retry job1")]
     Dlq(dlq::DlqCommand),
 
     /// Read and change settings (default < config/queuectl.toml < config set < job)
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Examples:\n  queuectl config set max-retries 5\n  queuectl config list")]
     Config(config_cmd::ConfigCommand),
 
     /// The spool directory other programs drop job files into
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Examples:\n  queuectl spool ingest\n  queuectl spool watch\n  queuectl spool failed")]
     Spool(spool_cmd::SpoolCommand),
 
     /// Start and stop workers
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Examples:\n  queuectl worker start --count 2\n  queuectl worker stop")]
     Worker(worker_cmd::WorkerCommand),
 
     /// Block until the given jobs (or all jobs) are completed or dead

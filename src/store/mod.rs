@@ -256,11 +256,13 @@ impl Store {
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
         )?;
-        let store = Store::configure(conn, path)?;
-        let version = store.schema_version()?;
+        // Check for a schema before switching to WAL: that switch writes, and a home that was
+        // never initialised (an empty or foreign file) must be left untouched.
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version == 0 {
             return Err(Error::NotInitialised(path.to_path_buf()));
         }
+        let store = Store::configure(conn, path)?;
         if version > schema::SCHEMA_VERSION {
             return Err(Error::SchemaTooNew {
                 path: path.to_path_buf(),

@@ -110,10 +110,7 @@ impl PoolBuilder {
         if self.executors.is_empty() {
             return Err(Error::InvalidArgument("the pool has no executors: register at least one job kind".into()));
         }
-        let store = Store::open(self.home.db_path()).map_err(|e| match e {
-            Error::NotInitialised(_) => Error::NotInitialised(self.home.root().to_path_buf()),
-            other => other,
-        })?;
+        let store = Store::open(self.home.db_path())?;
         let settings = Settings::from_entries(self.home.root(), &load_entries(&self.home, &store)?)?;
         let threads = self.threads.unwrap_or(settings.worker_count);
         if threads == 0 || threads > 1024 {

@@ -57,7 +57,9 @@ impl Run {
 impl TestHome {
     /// A new, uninitialised home.
     pub fn empty() -> TestHome {
-        TestHome { dir: tempfile::tempdir().expect("temp dir") }
+        TestHome {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     /// A new home after `queuectl init`.
@@ -100,13 +102,19 @@ impl TestHome {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn queuectl");
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+        // The command may exit before reading its input (e.g. an uninitialised home): a broken
+        // pipe here is not the test's failure.
+        let _ = child.stdin.take().expect("stdin").write_all(input.as_bytes());
         Run::from(child.wait_with_output().expect("wait queuectl"))
     }
 
     /// Starts `queuectl ARGS` in the background with piped output.
     pub fn spawn(&self, args: &[&str]) -> Child {
-        self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn queuectl")
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn queuectl")
     }
 
     /// `status --json`.
