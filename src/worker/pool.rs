@@ -175,6 +175,8 @@ struct Coordinator {
     slots: Vec<Slot>,
     done_rx: Receiver<Done>,
     jobs_run: u64,
+    /// The set of running jobs changed since the worker row was last written.
+    slots_dirty: bool,
     /// The config file's shell hooks, whose failures come back as warnings to report.
     hooks: Option<Arc<crate::hooks::ShellHooks>>,
 }
@@ -231,6 +233,7 @@ impl Coordinator {
             slots,
             done_rx,
             jobs_run: 0,
+            slots_dirty: false,
             hooks: None,
         };
         coordinator.emit(&WorkerEvent::Started {
@@ -343,12 +346,12 @@ impl Coordinator {
                             return Ok(());
                         }
                     }
-                    if got > 0 && last_heartbeat.elapsed() >= SLOTS_REFRESH {
-                        // Let `status` see what the threads run soon, without a write per claim.
-                        self.heartbeat(false)?;
-                        last_heartbeat = Instant::now();
-                    }
                 }
+            }
+            if self.slots_dirty && last_heartbeat.elapsed() >= SLOTS_REFRESH {
+                // Let `status` see what the threads run soon, without a write per job.
+                self.heartbeat(shutdown.is_stopping())?;
+                last_heartbeat = Instant::now();
             }
             if shutdown.is_stopping() && self.busy() == 0 {
                 return Ok(());
@@ -416,6 +419,7 @@ impl Coordinator {
             term_sent_at: None,
             kill_sent: false,
         });
+        self.slots_dirty = true;
         let attempt = job.attempts + 1;
         let event = WorkerEvent::JobStarted { thread: index + 1, job: job.clone(), attempt };
         // The channel has room: the slot was idle, so its single buffer place is free.
@@ -541,6 +545,7 @@ impl Coordinator {
             self.store.finish_and_claim(&self.worker.id, &rows, claim_limit, &self.kinds, claim_now)?;
         for ((done, event), ok) in finished.iter().zip(events).zip(applied) {
             self.slots[done.thread - 1].running = None;
+            self.slots_dirty = true;
             self.jobs_run += 1;
             if ok {
                 self.emit(&event);
@@ -573,6 +578,7 @@ impl Coordinator {
     }
 
     fn heartbeat(&mut self, stopping: bool) -> Result<()> {
+        self.slots_dirty = false;
         let now = now_ms();
         let slots = self.slots_json();
         if !self.store.heartbeat(&self.worker.id, now, &slots, stopping)? {
