@@ -271,12 +271,17 @@ fn wait_for_exit(
     }
 }
 
-/// Starts the spool ingester beside the pool (wired once the spool module lands).
+/// Starts the spool ingester beside the pool. With `--until-empty`, one pass runs first so a
+/// backlog of spool files counts as work before the pool decides the queue is empty.
 fn start_ingester(
-    _home: &Home,
-    _shutdown: &Shutdown,
-    _until_empty: bool,
-    _pid: u32,
+    home: &Home,
+    shutdown: &Shutdown,
+    until_empty: bool,
+    pid: u32,
 ) -> Result<Option<std::thread::JoinHandle<queuectl::Result<()>>>> {
-    Ok(None)
+    let print = move |event: &queuectl::spool::SpoolEvent| print_line(format!("[{pid}] {event}"));
+    if until_empty {
+        queuectl::spool::ingest_once(home, &print)?;
+    }
+    Ok(Some(queuectl::spool::spawn_watcher(home.clone(), shutdown.clone(), Box::new(print))))
 }
