@@ -39,7 +39,7 @@ const SLOTS_REFRESH: Duration = Duration::from_millis(250);
 /// Even with no sign of change, look for due work this often (clock jumps, missed versions).
 const SAFETY_CLAIM_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Builds a [`WorkerPool`].
+/// Builds and runs a worker pool: executors per job kind, observers, thread count.
 pub struct PoolBuilder {
     home: Home,
     threads: Option<usize>,
