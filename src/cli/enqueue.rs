@@ -7,7 +7,7 @@ use queuectl::job::{parse_jobs, JobSpec, Schedule, Source};
 use queuectl::time::{parse_duration, parse_rfc3339};
 use queuectl::Queue;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Arguments of `queuectl enqueue`.
 #[derive(Debug, Args)]
@@ -51,17 +51,25 @@ pub struct EnqueueArgs {
     /// Print the added jobs as JSON instead of one id a line
     #[arg(long = "json")]
     pub json_output: bool,
+
+    /// Write the jobs as a file into the spool directory instead of the database (never waits
+    /// on the database); a worker or `spool watch` adds them
+    #[arg(long)]
+    pub spool: bool,
 }
 
-fn read_input(args: &EnqueueArgs) -> Result<Option<String>> {
-    if let Some(path) = &args.file {
+/// The jobs' text from a JSON argument, `-` (standard input) or a file; `None` if none given.
+pub fn read_jobs_text(json: Option<&str>, file: Option<&Path>) -> Result<Option<String>> {
+    if let Some(path) = file {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         return Ok(Some(text));
     }
-    match args.json.as_deref() {
+    match json {
         Some("-") => {
             let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text).context("reading jobs from standard input")?;
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading jobs from standard input")?;
             Ok(Some(text))
         }
         Some(text) => Ok(Some(text.to_string())),
@@ -71,7 +79,7 @@ fn read_input(args: &EnqueueArgs) -> Result<Option<String>> {
 
 /// Builds the specs the arguments describe.
 pub fn specs_from_args(args: &EnqueueArgs) -> Result<Vec<(Option<String>, JobSpec)>> {
-    if let Some(text) = read_input(args)? {
+    if let Some(text) = read_jobs_text(args.json.as_deref(), args.file.as_deref())? {
         return Ok(parse_jobs(&text).map_err(Error::InvalidJob)?);
     }
     let Some(command) = &args.command else {
@@ -104,17 +112,27 @@ pub fn specs_from_args(args: &EnqueueArgs) -> Result<Vec<(Option<String>, JobSpe
 /// Runs `queuectl enqueue`.
 pub fn run(queue: &mut Queue, args: &EnqueueArgs) -> Result<()> {
     let specs = specs_from_args(args)?;
-    let ids = queue.enqueue_batch(specs, Source::Cli)?;
-    if args.json_output {
+    let ids = if args.spool {
+        let specs: Vec<JobSpec> = specs.into_iter().map(|(_, spec)| spec).collect();
+        queuectl::spool::submit_to_dir(&queue.settings()?.spool_dir, &specs)?
+    } else {
+        queue.enqueue_batch(specs, Source::Cli)?
+    };
+    print_ids(&ids, args.json_output);
+    Ok(())
+}
+
+/// Prints the ids of added (or spooled) jobs: one a line, or as JSON.
+pub fn print_ids(ids: &[String], json: bool) {
+    if json {
         let items: Vec<serde_json::Value> = ids.iter().map(|id| serde_json::json!({ "id": id })).collect();
         super::output::print_json(&serde_json::Value::Array(items));
     } else {
         let mut text = String::with_capacity(ids.len() * 40);
-        for id in &ids {
+        for id in ids {
             text.push_str(id);
             text.push('\n');
         }
         print!("{text}");
     }
-    Ok(())
 }

@@ -1,7 +1,55 @@
 //! The spool directory: other programs enqueue by dropping JSON files into `incoming/`.
+//!
+//! ## Layout
+//!
+//! ```text
+//! spool/tmp/        writers create files here (same file system as incoming/)
+//! spool/incoming/   complete *.json / *.ndjson files appear here by atomic rename; watched
+//! spool/failed/     rejected files, each with NAME.error.txt saying why
+//! spool/done/       ingested files, only with spool_keep_ingested = true
+//! ```
+//!
+//! ## The writer's contract
+//!
+//! Write `spool/tmp/NAME.json` (or `.ndjson`), then rename it into `spool/incoming/`. Use a
+//! unique NAME: renaming over a file that was not ingested yet replaces it. A `*.json` file
+//! holds one job object or a JSON array of them; a `*.ndjson` file holds one job per line. The
+//! fields are those of `queuectl enqueue`. Dotfiles and other names are ignored. A small file
+//! written in place works too: a file that does not parse yet is given `spool_settle_ms` to
+//! be completed before it is refused. [`submit`] writes a file by this contract.
+//!
+//! ## Ingestion
+//!
+//! One ingester per spool at a time (an exclusive lock on `spool/.ingest.lock`). File events
+//! are only wake-up hints: on any event, at start and on a periodic tick the ingester re-lists
+//! `incoming/`, so a lost event (an inotify overflow) delays a file but never loses it. For
+//! each file: checks (regular file, one link, owner, size), read, parse, validate, then the
+//! jobs of many files are inserted in one durable transaction (each file all or nothing), and
+//! only after the commit are the files removed. The commit records each file's identity, and
+//! jobs without an `id` get one derived from that identity, so a file re-read after a crash
+//! adds nothing twice.
+//!
+//! The library never prints: progress and problems are reported as [`SpoolEvent`]s.
+
+mod failed;
+mod identity;
+mod ingest;
+mod submit;
+mod watch;
+
+pub use failed::{list_failed, retry_failed, FailedFile};
+pub use ingest::ingest_once;
+pub use submit::{submit, submit_to_dir};
+pub use watch::{spawn_watcher, watch};
 
 use crate::error::Result;
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The lock file that makes one process the spool's only ingester.
+pub const LOCK_FILE: &str = ".ingest.lock";
+/// The suffix of the file that says why a file in `failed/` was refused.
+pub const ERROR_SUFFIX: &str = ".error.txt";
 
 /// Creates `incoming/`, `tmp/` and `failed/` under the spool directory, mode 0700.
 pub fn create_layout(spool_dir: &Path) -> Result<()> {
@@ -9,4 +57,201 @@ pub fn create_layout(spool_dir: &Path) -> Result<()> {
         crate::queue::create_dir(&spool_dir.join(sub), 0o700)?;
     }
     crate::queue::create_dir(spool_dir, 0o700)
+}
+
+/// The paths of one spool directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SpoolPaths {
+    pub root: PathBuf,
+    pub incoming: PathBuf,
+    pub tmp: PathBuf,
+    pub failed: PathBuf,
+    pub done: PathBuf,
+    pub lock: PathBuf,
+}
+
+impl SpoolPaths {
+    pub fn new(root: &Path) -> SpoolPaths {
+        SpoolPaths {
+            root: root.to_path_buf(),
+            incoming: root.join("incoming"),
+            tmp: root.join("tmp"),
+            failed: root.join("failed"),
+            done: root.join("done"),
+            lock: root.join(LOCK_FILE),
+        }
+    }
+}
+
+/// Something the spool ingester did or noticed, for the caller to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpoolEvent {
+    /// Ingestion of this `incoming/` directory started, with file events or, when they are
+    /// unavailable, by polling.
+    Watching {
+        /// The watched `incoming/` directory.
+        dir: PathBuf,
+        /// True when file events could not be set up and the directory is polled instead.
+        polling: bool,
+    },
+    /// Another process holds the spool's ingest lock: this one skips ingestion
+    /// ([`ingest_once`]) or waits for the lock ([`watch`]).
+    LockHeld {
+        /// The spool directory.
+        dir: PathBuf,
+    },
+    /// The lock was acquired after [`SpoolEvent::LockHeld`]: the other ingester is gone.
+    LockAcquired {
+        /// The spool directory.
+        dir: PathBuf,
+    },
+    /// A file's jobs were committed and the file removed (or moved to `done/`).
+    Ingested {
+        /// The file's name in `incoming/`.
+        file: String,
+        /// How many jobs it added.
+        jobs: usize,
+    },
+    /// A file whose jobs had been committed before (the ingester stopped between the commit
+    /// and removing the file) was removed now; nothing was added twice.
+    AlreadyIngested {
+        /// The file's name in `incoming/`.
+        file: String,
+    },
+    /// A file was refused and moved to `failed/`, next to `NAME.error.txt`.
+    Rejected {
+        /// The file's name in `incoming/`.
+        file: String,
+        /// Its name in `failed/` (differs from `file` when that name was taken).
+        failed_as: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The spool directory or `incoming/` is writable by other users, who can therefore run
+    /// commands as this user.
+    Insecure {
+        /// The directory.
+        dir: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A problem ingestion survives (it retries); one line naming the thing.
+    Warning(String),
+}
+
+impl fmt::Display for SpoolEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpoolEvent::Watching { dir, polling: false } => write!(f, "spool: watching {}", dir.display()),
+            SpoolEvent::Watching { dir, polling: true } => {
+                write!(
+                    f,
+                    "spool: polling {} every {} ms",
+                    dir.display(),
+                    watch::POLL_INTERVAL.as_millis()
+                )
+            }
+            SpoolEvent::LockHeld { dir } => {
+                write!(
+                    f,
+                    "spool: another process is ingesting {} (it holds {LOCK_FILE})",
+                    dir.display()
+                )
+            }
+            SpoolEvent::LockAcquired { dir } => {
+                write!(f, "spool: the other ingester is gone; now ingesting {}", dir.display())
+            }
+            SpoolEvent::Ingested { file, jobs } => {
+                write!(
+                    f,
+                    "spool: ingested {jobs} job{} from {file}",
+                    if *jobs == 1 { "" } else { "s" }
+                )
+            }
+            SpoolEvent::AlreadyIngested { file } => {
+                write!(
+                    f,
+                    "spool: {file} had already been ingested (before an interruption); removed it"
+                )
+            }
+            SpoolEvent::Rejected {
+                file,
+                failed_as,
+                reason,
+            } => {
+                write!(f, "spool: rejected {file}: {reason} (moved to failed/{failed_as})")
+            }
+            SpoolEvent::Insecure { dir, mode } => {
+                let who = if mode & 0o002 != 0 { "world" } else { "group" };
+                write!(
+                    f,
+                    "spool: warning: {} is {who}-writable (mode {:04o}): whoever can write there can run \
+                     commands as this user; run `chmod 700 {}`",
+                    dir.display(),
+                    mode & 0o7777,
+                    dir.display()
+                )
+            }
+            SpoolEvent::Warning(text) => write!(f, "spool: warning: {text}"),
+        }
+    }
+}
+
+/// What one ingestion pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestReport {
+    /// Files whose jobs were committed.
+    pub files_ingested: usize,
+    /// Jobs added by those files.
+    pub jobs_added: usize,
+    /// Files moved to `failed/`.
+    pub files_rejected: usize,
+    /// Files left in `incoming/` for a later pass because they may still be being written.
+    pub files_left: usize,
+    /// Another ingester holds the lock: nothing was done.
+    pub lock_held: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_read_as_one_line() {
+        let e = SpoolEvent::Ingested {
+            file: "x.json".into(),
+            jobs: 3,
+        };
+        assert_eq!(e.to_string(), "spool: ingested 3 jobs from x.json");
+        let e = SpoolEvent::Ingested {
+            file: "x.json".into(),
+            jobs: 1,
+        };
+        assert_eq!(e.to_string(), "spool: ingested 1 job from x.json");
+        let e = SpoolEvent::Insecure {
+            dir: PathBuf::from("/s/incoming"),
+            mode: 0o40777,
+        };
+        assert!(
+            e.to_string()
+                .starts_with("spool: warning: /s/incoming is world-writable (mode 0777)"),
+            "{e}"
+        );
+        let e = SpoolEvent::Insecure {
+            dir: PathBuf::from("/s"),
+            mode: 0o770,
+        };
+        assert!(e.to_string().contains("is group-writable (mode 0770)"), "{e}");
+        for event in [
+            SpoolEvent::Rejected {
+                file: "a.json".into(),
+                failed_as: "a.json".into(),
+                reason: "file is empty".into(),
+            },
+            SpoolEvent::Warning("x".into()),
+            SpoolEvent::LockHeld { dir: "/s".into() },
+        ] {
+            assert!(!event.to_string().contains('\n'));
+        }
+    }
 }

@@ -6,6 +6,7 @@
 //! still `processing` and held by the same worker, so a stale worker cannot overwrite a result.
 
 pub mod schema;
+mod spool_sql;
 
 use crate::error::{Error, Result};
 use crate::job::{Attempt, Job, State};
