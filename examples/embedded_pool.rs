@@ -14,7 +14,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     queue.enqueue(JobSpec::shell("echo shell job says hi").with_id("shell-1"))?;
     queue.enqueue(JobSpec::kind("square", json!({ "n": 12 })).with_id("square-12"))?;
-    queue.enqueue(JobSpec::kind("square", json!({ "n": "twelve" })).with_id("square-bad").with_max_retries(1))?;
+    queue.enqueue(
+        JobSpec::kind("square", json!({ "n": "twelve" }))
+            .with_id("square-bad")
+            .with_max_retries(1),
+    )?;
 
     // The executor for `square` jobs: any `Fn(&Job, &ExecContext) -> Outcome + Send + Sync`.
     let square = |job: &Job, _context: &ExecContext| match job.payload.as_ref().and_then(|p| p["n"].as_i64()) {
@@ -36,7 +40,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .run(&shutdown)?;
 
     println!("ran {ran} attempts");
-    println!("square-12 printed {:?}", queue.get("square-12")?.stdout.unwrap_or_default());
+    println!(
+        "square-12 printed {:?}",
+        queue.get("square-12")?.stdout.unwrap_or_default()
+    );
     assert_eq!(queue.get("shell-1")?.state, State::Completed);
     assert_eq!(queue.get("square-bad")?.state, State::Dead);
     Ok(())

@@ -6,7 +6,10 @@ use queuectl::{Home, JobSpec, Queue, Schedule, Source};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let temp = tempfile::tempdir()?;
-    let root = std::env::args().nth(1).map(std::path::PathBuf::from).unwrap_or_else(|| temp.path().to_path_buf());
+    let root = std::env::args()
+        .nth(1)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| temp.path().to_path_buf());
     let home = Home::new(&root);
     let (mut queue, _) = Queue::init(&home)?;
 
@@ -23,7 +26,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A batch is one transaction: a bad job refuses the whole batch, nothing is written.
     let batch = vec![
         (None, JobSpec::shell("echo first").with_id("report-1")),
-        (None, JobSpec::shell("echo later").with_id("report-2").with_schedule(Schedule::After(60.0))),
+        (
+            None,
+            JobSpec::shell("echo later")
+                .with_id("report-2")
+                .with_schedule(Schedule::After(60.0)),
+        ),
     ];
     for id in queue.enqueue_batch(batch, Source::Api)? {
         println!("enqueued {id}");
@@ -33,6 +41,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         other => return Err(format!("expected a duplicate-id error, got {other:?}").into()),
     }
     let status = queue.status()?;
-    println!("pending: {} ({} due now, {} scheduled later)", status.counts.pending, status.due_now, status.scheduled);
+    println!(
+        "pending: {} ({} due now, {} scheduled later)",
+        status.counts.pending, status.due_now, status.scheduled
+    );
     Ok(())
 }

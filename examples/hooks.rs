@@ -28,7 +28,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let line = match event {
                 WorkerEvent::JobStarted { job, .. } => format!("started {}", job.id),
                 WorkerEvent::JobCompleted { job, .. } => format!("completed {}", job.id),
-                WorkerEvent::JobDead { job, outcome, .. } => format!("dead {} ({})", job.id, outcome.error.clone().unwrap_or_default()),
+                WorkerEvent::JobDead { job, outcome, .. } => {
+                    format!("dead {} ({})", job.id, outcome.error.clone().unwrap_or_default())
+                }
                 _ => return,
             };
             record.lock().unwrap().push(line);

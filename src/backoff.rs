@@ -51,7 +51,11 @@ mod tests {
     use super::*;
 
     fn policy(max_retries: u32, backoff_base: f64) -> RetryPolicy {
-        RetryPolicy { max_retries, backoff_base, backoff_max_seconds: 3600 }
+        RetryPolicy {
+            max_retries,
+            backoff_base,
+            backoff_max_seconds: 3600,
+        }
     }
 
     #[test]
@@ -79,7 +83,11 @@ mod tests {
 
     #[test]
     fn delay_is_capped() {
-        let p = RetryPolicy { max_retries: 100, backoff_base: 10.0, backoff_max_seconds: 60 };
+        let p = RetryPolicy {
+            max_retries: 100,
+            backoff_base: 10.0,
+            backoff_max_seconds: 60,
+        };
         assert_eq!(p.delay_after(5), Duration::from_secs(60));
         assert_eq!(p.delay_after(90), Duration::from_secs(60));
     }

@@ -35,25 +35,129 @@ pub struct KeyDef {
 
 /// Every key queuectl knows, in the order `config list` shows them.
 pub const KEYS: &[KeyDef] = &[
-    KeyDef { name: "max_retries", default: "3", doc: "retries after the first run before a job goes to the DLQ", value_type: ValueType::Integer { min: 0, max: 1000 } },
-    KeyDef { name: "backoff_base", default: "2", doc: "retry delay is backoff_base ^ attempts seconds (a number >= 1)", value_type: ValueType::Number { min: 1.0, max: 1000.0 } },
-    KeyDef { name: "backoff_max_seconds", default: "3600", doc: "the longest delay between two attempts", value_type: ValueType::Integer { min: 1, max: 31_536_000 } },
-    KeyDef { name: "job_timeout_seconds", default: "", doc: "kill a job after this many seconds (none by default)", value_type: ValueType::OptionalInteger { min: 1, max: 2_592_000 } },
-    KeyDef { name: "worker_count", default: "1", doc: "threads of `worker start` when --count is not given", value_type: ValueType::Integer { min: 1, max: 256 } },
-    KeyDef { name: "output_limit_bytes", default: "65536", doc: "bytes of each of stdout and stderr kept per job (the tail)", value_type: ValueType::Integer { min: 0, max: 16_777_216 } },
-    KeyDef { name: "heartbeat_seconds", default: "1", doc: "how often a worker records that it is alive", value_type: ValueType::Integer { min: 1, max: 60 } },
-    KeyDef { name: "lease_seconds", default: "15", doc: "a worker silent this long has lost its jobs", value_type: ValueType::Integer { min: 3, max: 86_400 } },
-    KeyDef { name: "stop_grace_seconds", default: "5", doc: "after SIGTERM to a timed-out job, wait this long before SIGKILL", value_type: ValueType::Integer { min: 0, max: 600 } },
-    KeyDef { name: "spool_dir", default: "spool", doc: "the spool directory, relative to the queue home unless absolute", value_type: ValueType::Text },
-    KeyDef { name: "spool_max_file_bytes", default: "1048576", doc: "larger spool files are refused", value_type: ValueType::Integer { min: 1, max: 1_073_741_824 } },
-    KeyDef { name: "spool_settle_ms", default: "2000", doc: "a spool file that does not parse yet is retried for this long", value_type: ValueType::Integer { min: 0, max: 3_600_000 } },
-    KeyDef { name: "spool_keep_ingested", default: "false", doc: "move ingested spool files to spool/done/ instead of deleting them", value_type: ValueType::Bool },
-    KeyDef { name: "spool_allowed_uids", default: "", doc: "uids besides the worker's own whose spool files are accepted (comma-separated)", value_type: ValueType::UidList },
-    KeyDef { name: "hooks.on_started", default: "", doc: "shell command run when a job starts", value_type: ValueType::Text },
-    KeyDef { name: "hooks.on_completed", default: "", doc: "shell command run when a job completes", value_type: ValueType::Text },
-    KeyDef { name: "hooks.on_failed", default: "", doc: "shell command run when an attempt fails and a retry is scheduled", value_type: ValueType::Text },
-    KeyDef { name: "hooks.on_dead", default: "", doc: "shell command run when a job moves to the DLQ", value_type: ValueType::Text },
-    KeyDef { name: "hooks.timeout_seconds", default: "10", doc: "a hook running longer is killed", value_type: ValueType::Integer { min: 1, max: 3600 } },
+    KeyDef {
+        name: "max_retries",
+        default: "3",
+        doc: "retries after the first run before a job goes to the DLQ",
+        value_type: ValueType::Integer { min: 0, max: 1000 },
+    },
+    KeyDef {
+        name: "backoff_base",
+        default: "2",
+        doc: "retry delay is backoff_base ^ attempts seconds (a number >= 1)",
+        value_type: ValueType::Number { min: 1.0, max: 1000.0 },
+    },
+    KeyDef {
+        name: "backoff_max_seconds",
+        default: "3600",
+        doc: "the longest delay between two attempts",
+        value_type: ValueType::Integer {
+            min: 1,
+            max: 31_536_000,
+        },
+    },
+    KeyDef {
+        name: "job_timeout_seconds",
+        default: "",
+        doc: "kill a job after this many seconds (none by default)",
+        value_type: ValueType::OptionalInteger { min: 1, max: 2_592_000 },
+    },
+    KeyDef {
+        name: "worker_count",
+        default: "1",
+        doc: "threads of `worker start` when --count is not given",
+        value_type: ValueType::Integer { min: 1, max: 256 },
+    },
+    KeyDef {
+        name: "output_limit_bytes",
+        default: "65536",
+        doc: "bytes of each of stdout and stderr kept per job (the tail)",
+        value_type: ValueType::Integer {
+            min: 0,
+            max: 16_777_216,
+        },
+    },
+    KeyDef {
+        name: "heartbeat_seconds",
+        default: "1",
+        doc: "how often a worker records that it is alive",
+        value_type: ValueType::Integer { min: 1, max: 60 },
+    },
+    KeyDef {
+        name: "lease_seconds",
+        default: "15",
+        doc: "a worker silent this long has lost its jobs",
+        value_type: ValueType::Integer { min: 3, max: 86_400 },
+    },
+    KeyDef {
+        name: "stop_grace_seconds",
+        default: "5",
+        doc: "after SIGTERM to a timed-out job, wait this long before SIGKILL",
+        value_type: ValueType::Integer { min: 0, max: 600 },
+    },
+    KeyDef {
+        name: "spool_dir",
+        default: "spool",
+        doc: "the spool directory, relative to the queue home unless absolute",
+        value_type: ValueType::Text,
+    },
+    KeyDef {
+        name: "spool_max_file_bytes",
+        default: "1048576",
+        doc: "larger spool files are refused",
+        value_type: ValueType::Integer {
+            min: 1,
+            max: 1_073_741_824,
+        },
+    },
+    KeyDef {
+        name: "spool_settle_ms",
+        default: "2000",
+        doc: "a spool file that does not parse yet is retried for this long",
+        value_type: ValueType::Integer { min: 0, max: 3_600_000 },
+    },
+    KeyDef {
+        name: "spool_keep_ingested",
+        default: "false",
+        doc: "move ingested spool files to spool/done/ instead of deleting them",
+        value_type: ValueType::Bool,
+    },
+    KeyDef {
+        name: "spool_allowed_uids",
+        default: "",
+        doc: "uids besides the worker's own whose spool files are accepted (comma-separated)",
+        value_type: ValueType::UidList,
+    },
+    KeyDef {
+        name: "hooks.on_started",
+        default: "",
+        doc: "shell command run when a job starts",
+        value_type: ValueType::Text,
+    },
+    KeyDef {
+        name: "hooks.on_completed",
+        default: "",
+        doc: "shell command run when a job completes",
+        value_type: ValueType::Text,
+    },
+    KeyDef {
+        name: "hooks.on_failed",
+        default: "",
+        doc: "shell command run when an attempt fails and a retry is scheduled",
+        value_type: ValueType::Text,
+    },
+    KeyDef {
+        name: "hooks.on_dead",
+        default: "",
+        doc: "shell command run when a job moves to the DLQ",
+        value_type: ValueType::Text,
+    },
+    KeyDef {
+        name: "hooks.timeout_seconds",
+        default: "10",
+        doc: "a hook running longer is killed",
+        value_type: ValueType::Integer { min: 1, max: 3600 },
+    },
 ];
 
 /// Where an effective value came from.
@@ -96,7 +200,10 @@ pub fn key_def(name: &str) -> Result<&'static KeyDef> {
     let canonical = name.trim().replace('-', "_");
     KEYS.iter().find(|k| k.name == canonical).ok_or_else(|| {
         let names: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
-        Error::Config(format!("unknown config key `{name}` (known keys: {})", names.join(", ")))
+        Error::Config(format!(
+            "unknown config key `{name}` (known keys: {})",
+            names.join(", ")
+        ))
     })
 }
 
@@ -137,7 +244,10 @@ pub fn normalize_value(key: &KeyDef, value: &str) -> Result<String> {
         ValueType::UidList => {
             let mut uids = Vec::new();
             for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                uids.push(part.parse::<u32>().map_err(|_| bad("must be a comma-separated list of uids".into()))?);
+                uids.push(
+                    part.parse::<u32>()
+                        .map_err(|_| bad("must be a comma-separated list of uids".into()))?,
+                );
             }
             Ok(uids.iter().map(|u| u.to_string()).collect::<Vec<_>>().join(","))
         }
@@ -206,10 +316,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// Merges the three layers into the effective value of every key.
-pub fn effective(
-    file: &BTreeMap<&'static str, String>,
-    stored: &BTreeMap<String, String>,
-) -> Vec<ConfigEntry> {
+pub fn effective(file: &BTreeMap<&'static str, String>, stored: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
     KEYS.iter()
         .map(|def| {
             let (value, source) = if let Some(v) = stored.get(def.name) {
@@ -219,7 +326,12 @@ pub fn effective(
             } else {
                 (def.default.to_string(), ValueSource::Default)
             };
-            ConfigEntry { key: def.name, value, source, doc: def.doc }
+            ConfigEntry {
+                key: def.name,
+                value,
+                source,
+                doc: def.doc,
+            }
         })
         .collect()
 }
@@ -284,10 +396,16 @@ impl Settings {
     /// Builds typed settings from effective entries; `home` resolves relative paths.
     pub fn from_entries(home: &Path, entries: &[ConfigEntry]) -> Result<Settings> {
         let get = |key: &str| -> &str {
-            entries.iter().find(|e| e.key == key).map(|e| e.value.as_str()).unwrap_or("")
+            entries
+                .iter()
+                .find(|e| e.key == key)
+                .map(|e| e.value.as_str())
+                .unwrap_or("")
         };
         let int = |key: &str| -> Result<i64> {
-            get(key).parse::<i64>().map_err(|_| Error::Config(format!("invalid value for `{key}`")))
+            get(key)
+                .parse::<i64>()
+                .map_err(|_| Error::Config(format!("invalid value for `{key}`")))
         };
         let text = |key: &str| -> Option<String> {
             let v = get(key);
@@ -300,7 +418,9 @@ impl Settings {
         let spool = PathBuf::from(get("spool_dir"));
         Ok(Settings {
             max_retries: int("max_retries")? as u32,
-            backoff_base: get("backoff_base").parse().map_err(|_| Error::Config("invalid value for `backoff_base`".into()))?,
+            backoff_base: get("backoff_base")
+                .parse()
+                .map_err(|_| Error::Config("invalid value for `backoff_base`".into()))?,
             backoff_max_seconds: int("backoff_max_seconds")? as u64,
             job_timeout_seconds: text("job_timeout_seconds").and_then(|v| v.parse().ok()),
             worker_count: int("worker_count")? as usize,
@@ -402,8 +522,14 @@ mod tests {
         stored.insert("backoff_base".to_string(), "1.5".to_string());
         let entries = effective(&file, &stored);
         let find = |k: &str| entries.iter().find(|e| e.key == k).unwrap().clone();
-        assert_eq!((find("max_retries").value.as_str(), find("max_retries").source), ("5", ValueSource::File));
-        assert_eq!((find("backoff_base").value.as_str(), find("backoff_base").source), ("1.5", ValueSource::Set));
+        assert_eq!(
+            (find("max_retries").value.as_str(), find("max_retries").source),
+            ("5", ValueSource::File)
+        );
+        assert_eq!(
+            (find("backoff_base").value.as_str(), find("backoff_base").source),
+            ("1.5", ValueSource::Set)
+        );
         assert_eq!(find("backoff_max_seconds").source, ValueSource::Default);
         let settings = Settings::from_entries(Path::new("/q"), &entries).unwrap();
         assert_eq!(settings.max_retries, 5);
@@ -416,7 +542,10 @@ mod tests {
     fn keys_accept_dashes_and_refuse_unknowns() {
         assert_eq!(key_def("max-retries").unwrap().name, "max_retries");
         let e = key_def("max_retry").unwrap_err().to_string();
-        assert!(e.starts_with("unknown config key `max_retry` (known keys: max_retries, backoff_base"), "{e}");
+        assert!(
+            e.starts_with("unknown config key `max_retry` (known keys: max_retries, backoff_base"),
+            "{e}"
+        );
     }
 
     #[test]

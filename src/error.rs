@@ -26,12 +26,20 @@ pub struct InvalidJob {
 impl InvalidJob {
     /// A refusal of one field.
     pub fn field(field: &str, reason: impl Into<String>) -> Self {
-        InvalidJob { location: None, field: Some(field.to_string()), reason: reason.into() }
+        InvalidJob {
+            location: None,
+            field: Some(field.to_string()),
+            reason: reason.into(),
+        }
     }
 
     /// A refusal of the whole input or job rather than one field.
     pub fn whole(reason: impl Into<String>) -> Self {
-        InvalidJob { location: None, field: None, reason: reason.into() }
+        InvalidJob {
+            location: None,
+            field: None,
+            reason: reason.into(),
+        }
     }
 
     /// The same refusal, placed at `location` in a batch.
@@ -145,7 +153,10 @@ impl Error {
 
     /// Wraps an I/O error with the path it concerned.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 

@@ -56,5 +56,8 @@ fn absolute(path: PathBuf) -> PathBuf {
         std::env::current_dir().map(|cwd| cwd.join(&path)).unwrap_or(path)
     };
     // Drop `.` components so messages show `/srv/q/queue.db`, not `/srv/q/./queue.db`.
-    joined.components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect()
+    joined
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
 }

@@ -84,7 +84,14 @@ impl ShellHooks {
         cached.1.clone()
     }
 
-    fn fire(&self, name: &'static str, command: Option<String>, timeout: u64, job: &Job, vars: Vec<(&'static str, String)>) {
+    fn fire(
+        &self,
+        name: &'static str,
+        command: Option<String>,
+        timeout: u64,
+        job: &Job,
+        vars: Vec<(&'static str, String)>,
+    ) {
         let Some(command) = command else { return };
         let mut env = vec![
             ("QUEUECTL_HOOK", name.to_string()),
@@ -95,12 +102,18 @@ impl ShellHooks {
         env.extend(vars);
         let warnings = self.warnings.clone();
         let cwd = self.home.root().to_path_buf();
-        let spawned = std::thread::Builder::new().name(format!("queuectl-hook-{name}")).spawn(move || {
-            if let Err(message) = run_hook(&command, &env, &cwd, Duration::from_secs(timeout)) {
-                let job = env.iter().find(|(k, _)| *k == "QUEUECTL_JOB_ID").map(|(_, v)| v.clone()).unwrap_or_default();
-                let _ = warnings.send(format!("hook {name} for job {job}: {message}"));
-            }
-        });
+        let spawned = std::thread::Builder::new()
+            .name(format!("queuectl-hook-{name}"))
+            .spawn(move || {
+                if let Err(message) = run_hook(&command, &env, &cwd, Duration::from_secs(timeout)) {
+                    let job = env
+                        .iter()
+                        .find(|(k, _)| *k == "QUEUECTL_JOB_ID")
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default();
+                    let _ = warnings.send(format!("hook {name} for job {job}: {message}"));
+                }
+            });
         match spawned {
             Ok(handle) => {
                 let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
@@ -108,13 +121,20 @@ impl ShellHooks {
                 running.push(handle);
             }
             Err(e) => {
-                let _ = self.warnings.send(format!("hook {name}: could not start a thread: {e}"));
+                let _ = self
+                    .warnings
+                    .send(format!("hook {name}: could not start a thread: {e}"));
             }
         }
     }
 }
 
-fn run_hook(command: &str, env: &[(&'static str, String)], cwd: &std::path::Path, timeout: Duration) -> Result<(), String> {
+fn run_hook(
+    command: &str,
+    env: &[(&'static str, String)],
+    cwd: &std::path::Path,
+    timeout: Duration,
+) -> Result<(), String> {
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(command)
@@ -150,7 +170,10 @@ fn outcome_vars(state: &str, attempts: u32, outcome: &crate::executor::Outcome) 
     vec![
         ("QUEUECTL_JOB_STATE", state.to_string()),
         ("QUEUECTL_JOB_ATTEMPTS", attempts.to_string()),
-        ("QUEUECTL_JOB_EXIT_CODE", outcome.exit_code.map(|c| c.to_string()).unwrap_or_default()),
+        (
+            "QUEUECTL_JOB_EXIT_CODE",
+            outcome.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+        ),
         ("QUEUECTL_JOB_ERROR", outcome.error.clone().unwrap_or_default()),
     ]
 }
@@ -171,13 +194,35 @@ impl Observer for ShellHooks {
                 self.fire("on_started", hooks.on_started, timeout, job, vars);
             }
             WorkerEvent::JobCompleted { job, outcome, .. } => {
-                self.fire("on_completed", hooks.on_completed, timeout, job, outcome_vars("completed", job.attempts + 1, outcome));
+                self.fire(
+                    "on_completed",
+                    hooks.on_completed,
+                    timeout,
+                    job,
+                    outcome_vars("completed", job.attempts + 1, outcome),
+                );
             }
-            WorkerEvent::JobRetrying { job, attempt, outcome, .. } => {
-                self.fire("on_failed", hooks.on_failed, timeout, job, outcome_vars("failed", *attempt, outcome));
+            WorkerEvent::JobRetrying {
+                job, attempt, outcome, ..
+            } => {
+                self.fire(
+                    "on_failed",
+                    hooks.on_failed,
+                    timeout,
+                    job,
+                    outcome_vars("failed", *attempt, outcome),
+                );
             }
-            WorkerEvent::JobDead { job, attempts, outcome, .. } => {
-                self.fire("on_dead", hooks.on_dead, timeout, job, outcome_vars("dead", *attempts, outcome));
+            WorkerEvent::JobDead {
+                job, attempts, outcome, ..
+            } => {
+                self.fire(
+                    "on_dead",
+                    hooks.on_dead,
+                    timeout,
+                    job,
+                    outcome_vars("dead", *attempts, outcome),
+                );
             }
             _ => {}
         }

@@ -57,8 +57,13 @@ pub enum State {
 
 impl State {
     /// All states, in life-cycle order.
-    pub const ALL: [State; 5] =
-        [State::Pending, State::Processing, State::Completed, State::Failed, State::Dead];
+    pub const ALL: [State; 5] = [
+        State::Pending,
+        State::Processing,
+        State::Completed,
+        State::Failed,
+        State::Dead,
+    ];
 
     /// The state's name as stored and shown.
     pub fn as_str(self) -> &'static str {
@@ -153,7 +158,11 @@ impl JobSpec {
 
     /// A job for the executor registered for `kind`, carrying `payload`.
     pub fn kind(kind: impl Into<String>, payload: Value) -> Self {
-        JobSpec { kind: kind.into(), payload: Some(payload), ..JobSpec::shell("") }
+        JobSpec {
+            kind: kind.into(),
+            payload: Some(payload),
+            ..JobSpec::shell("")
+        }
     }
 
     /// Sets the id.
@@ -214,7 +223,10 @@ impl JobSpec {
         if self.command.len() > MAX_COMMAND_BYTES {
             return Err(InvalidJob::field(
                 "command",
-                format!("is {} bytes, over the limit of {MAX_COMMAND_BYTES} bytes (64 KiB)", self.command.len()),
+                format!(
+                    "is {} bytes, over the limit of {MAX_COMMAND_BYTES} bytes (64 KiB)",
+                    self.command.len()
+                ),
             ));
         }
         if self.command.contains('\0') {
@@ -240,7 +252,10 @@ impl JobSpec {
         if self.priority.abs() > PRIORITY_LIMIT {
             return Err(InvalidJob::field(
                 "priority",
-                format!("must be from -{PRIORITY_LIMIT} to {PRIORITY_LIMIT}, got {}", self.priority),
+                format!(
+                    "must be from -{PRIORITY_LIMIT} to {PRIORITY_LIMIT}, got {}",
+                    self.priority
+                ),
             ));
         }
         if let Schedule::After(seconds) = self.schedule {
@@ -268,11 +283,17 @@ impl JobSpec {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
                 return Err(InvalidJob::field(
                     "env",
-                    format!("has an invalid variable name `{}` (empty, or contains `=` or NUL)", key.escape_debug()),
+                    format!(
+                        "has an invalid variable name `{}` (empty, or contains `=` or NUL)",
+                        key.escape_debug()
+                    ),
                 ));
             }
             if value.contains('\0') {
-                return Err(InvalidJob::field("env", format!("value of `{key}` contains a NUL byte")));
+                return Err(InvalidJob::field(
+                    "env",
+                    format!("value of `{key}` contains a NUL byte"),
+                ));
             }
         }
         Ok(())
@@ -291,7 +312,10 @@ pub fn validate_id(id: &str) -> Result<(), InvalidJob> {
         ));
     }
     if let Some(c) = id.chars().find(|c| c.is_control()) {
-        return Err(InvalidJob::field("id", format!("contains the control character {:?}", c)));
+        return Err(InvalidJob::field(
+            "id",
+            format!("contains the control character {:?}", c),
+        ));
     }
     Ok(())
 }
@@ -299,11 +323,16 @@ pub fn validate_id(id: &str) -> Result<(), InvalidJob> {
 fn validate_kind(kind: &str) -> Result<(), InvalidJob> {
     let ok = !kind.is_empty()
         && kind.len() <= 64
-        && kind.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+        && kind
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
     if ok {
         Ok(())
     } else {
-        Err(InvalidJob::field("kind", "must be 1 to 64 characters of letters, digits, `_`, `-`, `.` or `:`"))
+        Err(InvalidJob::field(
+            "kind",
+            "must be 1 to 64 characters of letters, digits, `_`, `-`, `.` or `:`",
+        ))
     }
 }
 
@@ -323,7 +352,11 @@ pub fn parse_jobs(text: &str) -> Result<Vec<(Option<String>, JobSpec)>, InvalidJ
             if items.is_empty() {
                 return Err(InvalidJob::whole("empty batch: the array holds no jobs"));
             }
-            items.into_iter().enumerate().map(|(i, v)| (Some(format!("index {i}")), v)).collect()
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| (Some(format!("index {i}")), v))
+                .collect()
         }
         Ok(value) => vec![(None, value)],
         Err(whole_error) => {
@@ -335,15 +368,17 @@ pub fn parse_jobs(text: &str) -> Result<Vec<(Option<String>, JobSpec)>, InvalidJ
                 .collect();
             // NDJSON only if the first line is a complete value on its own; otherwise this is one
             // (pretty-printed) document and its own error names the right line.
-            let first_line_complete = lines.first().map(|(_, l)| serde_json::from_str::<Value>(l).is_ok()).unwrap_or(false);
+            let first_line_complete = lines
+                .first()
+                .map(|(_, l)| serde_json::from_str::<Value>(l).is_ok())
+                .unwrap_or(false);
             if lines.len() < 2 || !trimmed.starts_with('{') || !first_line_complete {
                 return Err(json_error(&whole_error, None));
             }
             let mut items = Vec::with_capacity(lines.len());
             for (number, line) in lines {
                 let location = format!("line {number}");
-                let value = serde_json::from_str::<Value>(line)
-                    .map_err(|e| json_error(&e, Some(location.clone())))?;
+                let value = serde_json::from_str::<Value>(line).map_err(|e| json_error(&e, Some(location.clone())))?;
                 items.push((Some(location), value));
             }
             items
@@ -354,10 +389,12 @@ pub fn parse_jobs(text: &str) -> Result<Vec<(Option<String>, JobSpec)>, InvalidJ
         let spec = spec_from_value(value).and_then(|spec| spec.validate().map(|_| spec));
         match spec {
             Ok(spec) => specs.push((location, spec)),
-            Err(e) => return Err(match location {
-                Some(location) => e.at(location),
-                None => e,
-            }),
+            Err(e) => {
+                return Err(match location {
+                    Some(location) => e.at(location),
+                    None => e,
+                })
+            }
         }
     }
     Ok(specs)
@@ -408,7 +445,10 @@ fn type_name(value: &Value) -> &'static str {
 fn expect_string(field: &str, value: Value) -> Result<String, InvalidJob> {
     match value {
         Value::String(s) => Ok(s),
-        other => Err(InvalidJob::field(field, format!("must be a string, got {}", type_name(&other)))),
+        other => Err(InvalidJob::field(
+            field,
+            format!("must be a string, got {}", type_name(&other)),
+        )),
     }
 }
 
@@ -430,7 +470,10 @@ fn expect_integer(field: &str, value: &Value, min: i64, max: i64) -> Result<i64,
                 _ => Err(out_of_range()),
             }
         }
-        other => Err(InvalidJob::field(field, format!("must be an integer, got {}", type_name(other)))),
+        other => Err(InvalidJob::field(
+            field,
+            format!("must be an integer, got {}", type_name(other)),
+        )),
     }
 }
 
@@ -438,7 +481,12 @@ fn expect_integer(field: &str, value: &Value, min: i64, max: i64) -> Result<i64,
 pub fn spec_from_value(value: Value) -> Result<JobSpec, InvalidJob> {
     let object: Map<String, Value> = match value {
         Value::Object(object) => object,
-        other => return Err(InvalidJob::whole(format!("expected a JSON object, got {}", type_name(&other)))),
+        other => {
+            return Err(InvalidJob::whole(format!(
+                "expected a JSON object, got {}",
+                type_name(&other)
+            )))
+        }
     };
     let mut spec = JobSpec::shell("");
     let mut has_command = false;
@@ -607,28 +655,54 @@ impl Job {
         object.insert("command".into(), self.command.clone().into());
         object.insert("state".into(), self.state.as_str().into());
         object.insert("attempts".into(), self.attempts.into());
-        object.insert("max_retries".into(), self.effective_max_retries(default_max_retries).into());
+        object.insert(
+            "max_retries".into(),
+            self.effective_max_retries(default_max_retries).into(),
+        );
         object.insert("created_at".into(), format_ms(self.created_at).into());
         object.insert("updated_at".into(), format_ms(self.updated_at).into());
         object.insert("kind".into(), self.kind.clone().into());
         object.insert("payload".into(), self.payload.clone().unwrap_or(Value::Null));
         object.insert("priority".into(), self.priority.into());
         object.insert("run_at".into(), format_ms(self.run_at).into());
-        object.insert("timeout_seconds".into(), self.timeout_seconds.map(Value::from).unwrap_or(Value::Null));
+        object.insert(
+            "timeout_seconds".into(),
+            self.timeout_seconds.map(Value::from).unwrap_or(Value::Null),
+        );
         object.insert("cwd".into(), self.cwd.clone().map(Value::from).unwrap_or(Value::Null));
         object.insert(
             "env".into(),
-            Value::Object(self.env.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect()),
+            Value::Object(
+                self.env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .collect(),
+            ),
         );
         object.insert("started_at".into(), opt_time(self.started_at));
         object.insert("finished_at".into(), opt_time(self.finished_at));
-        object.insert("worker".into(), self.worker.clone().map(Value::from).unwrap_or(Value::Null));
-        object.insert("exit_code".into(), self.exit_code.map(Value::from).unwrap_or(Value::Null));
-        object.insert("last_error".into(), self.last_error.clone().map(Value::from).unwrap_or(Value::Null));
+        object.insert(
+            "worker".into(),
+            self.worker.clone().map(Value::from).unwrap_or(Value::Null),
+        );
+        object.insert(
+            "exit_code".into(),
+            self.exit_code.map(Value::from).unwrap_or(Value::Null),
+        );
+        object.insert(
+            "last_error".into(),
+            self.last_error.clone().map(Value::from).unwrap_or(Value::Null),
+        );
         object.insert("source".into(), self.source.clone().into());
         if self.stdout.is_some() || self.stderr.is_some() {
-            object.insert("stdout".into(), self.stdout.clone().map(Value::from).unwrap_or(Value::Null));
-            object.insert("stderr".into(), self.stderr.clone().map(Value::from).unwrap_or(Value::Null));
+            object.insert(
+                "stdout".into(),
+                self.stdout.clone().map(Value::from).unwrap_or(Value::Null),
+            );
+            object.insert(
+                "stderr".into(),
+                self.stderr.clone().map(Value::from).unwrap_or(Value::Null),
+            );
         }
         Value::Object(object)
     }
@@ -703,13 +777,27 @@ mod tests {
     #[test]
     fn refusals_name_the_field_and_the_location() {
         let e = parse_jobs("{\"command\":\"a\"}\n{\"command\":\"\"}").unwrap_err();
-        assert_eq!(e.to_string(), "invalid job at line 2: field `command` is missing or empty");
+        assert_eq!(
+            e.to_string(),
+            "invalid job at line 2: field `command` is missing or empty"
+        );
         let e = one(r#"{"command":"a","max_retries":"3"}"#).unwrap_err();
-        assert_eq!(e.to_string(), "invalid job: field `max_retries` must be an integer, got a string");
+        assert_eq!(
+            e.to_string(),
+            "invalid job: field `max_retries` must be an integer, got a string"
+        );
         let e = one(r#"{"command":"a","max_retries":-1}"#).unwrap_err();
-        assert!(e.to_string().contains("`max_retries` must be an integer from 0 to 1000, got -1"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("`max_retries` must be an integer from 0 to 1000, got -1"),
+            "{e}"
+        );
         let e = one(r#"{"command":"a","colour":"red"}"#).unwrap_err();
-        assert!(e.to_string().contains("unknown field `colour` (known fields: id, command,"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("unknown field `colour` (known fields: id, command,"),
+            "{e}"
+        );
         let e = parse_jobs("[]").unwrap_err();
         assert!(e.to_string().contains("empty batch"), "{e}");
         let e = parse_jobs("   ").unwrap_err();
@@ -717,15 +805,24 @@ mod tests {
         let e = one("{\"command\":").unwrap_err();
         assert!(e.to_string().starts_with("invalid job: malformed JSON: "), "{e}");
         let e = parse_jobs(r#"[{"command":"a"}, 5]"#).unwrap_err();
-        assert_eq!(e.to_string(), "invalid job at index 1: expected a JSON object, got a number");
+        assert_eq!(
+            e.to_string(),
+            "invalid job at index 1: expected a JSON object, got a number"
+        );
     }
 
     #[test]
     fn id_rules() {
         assert!(validate_id("job-1").is_ok());
         assert!(validate_id("").is_err());
-        assert!(validate_id("a\tb").unwrap_err().to_string().contains("control character"));
-        assert!(validate_id(&"x".repeat(201)).unwrap_err().to_string().contains("over the limit of 200"));
+        assert!(validate_id("a\tb")
+            .unwrap_err()
+            .to_string()
+            .contains("control character"));
+        assert!(validate_id(&"x".repeat(201))
+            .unwrap_err()
+            .to_string()
+            .contains("over the limit of 200"));
         assert!(validate_id(&"x".repeat(200)).is_ok());
     }
 

@@ -61,7 +61,11 @@ fn run(cli: Cli) -> Result<()> {
             for (id, state) in &report.recovered {
                 println!("{id}: worker lost, now {state}");
             }
-            println!("recovered {} job{}", report.recovered.len(), if report.recovered.len() == 1 { "" } else { "s" });
+            println!(
+                "recovered {} job{}",
+                report.recovered.len(),
+                if report.recovered.len() == 1 { "" } else { "s" }
+            );
             Ok(())
         }
     }
@@ -71,7 +75,11 @@ fn run(cli: Cli) -> Result<()> {
 fn exit_code(error: &anyhow::Error) -> i32 {
     for cause in error.chain() {
         if let Some(e) = cause.downcast_ref::<queuectl::Error>() {
-            return if e.is_user_error() || matches!(e, queuectl::Error::NotInitialised(_)) { 2 } else { 1 };
+            return if e.is_user_error() || matches!(e, queuectl::Error::NotInitialised(_)) {
+                2
+            } else {
+                1
+            };
         }
     }
     1

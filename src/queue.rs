@@ -71,17 +71,29 @@ impl Queue {
             true
         };
         let (store, existed) = Store::create(home.db_path())?;
-        let queue = Queue { home: home.clone(), store };
+        let queue = Queue {
+            home: home.clone(),
+            store,
+        };
         let settings = queue.settings()?;
         crate::spool::create_layout(&settings.spool_dir)?;
-        Ok((queue, InitReport { already_initialised: existed, wrote_config }))
+        Ok((
+            queue,
+            InitReport {
+                already_initialised: existed,
+                wrote_config,
+            },
+        ))
     }
 
     /// Opens the queue in `home`; [`Error::NotInitialised`] (naming the home) if `init` never ran.
     /// Creates nothing.
     pub fn open(home: &Home) -> Result<Queue> {
         let store = Store::open(home.db_path())?;
-        Ok(Queue { home: home.clone(), store })
+        Ok(Queue {
+            home: home.clone(),
+            store,
+        })
     }
 
     /// The queue's home.
@@ -112,7 +124,11 @@ impl Queue {
     /// One key's effective value.
     pub fn config_get(&self, key: &str) -> Result<ConfigEntry> {
         let def = config::key_def(key)?;
-        Ok(self.config_entries()?.into_iter().find(|e| e.key == def.name).expect("every key has an entry"))
+        Ok(self
+            .config_entries()?
+            .into_iter()
+            .find(|e| e.key == def.name)
+            .expect("every key has an entry"))
     }
 
     /// Stores a value (overriding the config file); returns the canonical key and value.
@@ -203,7 +219,10 @@ impl Queue {
     pub fn recover(&mut self) -> Result<RecoverReport> {
         let settings = self.settings()?;
         let (_, report) = registry::reap(&mut self.store, &settings, None)?;
-        Ok(RecoverReport { recovered: report.recovered, removed_workers: report.removed_workers })
+        Ok(RecoverReport {
+            recovered: report.recovered,
+            removed_workers: report.removed_workers,
+        })
     }
 }
 
@@ -216,13 +235,11 @@ pub(crate) fn load_entries(home: &Home, store: &Store) -> Result<Vec<ConfigEntry
 
 /// Turns validated specs into rows: resolves ids, checks duplicates within the batch, computes
 /// `run_at`. The one path every entry point takes.
-pub(crate) fn prepare_jobs(
-    specs: Vec<(Option<String>, JobSpec)>,
-    source: &Source,
-    now: Millis,
-) -> Result<Vec<NewJob>> {
+pub(crate) fn prepare_jobs(specs: Vec<(Option<String>, JobSpec)>, source: &Source, now: Millis) -> Result<Vec<NewJob>> {
     if specs.is_empty() {
-        return Err(Error::InvalidJob(crate::error::InvalidJob::whole("empty batch: no jobs given")));
+        return Err(Error::InvalidJob(crate::error::InvalidJob::whole(
+            "empty batch: no jobs given",
+        )));
     }
     let mut seen = HashSet::with_capacity(specs.len());
     let mut jobs = Vec::with_capacity(specs.len());
@@ -254,7 +271,11 @@ pub(crate) fn prepare_jobs(
             run_at,
             timeout_seconds: spec.timeout_seconds,
             cwd: spec.cwd,
-            env: if spec.env.is_empty() { None } else { serde_json::to_string(&spec.env).ok() },
+            env: if spec.env.is_empty() {
+                None
+            } else {
+                serde_json::to_string(&spec.env).ok()
+            },
             source: source.to_stored(),
             location,
         });
@@ -267,5 +288,9 @@ pub(crate) fn create_dir(path: &Path, mode: u32) -> Result<()> {
     if path.is_dir() {
         return Ok(());
     }
-    std::fs::DirBuilder::new().recursive(true).mode(mode).create(path).map_err(|e| Error::io(path, e))
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .map_err(|e| Error::io(path, e))
 }

@@ -75,7 +75,12 @@ impl Shutdown {
             if now >= deadline {
                 return false;
             }
-            level = self.inner.changed.wait_timeout(level, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            level = self
+                .inner
+                .changed
+                .wait_timeout(level, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         true
     }

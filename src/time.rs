@@ -43,8 +43,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             return Ok(Duration::from_secs_f64(number));
         }
     }
-    humantime::parse_duration(text)
-        .map_err(|e| format!("`{text}` is not a duration like 30s, 500ms, 5m or 1h ({e})"))
+    humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration like 30s, 500ms, 5m or 1h ({e})"))
 }
 
 /// Formats a duration for people: `0.01s`, `2s`, `1.5s`, `3m20s`.

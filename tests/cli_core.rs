@@ -47,11 +47,7 @@ fn run_with_stdin_ignoring_epipe(home: &TestHome, args: &[&str], input: &str) ->
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn queuectl");
-    let _ = child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes());
+    let _ = child.stdin.take().expect("stdin").write_all(input.as_bytes());
     let output = child.wait_with_output().expect("wait queuectl");
     Run {
         code: output.status.code().unwrap_or(-1),
@@ -95,10 +91,7 @@ fn assert_refused(home: &TestHome, args: &[&str], stdin: Option<&str>, needles: 
         "`queuectl {}` should be refused with exit code 2: {run:#?}",
         args.join(" ")
     );
-    assert_eq!(
-        run.stdout, "",
-        "a refusal prints nothing on stdout: {run:#?}"
-    );
+    assert_eq!(run.stdout, "", "a refusal prints nothing on stdout: {run:#?}");
     let lines: Vec<&str> = run.stderr.trim_end().lines().collect();
     assert_eq!(lines.len(), 1, "a refusal is one line on stderr: {run:#?}");
     for needle in needles {
@@ -134,10 +127,7 @@ fn assert_timestamp(text: &str) {
             23 => b == b'Z',
             _ => b.is_ascii_digit(),
         };
-        assert!(
-            ok,
-            "not a timestamp like 2025-11-10T10:30:00.123Z (byte {i}): {text:?}"
-        );
+        assert!(ok, "not a timestamp like 2025-11-10T10:30:00.123Z (byte {i}): {text:?}");
     }
 }
 
@@ -215,11 +205,7 @@ fn init_creates_database_config_and_spool_with_private_modes() {
     assert!(!run.stdout.contains("already"), "{run:#?}");
     let root = home.path();
     assert!(root.join("queue.db").is_file());
-    assert_eq!(
-        mode(&root.join("queue.db")),
-        0o600,
-        "queue.db must be private"
-    );
+    assert_eq!(mode(&root.join("queue.db")), 0o600, "queue.db must be private");
     let config = read_config(&home);
     assert!(
         config.contains("max_retries"),
@@ -241,8 +227,7 @@ fn init_creates_database_config_and_spool_with_private_modes() {
 #[test]
 fn init_again_keeps_jobs_and_config_and_says_already_initialised() {
     let home = TestHome::new();
-    home.run(&["enqueue", r#"{"id":"job1","command":"echo hi"}"#])
-        .ok();
+    home.run(&["enqueue", r#"{"id":"job1","command":"echo hi"}"#]).ok();
     let edited = read_config(&home).replace("max_retries = 3", "max_retries = 7");
     assert_ne!(
         edited,
@@ -320,11 +305,7 @@ fn a_zero_byte_database_file_is_not_initialised_and_is_left_untouched() {
     let run = home.run(&["status"]);
     assert_eq!(run.code, 2, "{run:#?}");
     assert!(run.stderr.contains("queuectl init"), "{run:#?}");
-    assert_eq!(
-        entries(home.path()),
-        vec!["queue.db"],
-        "status created files"
-    );
+    assert_eq!(entries(home.path()), vec!["queue.db"], "status created files");
     assert_eq!(
         std::fs::metadata(&db).unwrap().len(),
         0,
@@ -360,20 +341,12 @@ fn home_is_chosen_by_flag_then_environment_then_current_directory() {
 
     // Each home holds its own jobs.
     let mut command = bare_command(
-        &[
-            "--home",
-            flag,
-            "enqueue",
-            r#"{"id":"in-flag","command":"true"}"#,
-        ],
+        &["--home", flag, "enqueue", r#"{"id":"in-flag","command":"true"}"#],
         by_cwd.path(),
     );
     command.env("QUEUECTL_HOME", by_env.path());
     assert_eq!(run_command(command).stdout, "in-flag\n");
-    let mut command = bare_command(
-        &["enqueue", r#"{"id":"in-env","command":"true"}"#],
-        by_cwd.path(),
-    );
+    let mut command = bare_command(&["enqueue", r#"{"id":"in-env","command":"true"}"#], by_cwd.path());
     command.env("QUEUECTL_HOME", by_env.path());
     assert_eq!(run_command(command).stdout, "in-env\n");
     assert_eq!(
@@ -390,10 +363,7 @@ fn home_is_chosen_by_flag_then_environment_then_current_directory() {
     assert_eq!(listed_ids(&by_cwd, &[]), vec!["in-cwd"]);
 
     // `--home` may also come after the subcommand.
-    let run = run_command(bare_command(
-        &["list", "--json", "--home", flag],
-        by_cwd.path(),
-    ));
+    let run = run_command(bare_command(&["list", "--json", "--home", flag], by_cwd.path()));
     assert_eq!(run.code, 0, "{run:#?}");
     assert!(run.stdout.contains("in-flag"), "{run:#?}");
 }
@@ -455,9 +425,7 @@ fn db_flag_and_queuectl_db_override_the_database_file() {
 #[test]
 fn enqueue_the_spec_example_prints_the_id() {
     let home = TestHome::new();
-    let run = home
-        .run(&["enqueue", r#"{"id":"job1","command":"echo hi"}"#])
-        .ok();
+    let run = home.run(&["enqueue", r#"{"id":"job1","command":"echo hi"}"#]).ok();
     assert_eq!(run.stdout, "job1\n");
     let job = home.job("job1");
     assert_eq!(job["id"], "job1");
@@ -484,9 +452,7 @@ fn enqueue_file_reads_objects_arrays_and_ndjson() {
     let one = home.path().join("one.json");
     std::fs::write(&one, r#"{"id":"f1","command":"echo one"}"#).unwrap();
     assert_eq!(
-        home.run(&["enqueue", "--file", one.to_str().unwrap()])
-            .ok()
-            .stdout,
+        home.run(&["enqueue", "--file", one.to_str().unwrap()]).ok().stdout,
         "f1\n"
     );
 
@@ -496,10 +462,7 @@ fn enqueue_file_reads_objects_arrays_and_ndjson() {
         r#"[{"id":"f2","command":"echo two"},{"id":"f3","command":"echo three"}]"#,
     )
     .unwrap();
-    assert_eq!(
-        home.run(&["enqueue", "-f", "jobs.json"]).ok().stdout,
-        "f2\nf3\n"
-    );
+    assert_eq!(home.run(&["enqueue", "-f", "jobs.json"]).ok().stdout, "f2\nf3\n");
 
     let ndjson = home.path().join("jobs.ndjson");
     std::fs::write(
@@ -508,9 +471,7 @@ fn enqueue_file_reads_objects_arrays_and_ndjson() {
     )
     .unwrap();
     assert_eq!(
-        home.run(&["enqueue", "--file", ndjson.to_str().unwrap()])
-            .ok()
-            .stdout,
+        home.run(&["enqueue", "--file", ndjson.to_str().unwrap()]).ok().stdout,
         "f4\nf5\n"
     );
 
@@ -532,7 +493,10 @@ fn enqueue_a_missing_file_is_an_error_naming_the_file() {
 fn enqueue_array_and_ndjson_print_each_id_in_order() {
     let home = TestHome::new();
     let run = home
-        .run(&["enqueue", r#"[{"id":"a1","command":"echo a1"},{"command":"echo gen"},{"id":"a3","command":"echo a3"}]"#])
+        .run(&[
+            "enqueue",
+            r#"[{"id":"a1","command":"echo a1"},{"command":"echo gen"},{"id":"a3","command":"echo a3"}]"#,
+        ])
         .ok();
     let ids: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(ids.len(), 3, "{run:#?}");
@@ -663,8 +627,7 @@ fn enqueue_json_output_lists_the_added_jobs() {
 fn enqueue_persists_the_spec_fields() {
     let home = TestHome::new();
     let before = now_millis();
-    home.run(&["enqueue", r#"{"id":"job1","command":"echo hi"}"#])
-        .ok();
+    home.run(&["enqueue", r#"{"id":"job1","command":"echo hi"}"#]).ok();
     let after = now_millis();
     let job = home.job("job1");
     assert_eq!(job["id"], "job1");
@@ -707,8 +670,7 @@ fn enqueue_json_accepts_every_optional_field() {
     assert_eq!(job["timeout_seconds"], 2_592_000);
     assert_eq!(job["cwd"], "work");
     assert_eq!(job["env"], serde_json::json!({"A": "1", "B": "two"}));
-    let delay =
-        millis(job["run_at"].as_str().unwrap()) - millis(job["created_at"].as_str().unwrap());
+    let delay = millis(job["run_at"].as_str().unwrap()) - millis(job["created_at"].as_str().unwrap());
     assert!(
         (3_599_000..=3_600_500).contains(&delay),
         "delay_seconds 3600 gave {delay} ms"
@@ -732,9 +694,7 @@ fn enqueue_accepts_values_exactly_at_the_limits() {
     assert_eq!(command.len(), 64 * 1024);
     let job = serde_json::json!({"id": id, "command": command, "max_retries": 1000});
     assert_eq!(
-        home.run_with_stdin(&["enqueue", "-"], &job.to_string())
-            .ok()
-            .stdout,
+        home.run_with_stdin(&["enqueue", "-"], &job.to_string()).ok().stdout,
         format!("{id}\n")
     );
     let shown = home.job(&id);
@@ -743,8 +703,7 @@ fn enqueue_accepts_values_exactly_at_the_limits() {
     // A multi-byte id of exactly 200 bytes.
     let wide = "é".repeat(100);
     assert_eq!(wide.len(), 200);
-    home.run(&["enqueue", "--id", &wide, "--command", "true"])
-        .ok();
+    home.run(&["enqueue", "--id", &wide, "--command", "true"]).ok();
     assert_eq!(home.job(&wide)["id"], wide.as_str());
 }
 
@@ -802,23 +761,13 @@ fn enqueue_refuses_a_pretty_printed_object_naming_the_line_of_the_error() {
 #[test]
 fn enqueue_refuses_a_missing_command() {
     let home = TestHome::new();
-    assert_refused(
-        &home,
-        &["enqueue", r#"{"id":"x"}"#],
-        None,
-        &["`command`", "missing"],
-    );
+    assert_refused(&home, &["enqueue", r#"{"id":"x"}"#], None, &["`command`", "missing"]);
 }
 
 #[test]
 fn enqueue_refuses_an_empty_command() {
     let home = TestHome::new();
-    assert_refused(
-        &home,
-        &["enqueue", r#"{"id":"x","command":""}"#],
-        None,
-        &["`command`"],
-    );
+    assert_refused(&home, &["enqueue", r#"{"id":"x","command":""}"#], None, &["`command`"]);
     assert_refused(
         &home,
         &["enqueue", r#"{"id":"x","command":"   "}"#],
@@ -861,12 +810,7 @@ fn enqueue_refuses_wrong_types() {
         None,
         &["`env`", "string"],
     );
-    assert_refused(
-        &home,
-        &["enqueue", r#"{"command":42}"#],
-        None,
-        &["`command`", "string"],
-    );
+    assert_refused(&home, &["enqueue", r#"{"command":42}"#], None, &["`command`", "string"]);
     assert_refused(
         &home,
         &["enqueue", r#"{"id":7,"command":"a"}"#],
@@ -1044,8 +988,7 @@ fn enqueue_refuses_an_unknown_field_listing_the_known_ones() {
 #[test]
 fn enqueue_refuses_a_duplicate_of_an_existing_id() {
     let home = TestHome::new();
-    home.run(&["enqueue", r#"{"id":"job1","command":"echo first"}"#])
-        .ok();
+    home.run(&["enqueue", r#"{"id":"job1","command":"echo first"}"#]).ok();
     assert_refused(
         &home,
         &["enqueue", r#"{"id":"job1","command":"echo second"}"#],
@@ -1103,12 +1046,7 @@ fn enqueue_refuses_an_id_with_a_control_character() {
         None,
         &["`id`", "control"],
     );
-    assert_refused(
-        &home,
-        &["enqueue", r#"{"id":"","command":"true"}"#],
-        None,
-        &["`id`"],
-    );
+    assert_refused(&home, &["enqueue", r#"{"id":"","command":"true"}"#], None, &["`id`"]);
 }
 
 #[test]
@@ -1131,12 +1069,7 @@ fn enqueue_refuses_a_command_over_64_kib() {
     let home = TestHome::new();
     let command = "x".repeat(64 * 1024 + 1);
     let job = serde_json::json!({"id": "big", "command": command}).to_string();
-    assert_refused(
-        &home,
-        &["enqueue", "-"],
-        Some(&job),
-        &["`command`", "65537", "64 KiB"],
-    );
+    assert_refused(&home, &["enqueue", "-"], Some(&job), &["`command`", "65537", "64 KiB"]);
     assert_refused(
         &home,
         &["enqueue", "--command", &command],
@@ -1159,12 +1092,7 @@ fn enqueue_refuses_empty_input() {
     assert_refused(&home, &["enqueue", "-"], Some("\n  \n"), &["empty"]);
     assert_refused(&home, &["enqueue", ""], None, &["empty"]);
     std::fs::write(home.path().join("empty.ndjson"), "").unwrap();
-    assert_refused(
-        &home,
-        &["enqueue", "--file", "empty.ndjson"],
-        None,
-        &["empty"],
-    );
+    assert_refused(&home, &["enqueue", "--file", "empty.ndjson"], None, &["empty"]);
 }
 
 #[test]
@@ -1172,40 +1100,21 @@ fn enqueue_ndjson_with_one_bad_line_names_the_line() {
     let home = TestHome::new();
     // A line that is valid JSON but not a valid job.
     let input = "{\"id\":\"n1\",\"command\":\"true\"}\n{\"id\":\"n2\",\"command\":\"true\"}\n{\"id\":\"n3\",\"command\":\"\"}\n";
-    assert_refused(
-        &home,
-        &["enqueue", "-"],
-        Some(input),
-        &["line 3", "`command`"],
-    );
+    assert_refused(&home, &["enqueue", "-"], Some(input), &["line 3", "`command`"]);
     // A line that is not JSON at all; blank lines still count.
-    let input = "{\"id\":\"n1\",\"command\":\"true\"}\n\n{\"id\":\"n2\",\"command\":\n{\"id\":\"n3\",\"command\":\"true\"}\n";
-    assert_refused(
-        &home,
-        &["enqueue", "-"],
-        Some(input),
-        &["line 3", "malformed JSON"],
-    );
+    let input =
+        "{\"id\":\"n1\",\"command\":\"true\"}\n\n{\"id\":\"n2\",\"command\":\n{\"id\":\"n3\",\"command\":\"true\"}\n";
+    assert_refused(&home, &["enqueue", "-"], Some(input), &["line 3", "malformed JSON"]);
     // A wrong type on line 2.
     let input = "{\"id\":\"n1\",\"command\":\"true\"}\n{\"id\":\"n2\",\"command\":\"true\",\"priority\":\"hi\"}\n";
-    assert_refused(
-        &home,
-        &["enqueue", "-"],
-        Some(input),
-        &["line 2", "`priority`"],
-    );
+    assert_refused(&home, &["enqueue", "-"], Some(input), &["line 2", "`priority`"]);
     // The same from a file.
     std::fs::write(
         home.path().join("bad.ndjson"),
         "{\"command\":\"true\"}\n{\"command\":\"true\",\"colour\":1}\n",
     )
     .unwrap();
-    assert_refused(
-        &home,
-        &["enqueue", "--file", "bad.ndjson"],
-        None,
-        &["line 2", "colour"],
-    );
+    assert_refused(&home, &["enqueue", "--file", "bad.ndjson"], None, &["line 2", "colour"]);
     assert_eq!(
         listed_ids(&home, &[]),
         Vec::<String>::new(),
@@ -1233,10 +1142,7 @@ fn enqueue_array_with_a_bad_item_names_the_index() {
     );
     assert_refused(
         &home,
-        &[
-            "enqueue",
-            r#"[{"command":"true"},{"command":"true"},{"id":"c"}]"#,
-        ],
+        &["enqueue", r#"[{"command":"true"},{"command":"true"},{"id":"c"}]"#],
         None,
         &["index 2", "`command`"],
     );
@@ -1246,8 +1152,7 @@ fn enqueue_array_with_a_bad_item_names_the_index() {
 #[test]
 fn enqueue_batch_is_all_or_nothing() {
     let home = TestHome::new();
-    home.run(&["enqueue", r#"{"id":"job1","command":"echo hi"}"#])
-        .ok();
+    home.run(&["enqueue", r#"{"id":"job1","command":"echo hi"}"#]).ok();
     assert_refused(
         &home,
         &[
@@ -1278,8 +1183,7 @@ fn enqueue_batch_is_all_or_nothing() {
 #[test]
 fn list_prints_a_table_with_a_header() {
     let home = TestHome::new();
-    home.run(&["enqueue", r#"{"id":"job1","command":"echo hi"}"#])
-        .ok();
+    home.run(&["enqueue", r#"{"id":"job1","command":"echo hi"}"#]).ok();
     home.run(&[
         "enqueue",
         "--id",
@@ -1318,31 +1222,17 @@ fn list_prints_a_table_with_a_header() {
 fn list_cuts_long_commands_to_fit() {
     let home = TestHome::new();
     let long = format!("echo {}", "word ".repeat(200));
-    home.run(&["enqueue", "--id", "long", "--command", &long])
+    home.run(&["enqueue", "--id", "long", "--command", &long]).ok();
+    home.run(&["enqueue", "--id", "multi", "--command", "echo one\necho two"])
         .ok();
-    home.run(&[
-        "enqueue",
-        "--id",
-        "multi",
-        "--command",
-        "echo one\necho two",
-    ])
-    .ok();
     let mut command = home.command(&["list"]);
     command.env("COLUMNS", "80");
     let run = run_command(command);
     assert_eq!(run.code, 0, "{run:#?}");
     let lines: Vec<&str> = run.stdout.lines().collect();
-    assert_eq!(
-        lines.len(),
-        3,
-        "a command with a newline still takes one row: {run:#?}"
-    );
+    assert_eq!(lines.len(), 3, "a command with a newline still takes one row: {run:#?}");
     for line in &lines {
-        assert!(
-            line.chars().count() <= 80,
-            "line wider than COLUMNS=80: {line:?}"
-        );
+        assert!(line.chars().count() <= 80, "line wider than COLUMNS=80: {line:?}");
     }
     assert!(
         lines[1].starts_with("long") && lines[1].contains("echo word"),
@@ -1356,22 +1246,12 @@ fn list_filters_by_state_and_limits() {
     for id in ["a", "b", "c"] {
         home.run(&["enqueue", "--id", id, "--command", "true"]).ok();
     }
-    assert_eq!(
-        listed_ids(&home, &["--state", "pending"]),
-        vec!["a", "b", "c"]
-    );
-    assert_eq!(
-        listed_ids(&home, &["-s", "pending", "--limit", "2"]),
-        vec!["a", "b"]
-    );
+    assert_eq!(listed_ids(&home, &["--state", "pending"]), vec!["a", "b", "c"]);
+    assert_eq!(listed_ids(&home, &["-s", "pending", "--limit", "2"]), vec!["a", "b"]);
     assert_eq!(listed_ids(&home, &["--limit", "1"]), vec!["a"]);
     assert_eq!(listed_ids(&home, &["-n", "0"]), Vec::<String>::new());
     for state in ["processing", "completed", "failed", "dead"] {
-        assert_eq!(
-            listed_ids(&home, &["--state", state]),
-            Vec::<String>::new(),
-            "{state}"
-        );
+        assert_eq!(listed_ids(&home, &["--state", state]), Vec::<String>::new(), "{state}");
     }
     // An empty table prints nothing on stdout.
     let run = home.run(&["list", "--state", "dead"]).ok();
@@ -1381,20 +1261,12 @@ fn list_filters_by_state_and_limits() {
 #[test]
 fn list_refuses_an_unknown_state_listing_the_valid_ones() {
     let home = TestHome::new();
-    home.run(&["enqueue", "--id", "a", "--command", "true"])
-        .ok();
+    home.run(&["enqueue", "--id", "a", "--command", "true"]).ok();
     assert_refused(
         &home,
         &["list", "--state", "running"],
         None,
-        &[
-            "running",
-            "pending",
-            "processing",
-            "completed",
-            "failed",
-            "dead",
-        ],
+        &["running", "pending", "processing", "completed", "failed", "dead"],
     );
     assert_refused(
         &home,
@@ -1407,24 +1279,13 @@ fn list_refuses_an_unknown_state_listing_the_valid_ones() {
 #[test]
 fn list_json_carries_the_spec_field_names_in_enqueue_order() {
     let home = TestHome::new();
-    assert_eq!(
-        home.run(&["list", "--json"]).ok().json(),
-        serde_json::json!([])
-    );
+    assert_eq!(home.run(&["list", "--json"]).ok().json(), serde_json::json!([]));
     for id in ["zeta", "alpha", "mid"] {
         home.run(&["enqueue", "--id", id, "--command", &format!("echo {id}")])
             .ok();
     }
-    home.run(&[
-        "enqueue",
-        "--id",
-        "urgent",
-        "--command",
-        "true",
-        "--priority",
-        "100",
-    ])
-    .ok();
+    home.run(&["enqueue", "--id", "urgent", "--command", "true", "--priority", "100"])
+        .ok();
     let run = home.run(&["list", "--json"]).ok();
     let jobs = run.json();
     let jobs = jobs.as_array().expect("an array");
@@ -1444,10 +1305,7 @@ fn list_json_carries_the_spec_field_names_in_enqueue_order() {
             "created_at",
             "updated_at",
         ] {
-            assert!(
-                job.get(field).is_some(),
-                "list --json item lacks {field}: {job:#}"
-            );
+            assert!(job.get(field).is_some(), "list --json item lacks {field}: {job:#}");
         }
         assert_eq!(job["state"], "pending");
         assert_eq!(job["attempts"], 0);
@@ -1512,8 +1370,7 @@ fn show_prints_every_field_and_the_history() {
 #[test]
 fn show_json_has_every_field_and_an_empty_history() {
     let home = TestHome::new();
-    home.run(&["enqueue", r#"{"id":"job1","command":"echo hi"}"#])
-        .ok();
+    home.run(&["enqueue", r#"{"id":"job1","command":"echo hi"}"#]).ok();
     let job = home.job("job1");
     for field in [
         "id",
@@ -1534,10 +1391,7 @@ fn show_json_has_every_field_and_an_empty_history() {
         "source",
         "history",
     ] {
-        assert!(
-            job.get(field).is_some(),
-            "show --json lacks {field}: {job:#}"
-        );
+        assert!(job.get(field).is_some(), "show --json lacks {field}: {job:#}");
     }
     assert_eq!(job["history"], serde_json::json!([]));
     assert_eq!(job["last_error"], Value::Null);
@@ -1548,8 +1402,7 @@ fn show_json_has_every_field_and_an_empty_history() {
 #[test]
 fn show_an_unknown_id_exits_2() {
     let home = TestHome::new();
-    home.run(&["enqueue", r#"{"id":"job1","command":"echo hi"}"#])
-        .ok();
+    home.run(&["enqueue", r#"{"id":"job1","command":"echo hi"}"#]).ok();
     assert_refused(&home, &["show", "nope"], None, &["nope"]);
     assert_refused(&home, &["show", "nope", "--json"], None, &["nope"]);
     assert_refused(&home, &["logs", "nope"], None, &["nope"]);
@@ -1560,8 +1413,7 @@ fn show_an_unknown_id_exits_2() {
 #[test]
 fn logs_of_a_job_without_output() {
     let home = TestHome::new();
-    home.run(&["enqueue", r#"{"id":"job1","command":"echo hi"}"#])
-        .ok();
+    home.run(&["enqueue", r#"{"id":"job1","command":"echo hi"}"#]).ok();
     let run = home.run(&["logs", "job1"]).ok();
     assert_eq!(run.stdout, "", "{run:#?}");
     assert!(
@@ -1579,10 +1431,7 @@ fn status_of_a_fresh_queue_shows_zero_for_every_state() {
     let home = TestHome::new();
     let run = home.run(&["status"]).ok();
     for state in ["pending", "processing", "completed", "failed", "dead"] {
-        let line = run
-            .stdout
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(state));
+        let line = run.stdout.lines().find(|l| l.split_whitespace().next() == Some(state));
         let line = line.unwrap_or_else(|| panic!("status lacks {state}: {run:#?}"));
         assert_eq!(
             line.split_whitespace().nth(1),
@@ -1605,18 +1454,9 @@ fn status_of_a_fresh_queue_shows_zero_for_every_state() {
 #[test]
 fn status_splits_due_now_from_scheduled() {
     let home = TestHome::new();
-    home.run(&["enqueue", "--id", "now", "--command", "true"])
+    home.run(&["enqueue", "--id", "now", "--command", "true"]).ok();
+    home.run(&["enqueue", "--id", "later", "--command", "true", "--delay", "1h"])
         .ok();
-    home.run(&[
-        "enqueue",
-        "--id",
-        "later",
-        "--command",
-        "true",
-        "--delay",
-        "1h",
-    ])
-    .ok();
     home.run(&[
         "enqueue",
         "--id",
@@ -1661,28 +1501,18 @@ fn status_splits_due_now_from_scheduled() {
 #[test]
 fn dlq_list_of_an_empty_queue() {
     let home = TestHome::new();
-    home.run(&["enqueue", "--id", "alive", "--command", "true"])
-        .ok();
+    home.run(&["enqueue", "--id", "alive", "--command", "true"]).ok();
     let run = home.run(&["dlq", "list"]).ok();
     assert_eq!(run.stdout, "", "{run:#?}");
     assert!(run.stderr.contains("empty"), "{run:#?}");
-    assert_eq!(
-        home.run(&["dlq", "list", "--json"]).ok().json(),
-        serde_json::json!([])
-    );
+    assert_eq!(home.run(&["dlq", "list", "--json"]).ok().json(), serde_json::json!([]));
 }
 
 #[test]
 fn dlq_retry_refuses_a_job_that_is_not_dead() {
     let home = TestHome::new();
-    home.run(&["enqueue", "--id", "job1", "--command", "true"])
-        .ok();
-    let run = assert_refused(
-        &home,
-        &["dlq", "retry", "job1"],
-        None,
-        &["job1", "not dead"],
-    );
+    home.run(&["enqueue", "--id", "job1", "--command", "true"]).ok();
+    let run = assert_refused(&home, &["dlq", "retry", "job1"], None, &["job1", "not dead"]);
     assert!(
         run.stderr.contains("pending"),
         "the message names the job's state: {run:#?}"
@@ -1693,28 +1523,17 @@ fn dlq_retry_refuses_a_job_that_is_not_dead() {
 #[test]
 fn dlq_retry_refuses_an_unknown_id() {
     let home = TestHome::new();
-    home.run(&["enqueue", "--id", "job1", "--command", "true"])
-        .ok();
+    home.run(&["enqueue", "--id", "job1", "--command", "true"]).ok();
     assert_refused(&home, &["dlq", "retry", "ghost"], None, &["ghost"]);
     assert_refused(&home, &["dlq", "retry", "job1", "ghost"], None, &["job1"]);
-    assert_refused(
-        &home,
-        &["dlq", "retry", "job1", "job1"],
-        None,
-        &["more than once"],
-    );
+    assert_refused(&home, &["dlq", "retry", "job1", "job1"], None, &["more than once"]);
 }
 
 #[test]
 fn dlq_retry_without_an_id_is_a_usage_error() {
     let home = TestHome::new();
-    home.run(&["enqueue", "--id", "job1", "--command", "true"])
-        .ok();
-    for args in [
-        &["dlq", "retry"][..],
-        &["dlq", "retry", "--all", "job1"],
-        &["dlq"],
-    ] {
+    home.run(&["enqueue", "--id", "job1", "--command", "true"]).ok();
+    for args in [&["dlq", "retry"][..], &["dlq", "retry", "--all", "job1"], &["dlq"]] {
         let before = home.db_snapshot();
         let run = home.run(args);
         assert_eq!(run.code, 2, "`queuectl {}`: {run:#?}", args.join(" "));
@@ -1735,57 +1554,26 @@ fn dlq_retry_without_an_id_is_a_usage_error() {
 #[test]
 fn config_set_and_get_accept_dashes_and_underscores() {
     let home = TestHome::new();
-    assert_eq!(
-        home.run(&["config", "get", "max_retries"]).ok().stdout,
-        "3\n"
-    );
+    assert_eq!(home.run(&["config", "get", "max_retries"]).ok().stdout, "3\n");
     let run = home.run(&["config", "set", "max-retries", "5"]).ok();
     assert!(
         run.stdout.contains("max_retries") && run.stdout.contains('5'),
         "{run:#?}"
     );
-    assert_eq!(
-        home.run(&["config", "get", "max_retries"]).ok().stdout,
-        "5\n"
-    );
-    assert_eq!(
-        home.run(&["config", "get", "max-retries"]).ok().stdout,
-        "5\n"
-    );
+    assert_eq!(home.run(&["config", "get", "max_retries"]).ok().stdout, "5\n");
+    assert_eq!(home.run(&["config", "get", "max-retries"]).ok().stdout, "5\n");
     home.run(&["config", "set", "max_retries", "6"]).ok();
-    assert_eq!(
-        home.run(&["config", "get", "max-retries"]).ok().stdout,
-        "6\n"
-    );
+    assert_eq!(home.run(&["config", "get", "max-retries"]).ok().stdout, "6\n");
     home.run(&["config", "set", "backoff-base", "3"]).ok();
-    assert_eq!(
-        home.run(&["config", "get", "backoff_base"]).ok().stdout,
-        "3\n"
-    );
+    assert_eq!(home.run(&["config", "get", "backoff_base"]).ok().stdout, "3\n");
     home.run(&["config", "set", "backoff_base", "1.5"]).ok();
-    assert_eq!(
-        home.run(&["config", "get", "backoff-base"]).ok().stdout,
-        "1.5\n"
-    );
-    home.run(&["config", "set", "backoff-max-seconds", "60"])
-        .ok();
-    assert_eq!(
-        home.run(&["config", "get", "backoff_max_seconds"])
-            .ok()
-            .stdout,
-        "60\n"
-    );
-    home.run(&["config", "set", "job_timeout_seconds", "600"])
-        .ok();
-    assert_eq!(
-        home.run(&["config", "get", "job-timeout-seconds"])
-            .ok()
-            .stdout,
-        "600\n"
-    );
+    assert_eq!(home.run(&["config", "get", "backoff-base"]).ok().stdout, "1.5\n");
+    home.run(&["config", "set", "backoff-max-seconds", "60"]).ok();
+    assert_eq!(home.run(&["config", "get", "backoff_max_seconds"]).ok().stdout, "60\n");
+    home.run(&["config", "set", "job_timeout_seconds", "600"]).ok();
+    assert_eq!(home.run(&["config", "get", "job-timeout-seconds"]).ok().stdout, "600\n");
     // The config max_retries applies to jobs without their own.
-    home.run(&["enqueue", "--id", "j", "--command", "true"])
-        .ok();
+    home.run(&["enqueue", "--id", "j", "--command", "true"]).ok();
     assert_eq!(home.job("j")["max_retries"], 6);
 }
 
@@ -1794,10 +1582,7 @@ fn config_list_shows_each_value_and_its_source() {
     let home = TestHome::new();
     let run = home.run(&["config", "list"]).ok();
     for column in ["KEY", "VALUE", "SOURCE"] {
-        assert!(
-            run.stdout.lines().next().unwrap_or("").contains(column),
-            "{run:#?}"
-        );
+        assert!(run.stdout.lines().next().unwrap_or("").contains(column), "{run:#?}");
     }
     for key in [
         "max_retries",
@@ -1805,10 +1590,7 @@ fn config_list_shows_each_value_and_its_source() {
         "backoff_max_seconds",
         "job_timeout_seconds",
     ] {
-        assert!(
-            run.stdout.contains(key),
-            "config list lacks {key}: {run:#?}"
-        );
+        assert!(run.stdout.contains(key), "config list lacks {key}: {run:#?}");
     }
     // init writes max_retries, backoff_base and backoff_max_seconds into the file.
     let entry = config_entry(&home, "max_retries");
@@ -1855,17 +1637,11 @@ fn config_precedence_default_file_set_unset() {
     let home = TestHome::new();
     let edited = read_config(&home).replace("max_retries = 3", "max_retries = 7");
     write_config(&home, &edited);
-    assert_eq!(
-        home.run(&["config", "get", "max_retries"]).ok().stdout,
-        "7\n"
-    );
+    assert_eq!(home.run(&["config", "get", "max_retries"]).ok().stdout, "7\n");
     assert_eq!(config_entry(&home, "max_retries")["source"], "file");
 
     home.run(&["config", "set", "max_retries", "9"]).ok();
-    assert_eq!(
-        home.run(&["config", "get", "max_retries"]).ok().stdout,
-        "9\n"
-    );
+    assert_eq!(home.run(&["config", "get", "max_retries"]).ok().stdout, "9\n");
     let entry = config_entry(&home, "max_retries");
     assert_eq!(
         (entry["value"].as_str(), entry["source"].as_str()),
@@ -1878,10 +1654,7 @@ fn config_precedence_default_file_set_unset() {
         run.stdout.contains('7') && run.stdout.contains("file"),
         "unset says what applies now: {run:#?}"
     );
-    assert_eq!(
-        home.run(&["config", "get", "max_retries"]).ok().stdout,
-        "7\n"
-    );
+    assert_eq!(home.run(&["config", "get", "max_retries"]).ok().stdout, "7\n");
     let entry = config_entry(&home, "max_retries");
     assert_eq!(
         (entry["value"].as_str(), entry["source"].as_str()),
@@ -1895,10 +1668,7 @@ fn config_precedence_default_file_set_unset() {
 
     // The file is read by every command: editing it is enough.
     write_config(&home, "max_retries = 4\n");
-    assert_eq!(
-        home.run(&["config", "get", "max_retries"]).ok().stdout,
-        "4\n"
-    );
+    assert_eq!(home.run(&["config", "get", "max_retries"]).ok().stdout, "4\n");
     let entry = config_entry(&home, "backoff_base");
     assert_eq!(
         (entry["value"].as_str(), entry["source"].as_str()),
@@ -1911,18 +1681,11 @@ fn config_precedence_default_file_set_unset() {
 fn config_a_jobs_own_field_beats_config() {
     let home = TestHome::new();
     home.run(&["config", "set", "max_retries", "5"]).ok();
-    home.run(&[
-        "enqueue",
-        r#"{"id":"own","command":"true","max_retries":1}"#,
-    ])
-    .ok();
-    home.run(&[
-        "enqueue",
-        r#"{"id":"zero","command":"true","max_retries":0}"#,
-    ])
-    .ok();
-    home.run(&["enqueue", r#"{"id":"inherits","command":"true"}"#])
+    home.run(&["enqueue", r#"{"id":"own","command":"true","max_retries":1}"#])
         .ok();
+    home.run(&["enqueue", r#"{"id":"zero","command":"true","max_retries":0}"#])
+        .ok();
+    home.run(&["enqueue", r#"{"id":"inherits","command":"true"}"#]).ok();
     assert_eq!(home.job("own")["max_retries"], 1);
     assert_eq!(home.job("zero")["max_retries"], 0);
     assert_eq!(home.job("inherits")["max_retries"], 5);
@@ -1951,16 +1714,10 @@ fn config_refuses_an_unknown_key_listing_the_keys() {
             "backoff_max_seconds",
             "job_timeout_seconds",
         ] {
-            assert!(
-                run.stderr.contains(key),
-                "the key list lacks {key}: {run:#?}"
-            );
+            assert!(run.stderr.contains(key), "the key list lacks {key}: {run:#?}");
         }
     }
-    assert_eq!(
-        home.run(&["config", "get", "max_retries"]).ok().stdout,
-        "5\n"
-    );
+    assert_eq!(home.run(&["config", "get", "max_retries"]).ok().stdout, "5\n");
 }
 
 #[test]
@@ -2010,14 +1767,8 @@ fn config_refuses_invalid_values() {
         None,
         &["job_timeout_seconds"],
     );
-    assert_eq!(
-        home.run(&["config", "get", "max_retries"]).ok().stdout,
-        "5\n"
-    );
-    assert_eq!(
-        home.run(&["config", "get", "backoff_base"]).ok().stdout,
-        "3\n"
-    );
+    assert_eq!(home.run(&["config", "get", "max_retries"]).ok().stdout, "5\n");
+    assert_eq!(home.run(&["config", "get", "backoff_base"]).ok().stdout, "3\n");
 }
 
 #[test]
@@ -2037,17 +1788,13 @@ fn config_refuses_a_negative_max_retries_naming_the_key() {
         None,
         &["max_retries", "-1"],
     );
-    assert_eq!(
-        home.run(&["config", "get", "max_retries"]).ok().stdout,
-        "5\n"
-    );
+    assert_eq!(home.run(&["config", "get", "max_retries"]).ok().stdout, "5\n");
 }
 
 #[test]
 fn config_malformed_toml_is_an_error_naming_line_and_column_for_every_command_that_reads_it() {
     let home = TestHome::new();
-    home.run(&["enqueue", "--id", "job1", "--command", "true"])
-        .ok();
+    home.run(&["enqueue", "--id", "job1", "--command", "true"]).ok();
     home.run(&["config", "set", "backoff_base", "3"]).ok();
     let before = home.db_snapshot();
     let good = read_config(&home);
@@ -2076,9 +1823,7 @@ fn config_malformed_toml_is_an_error_naming_line_and_column_for_every_command_th
             args.join(" ")
         );
         assert!(
-            run.stderr.contains("line 2")
-                && run.stderr.contains("column")
-                && run.stderr.contains("queuectl.toml"),
+            run.stderr.contains("line 2") && run.stderr.contains("column") && run.stderr.contains("queuectl.toml"),
             "`queuectl {}` should name the file, line 2 and the column: {run:#?}",
             args.join(" ")
         );
@@ -2116,8 +1861,7 @@ fn config_unset_with_a_malformed_toml_file_changes_nothing() {
 #[test]
 fn config_file_with_an_unknown_key_or_a_bad_value_is_refused() {
     let home = TestHome::new();
-    home.run(&["enqueue", "--id", "job1", "--command", "true"])
-        .ok();
+    home.run(&["enqueue", "--id", "job1", "--command", "true"]).ok();
     let before = home.db_snapshot();
     let good = read_config(&home);
 
@@ -2164,8 +1908,7 @@ fn recover_on_an_empty_queue_recovers_nothing() {
     let home = TestHome::new();
     let run = home.run(&["recover"]).ok();
     assert!(run.stdout.contains("recovered 0 jobs"), "{run:#?}");
-    home.run(&["enqueue", "--id", "waiting", "--command", "true"])
-        .ok();
+    home.run(&["enqueue", "--id", "waiting", "--command", "true"]).ok();
     let run = home.run(&["recover"]).ok();
     assert!(
         run.stdout.contains("recovered 0 jobs"),
@@ -2198,13 +1941,7 @@ fn jobs_persist_across_processes() {
     // The same home opened through --home from elsewhere sees the job.
     let other = TestHome::empty();
     let run = run_command(bare_command(
-        &[
-            "--home",
-            home.path().to_str().unwrap(),
-            "show",
-            "job1",
-            "--json",
-        ],
+        &["--home", home.path().to_str().unwrap(), "show", "job1", "--json"],
         other.path(),
     ));
     assert_eq!(run.code, 0, "{run:#?}");
@@ -2308,12 +2045,7 @@ fn every_command_help_exits_0_and_has_an_example() {
     }
     let mut missing = Vec::new();
     for (path, has_children, run) in &tree {
-        assert_eq!(
-            run.code,
-            0,
-            "`queuectl {} --help`: {run:#?}",
-            path.join(" ")
-        );
+        assert_eq!(run.code, 0, "`queuectl {} --help`: {run:#?}", path.join(" "));
         if !has_children && !run.stdout.contains("Example") {
             missing.push(path.join(" "));
         }
@@ -2327,15 +2059,10 @@ fn every_command_group_help_has_an_example() {
     let home = TestHome::empty();
     let missing: Vec<String> = command_tree(&home)
         .into_iter()
-        .filter(|(path, has_children, run)| {
-            *has_children && !path.is_empty() && !run.stdout.contains("Example")
-        })
+        .filter(|(path, has_children, run)| *has_children && !path.is_empty() && !run.stdout.contains("Example"))
         .map(|(path, _, _)| path.join(" "))
         .collect();
-    assert!(
-        missing.is_empty(),
-        "group --help without an example: {missing:?}"
-    );
+    assert!(missing.is_empty(), "group --help without an example: {missing:?}");
 }
 
 #[test]

@@ -20,8 +20,16 @@ fn new_queue() -> (tempfile::TempDir, Home, Queue) {
 #[test]
 fn custom_executor_runs_to_completion_retry_and_dead() {
     let (_dir, home, mut queue) = new_queue();
-    queue.enqueue(JobSpec::kind("math", json!({"n": 3})).with_id("ok")).unwrap();
-    queue.enqueue(JobSpec::kind("math", json!({"n": -1})).with_id("bad").with_max_retries(1)).unwrap();
+    queue
+        .enqueue(JobSpec::kind("math", json!({"n": 3})).with_id("ok"))
+        .unwrap();
+    queue
+        .enqueue(
+            JobSpec::kind("math", json!({"n": -1}))
+                .with_id("bad")
+                .with_max_retries(1),
+        )
+        .unwrap();
     let calls = Arc::new(Mutex::new(Vec::new()));
     let seen = calls.clone();
     let ran = PoolBuilder::new(&home)
@@ -42,19 +50,37 @@ fn custom_executor_runs_to_completion_retry_and_dead() {
         .unwrap();
     assert_eq!(ran, 3, "ok once, bad twice (max_retries 1)");
     let ok = queue.get("ok").unwrap();
-    assert_eq!((ok.state, ok.attempts, ok.stdout.as_deref()), (State::Completed, 1, Some("6")));
+    assert_eq!(
+        (ok.state, ok.attempts, ok.stdout.as_deref()),
+        (State::Completed, 1, Some("6"))
+    );
     let bad = queue.get("bad").unwrap();
     assert_eq!((bad.state, bad.attempts, bad.exit_code), (State::Dead, 2, Some(9)));
     assert_eq!(bad.last_error.as_deref(), Some("negative input"));
     let history = queue.history(&bad).unwrap();
-    assert_eq!(history.iter().map(|a| (a.attempt, a.outcome.as_str())).collect::<Vec<_>>(), [(1, "failed"), (2, "failed")]);
+    assert_eq!(
+        history
+            .iter()
+            .map(|a| (a.attempt, a.outcome.as_str()))
+            .collect::<Vec<_>>(),
+        [(1, "failed"), (2, "failed")]
+    );
     let mut attempts: Vec<(String, u32)> = calls.lock().unwrap().clone();
     attempts.sort();
-    assert_eq!(attempts, [("bad".to_string(), 1), ("bad".to_string(), 2), ("ok".to_string(), 1)]);
+    assert_eq!(
+        attempts,
+        [("bad".to_string(), 1), ("bad".to_string(), 2), ("ok".to_string(), 1)]
+    );
 
     // The DLQ through the API: back to pending with attempts reset, history kept.
-    assert!(matches!(queue.dlq_retry(&["ok".to_string()]), Err(Error::WrongState { .. })));
-    assert!(matches!(queue.dlq_retry(&["nope".to_string()]), Err(Error::NotFound(_))));
+    assert!(matches!(
+        queue.dlq_retry(&["ok".to_string()]),
+        Err(Error::WrongState { .. })
+    ));
+    assert!(matches!(
+        queue.dlq_retry(&["nope".to_string()]),
+        Err(Error::NotFound(_))
+    ));
     assert_eq!(queue.dlq_retry(&["bad".to_string()]).unwrap(), 1);
     let bad = queue.get("bad").unwrap();
     assert_eq!((bad.state, bad.attempts), (State::Pending, 0));
@@ -109,7 +135,9 @@ fn two_pools_with_different_kinds_share_one_queue() {
 fn observers_see_each_event_once_with_the_right_data() {
     let (_dir, home, mut queue) = new_queue();
     queue.enqueue(JobSpec::shell("echo hi").with_id("good")).unwrap();
-    queue.enqueue(JobSpec::shell("exit 4").with_id("flaky").with_max_retries(1)).unwrap();
+    queue
+        .enqueue(JobSpec::shell("exit 4").with_id("flaky").with_max_retries(1))
+        .unwrap();
     let events = Arc::new(Mutex::new(Vec::new()));
     let record = events.clone();
     PoolBuilder::new(&home)
@@ -120,13 +148,22 @@ fn observers_see_each_event_once_with_the_right_data() {
                 WorkerEvent::JobCompleted { job, outcome, .. } => {
                     format!("completed {} {:?}", job.id, outcome.stdout.as_deref())
                 }
-                WorkerEvent::JobRetrying { job, attempt, max_runs, delay, outcome, .. } => format!(
+                WorkerEvent::JobRetrying {
+                    job,
+                    attempt,
+                    max_runs,
+                    delay,
+                    outcome,
+                    ..
+                } => format!(
                     "failed {} {attempt}/{max_runs} {:?} {:?}",
                     job.id,
                     outcome.exit_code,
                     delay.as_secs()
                 ),
-                WorkerEvent::JobDead { job, attempts, outcome, .. } => {
+                WorkerEvent::JobDead {
+                    job, attempts, outcome, ..
+                } => {
                     format!("dead {} {attempts} {:?}", job.id, outcome.error.as_deref())
                 }
                 _ => return,
@@ -153,7 +190,9 @@ fn observers_see_each_event_once_with_the_right_data() {
 #[test]
 fn a_panicking_executor_or_observer_fails_the_job_not_the_pool() {
     let (_dir, home, mut queue) = new_queue();
-    queue.enqueue(JobSpec::kind("boom", json!(null)).with_id("p").with_max_retries(0)).unwrap();
+    queue
+        .enqueue(JobSpec::kind("boom", json!(null)).with_id("p").with_max_retries(0))
+        .unwrap();
     queue.enqueue(JobSpec::shell("true").with_id("fine")).unwrap();
     PoolBuilder::new(&home)
         .executor("boom", |_: &Job, _: &ExecContext| -> Outcome { panic!("kaboom") })
@@ -171,7 +210,9 @@ fn a_panicking_executor_or_observer_fails_the_job_not_the_pool() {
 #[test]
 fn a_caller_controlled_shutdown_stops_the_pool_gracefully() {
     let (_dir, home, mut queue) = new_queue();
-    queue.enqueue(JobSpec::shell("sleep 0.3; echo finished").with_id("slow")).unwrap();
+    queue
+        .enqueue(JobSpec::shell("sleep 0.3; echo finished").with_id("slow"))
+        .unwrap();
     let shutdown = Shutdown::new();
     let trigger = shutdown.clone();
     let pool = PoolBuilder::new(&home).observer(move |event: &WorkerEvent| {
@@ -196,7 +237,10 @@ fn invalid_jobs_are_refused_with_the_field_named() {
         Err(Error::InvalidJob(invalid)) => assert_eq!(invalid.field.as_deref(), Some("command")),
         other => panic!("expected an invalid job, got {other:?}"),
     }
-    let batch = vec![(None, JobSpec::shell("true").with_id("x")), (Some("line 2".into()), JobSpec::shell("true").with_id("x"))];
+    let batch = vec![
+        (None, JobSpec::shell("true").with_id("x")),
+        (Some("line 2".into()), JobSpec::shell("true").with_id("x")),
+    ];
     match queue.enqueue_batch(batch, Source::Api) {
         Err(Error::InvalidJob(invalid)) => {
             assert_eq!(invalid.location.as_deref(), Some("line 2"));

@@ -53,9 +53,17 @@ pub fn run(queue: &Queue, command: &ConfigCommand) -> Result<()> {
             let (key, existed) = queue.config_unset(key)?;
             let entry = queue.config_get(key)?;
             if existed {
-                println!("{key} unset; now {} (from {})", display(&entry.value), entry.source.as_str());
+                println!(
+                    "{key} unset; now {} (from {})",
+                    display(&entry.value),
+                    entry.source.as_str()
+                );
             } else {
-                println!("{key} was not set; it is {} (from {})", display(&entry.value), entry.source.as_str());
+                println!(
+                    "{key} was not set; it is {} (from {})",
+                    display(&entry.value),
+                    entry.source.as_str()
+                );
             }
         }
         ConfigCommand::List { json } => {
@@ -69,7 +77,14 @@ pub fn run(queue: &Queue, command: &ConfigCommand) -> Result<()> {
             } else {
                 let rows: Vec<Vec<String>> = entries
                     .iter()
-                    .map(|e| vec![e.key.to_string(), display(&e.value), e.source.as_str().to_string(), e.doc.to_string()])
+                    .map(|e| {
+                        vec![
+                            e.key.to_string(),
+                            display(&e.value),
+                            e.source.as_str().to_string(),
+                            e.doc.to_string(),
+                        ]
+                    })
                     .collect();
                 print_table(&["KEY", "VALUE", "SOURCE", "MEANING"], &rows);
             }

@@ -61,7 +61,10 @@ pub fn run(queue: &mut Queue, command: &DlqCommand) -> Result<()> {
         DlqCommand::Retry { ids, all } => {
             if *all {
                 let n = queue.dlq_retry_all()?;
-                println!("moved {n} job{} from the DLQ back to pending", if n == 1 { "" } else { "s" });
+                println!(
+                    "moved {n} job{} from the DLQ back to pending",
+                    if n == 1 { "" } else { "s" }
+                );
             } else {
                 let mut unique = ids.clone();
                 unique.sort();

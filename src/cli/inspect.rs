@@ -103,13 +103,22 @@ pub fn show(queue: &Queue, args: &ShowArgs) -> Result<()> {
             "{} (max_retries {}{}: at most {} runs)",
             job.attempts,
             max_retries,
-            if job.max_retries.is_some() { ", the job's own" } else { ", from config" },
+            if job.max_retries.is_some() {
+                ", the job's own"
+            } else {
+                ", from config"
+            },
             max_retries + 1
         ),
     );
     field("priority", job.priority.to_string());
     field("run_at", format_ms(job.run_at));
-    field("timeout", job.timeout_seconds.map(|t| format!("{t}s")).unwrap_or_else(|| "-".into()));
+    field(
+        "timeout",
+        job.timeout_seconds
+            .map(|t| format!("{t}s"))
+            .unwrap_or_else(|| "-".into()),
+    );
     if let Some(cwd) = &job.cwd {
         field("cwd", cwd.clone());
     }
@@ -122,7 +131,10 @@ pub fn show(queue: &Queue, args: &ShowArgs) -> Result<()> {
     field("started_at", opt(job.started_at));
     field("finished_at", opt(job.finished_at));
     field("worker", job.worker.clone().unwrap_or_else(|| "-".into()));
-    field("exit_code", job.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()));
+    field(
+        "exit_code",
+        job.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+    );
     field("last_error", job.last_error.clone().unwrap_or_else(|| "-".into()));
     if history.is_empty() {
         out.push_str("history:        no attempts yet\n");
@@ -130,7 +142,12 @@ pub fn show(queue: &Queue, args: &ShowArgs) -> Result<()> {
         out.push_str("history:\n");
         for a in &history {
             let took = match a.started_at {
-                Some(s) => format!(" in {}", queuectl::time::format_duration(std::time::Duration::from_millis((a.finished_at - s).max(0) as u64))),
+                Some(s) => format!(
+                    " in {}",
+                    queuectl::time::format_duration(
+                        std::time::Duration::from_millis((a.finished_at - s).max(0) as u64)
+                    )
+                ),
                 None => String::new(),
             };
             out.push_str(&format!(

@@ -19,7 +19,9 @@ use std::path::PathBuf;
 /// else the current directory. Exit codes: 0 ok, 2 bad input or usage, 1 anything else.
 #[derive(Debug, Parser)]
 #[command(name = "queuectl", version, propagate_version = true, max_term_width = 100)]
-#[command(after_help = "Example:\n  queuectl init\n  queuectl enqueue '{\"id\":\"job1\",\"command\":\"echo hi\"}'\n  queuectl worker start --count 2\n  queuectl status")]
+#[command(
+    after_help = "Example:\n  queuectl init\n  queuectl enqueue '{\"id\":\"job1\",\"command\":\"echo hi\"}'\n  queuectl worker start --count 2\n  queuectl status"
+)]
 pub struct Cli {
     /// The queue home (holds queue.db, config/queuectl.toml and spool/)
     #[arg(long, global = true, env = "QUEUECTL_HOME", value_name = "DIR")]
@@ -38,15 +40,21 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create the database, a documented config file and the spool directories
-    #[command(after_help = "Example:\n  queuectl init\n  queuectl --home /var/lib/queuectl init\n\nRunning it again keeps every job.")]
+    #[command(
+        after_help = "Example:\n  queuectl init\n  queuectl --home /var/lib/queuectl init\n\nRunning it again keeps every job."
+    )]
     Init,
 
     /// Add jobs: one JSON object, a JSON array, NDJSON, or flags
-    #[command(after_help = "Examples:\n  queuectl enqueue '{\"id\":\"job1\",\"command\":\"echo hi\"}'\n  queuectl enqueue --command 'make backup' --max-retries 5 --delay 30s\n  queuectl enqueue --file jobs.ndjson\n  generate-jobs | queuectl enqueue -\n\nJob fields: id, command, kind, payload, max_retries, priority, run_at (RFC 3339),\ndelay_seconds, timeout_seconds, cwd, env. A batch is all or nothing.")]
+    #[command(
+        after_help = "Examples:\n  queuectl enqueue '{\"id\":\"job1\",\"command\":\"echo hi\"}'\n  queuectl enqueue --command 'make backup' --max-retries 5 --delay 30s\n  queuectl enqueue --file jobs.ndjson\n  generate-jobs | queuectl enqueue -\n\nJob fields: id, command, kind, payload, max_retries, priority, run_at (RFC 3339),\ndelay_seconds, timeout_seconds, cwd, env. A batch is all or nothing."
+    )]
     Enqueue(enqueue::EnqueueArgs),
 
     /// List jobs in enqueue order (oldest first)
-    #[command(after_help = "Examples:\n  queuectl list --state pending\n  queuectl list --state dead --limit 50 --json")]
+    #[command(
+        after_help = "Examples:\n  queuectl list --state pending\n  queuectl list --state dead --limit 50 --json"
+    )]
     List(inspect::ListArgs),
 
     /// Show one job whole: every field, its attempt history, last error and output
@@ -66,23 +74,36 @@ pub enum Command {
     Dlq(dlq::DlqCommand),
 
     /// Read and change settings (default < config/queuectl.toml < config set < job)
-    #[command(subcommand, after_help = "Examples:\n  queuectl config set max-retries 5\n  queuectl config list")]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  queuectl config set max-retries 5\n  queuectl config list"
+    )]
     Config(config_cmd::ConfigCommand),
 
     /// The spool directory other programs drop job files into
-    #[command(subcommand, after_help = "Examples:\n  queuectl spool ingest\n  queuectl spool watch\n  queuectl spool failed")]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  queuectl spool ingest\n  queuectl spool watch\n  queuectl spool failed"
+    )]
     Spool(spool_cmd::SpoolCommand),
 
     /// Start and stop workers
-    #[command(subcommand, after_help = "Examples:\n  queuectl worker start --count 2\n  queuectl worker stop")]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  queuectl worker start --count 2\n  queuectl worker stop"
+    )]
     Worker(worker_cmd::WorkerCommand),
 
     /// Block until the given jobs (or all jobs) are completed or dead
-    #[command(after_help = "Examples:\n  queuectl wait job1 job2 --timeout 60s\n  queuectl wait              # every job\n\nExit code 1 on timeout.")]
+    #[command(
+        after_help = "Examples:\n  queuectl wait job1 job2 --timeout 60s\n  queuectl wait              # every job\n\nExit code 1 on timeout."
+    )]
     Wait(wait::WaitArgs),
 
     /// Recover jobs stuck in processing whose worker is gone
-    #[command(after_help = "Example:\n  queuectl recover\n\nEach recovered job counts as a failed attempt (error \"worker lost\").")]
+    #[command(
+        after_help = "Example:\n  queuectl recover\n\nEach recovered job counts as a failed attempt (error \"worker lost\")."
+    )]
     Recover,
 
     /// Print a shell completion script

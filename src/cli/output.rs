@@ -59,5 +59,8 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
 
 /// Prints JSON, pretty, to stdout.
 pub fn print_json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
 }

@@ -60,11 +60,19 @@ pub fn run(queue: &mut Queue, args: &StatusArgs) -> Result<()> {
     for state in State::ALL {
         let extra = match state {
             State::Pending | State::Failed if state == State::Pending => {
-                format!("   (waiting: {} due now, {} scheduled later)", status.due_now, status.scheduled)
+                format!(
+                    "   (waiting: {} due now, {} scheduled later)",
+                    status.due_now, status.scheduled
+                )
             }
             _ => String::new(),
         };
-        out.push_str(&format!("  {:<11} {:>8}{}\n", state.as_str(), status.counts.get(state), extra));
+        out.push_str(&format!(
+            "  {:<11} {:>8}{}\n",
+            state.as_str(),
+            status.counts.get(state),
+            extra
+        ));
     }
     if status.waiting_by_kind.len() > 1 || status.waiting_by_kind.keys().any(|k| k != "shell") {
         let kinds: Vec<String> = status.waiting_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
@@ -74,7 +82,11 @@ pub fn run(queue: &mut Queue, args: &StatusArgs) -> Result<()> {
         out.push_str("workers: none running\n");
     } else {
         let pids: Vec<String> = status.workers.iter().map(|w| w.pid.to_string()).collect();
-        out.push_str(&format!("workers: {} (PIDs: {})\n", status.workers.len(), pids.join(", ")));
+        out.push_str(&format!(
+            "workers: {} (PIDs: {})\n",
+            status.workers.len(),
+            pids.join(", ")
+        ));
         for w in &status.workers {
             let busy = w.slots.as_array().map(|s| s.len()).unwrap_or(0);
             let up = format_duration(Duration::from_millis((now - w.started_at).max(0) as u64));
@@ -94,7 +106,10 @@ pub fn run(queue: &mut Queue, args: &StatusArgs) -> Result<()> {
                     w.pid,
                     slot["thread"],
                     slot["job"].as_str().unwrap_or("?"),
-                    slot["pid"].as_u64().map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                    slot["pid"]
+                        .as_u64()
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "-".into()),
                     format_duration(Duration::from_millis((now - since).max(0) as u64)),
                     super::output::cut(slot["command"].as_str().unwrap_or(""), 60),
                 ));

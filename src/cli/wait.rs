@@ -45,7 +45,10 @@ pub fn run(queue: &Queue, args: &WaitArgs) -> Result<()> {
                 if !store.has_unfinished(&[])? {
                     if !args.quiet {
                         let counts = store.counts()?;
-                        println!("all jobs finished: {} completed, {} dead", counts.completed, counts.dead);
+                        println!(
+                            "all jobs finished: {} completed, {} dead",
+                            counts.completed, counts.dead
+                        );
                     }
                     return Ok(());
                 }
@@ -68,8 +71,11 @@ pub fn run(queue: &Queue, args: &WaitArgs) -> Result<()> {
                     format!("{} jobs not finished", c.pending + c.processing + c.failed)
                 } else {
                     let states = store.job_states(&args.ids)?;
-                    let open: Vec<String> =
-                        states.iter().filter(|(_, s)| !s.is_final()).map(|(id, s)| format!("{id} ({s})")).collect();
+                    let open: Vec<String> = states
+                        .iter()
+                        .filter(|(_, s)| !s.is_final())
+                        .map(|(id, s)| format!("{id} ({s})"))
+                        .collect();
                     format!("still waiting for {}", open.join(", "))
                 };
                 anyhow::bail!("timed out after {}: {waiting}", args.timeout.as_deref().unwrap_or(""));

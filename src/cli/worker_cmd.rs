@@ -14,10 +14,14 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Subcommand)]
 pub enum WorkerCommand {
     /// Run jobs: one process with N executor threads (foreground unless --detach)
-    #[command(after_help = "Examples:\n  queuectl worker start --count 2\n  queuectl worker start --count 4 --detach\n  queuectl worker start --until-empty        # drain the queue, then exit (cron)\n\nSIGINT/SIGTERM: stop claiming, let running jobs finish, exit 0. A second signal kills\nrunning jobs and puts them back to pending without counting the attempt.")]
+    #[command(
+        after_help = "Examples:\n  queuectl worker start --count 2\n  queuectl worker start --count 4 --detach\n  queuectl worker start --until-empty        # drain the queue, then exit (cron)\n\nSIGINT/SIGTERM: stop claiming, let running jobs finish, exit 0. A second signal kills\nrunning jobs and puts them back to pending without counting the attempt."
+    )]
     Start(StartArgs),
     /// Stop every worker of this home gracefully and wait for them to exit
-    #[command(after_help = "Example:\n  queuectl worker stop --timeout 30s\n\nAfter the timeout the workers are signalled again: running jobs are killed and put back\nto pending without counting the attempt.")]
+    #[command(
+        after_help = "Example:\n  queuectl worker stop --timeout 30s\n\nAfter the timeout the workers are signalled again: running jobs are killed and put back\nto pending without counting the attempt."
+    )]
     Stop(StopArgs),
 }
 
@@ -73,48 +77,101 @@ pub fn event_line(pid: u32, event: &WorkerEvent, quiet: bool) -> Option<String> 
     let cut = |c: &str| super::output::cut(c, 100);
     Some(match event {
         WorkerEvent::Started { threads, kinds, .. } => {
-            let kinds = if kinds.len() == 1 && kinds[0] == "shell" { String::new() } else { format!(", kinds: {}", kinds.join(", ")) };
-            format!("Started {threads} worker{} (PID {pid}{kinds})", if *threads == 1 { "" } else { "s" })
+            let kinds = if kinds.len() == 1 && kinds[0] == "shell" {
+                String::new()
+            } else {
+                format!(", kinds: {}", kinds.join(", "))
+            };
+            format!(
+                "Started {threads} worker{} (PID {pid}{kinds})",
+                if *threads == 1 { "" } else { "s" }
+            )
         }
         WorkerEvent::JobStarted { thread, job, attempt } if !quiet => {
-            let retry = if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
-            format!("[{pid}/{thread}] Executing job {}{retry}: {}", job.id, cut(&job.command))
+            let retry = if *attempt > 1 {
+                format!(" (attempt {attempt})")
+            } else {
+                String::new()
+            };
+            format!(
+                "[{pid}/{thread}] Executing job {}{retry}: {}",
+                job.id,
+                cut(&job.command)
+            )
         }
-        WorkerEvent::JobCompleted { thread, job, duration, .. } if !quiet => {
-            format!("[{pid}/{thread}] Job {} completed ({})", job.id, format_duration(*duration))
+        WorkerEvent::JobCompleted {
+            thread, job, duration, ..
+        } if !quiet => {
+            format!(
+                "[{pid}/{thread}] Job {} completed ({})",
+                job.id,
+                format_duration(*duration)
+            )
         }
-        WorkerEvent::JobRetrying { thread, job, attempt, max_runs, delay, outcome } => format!(
+        WorkerEvent::JobRetrying {
+            thread,
+            job,
+            attempt,
+            max_runs,
+            delay,
+            outcome,
+        } => format!(
             "[{pid}/{thread}] Job {} failed (attempt {attempt} of {max_runs}, {}), retrying in {}",
             job.id,
             outcome.error.as_deref().unwrap_or("failed"),
             format_duration(*delay)
         ),
-        WorkerEvent::JobDead { thread, job, attempts, outcome } => format!(
+        WorkerEvent::JobDead {
+            thread,
+            job,
+            attempts,
+            outcome,
+        } => format!(
             "[{pid}/{thread}] Job {} moved to DLQ after {attempts} attempt{}: {}",
             job.id,
             if *attempts == 1 { "" } else { "s" },
             outcome.error.as_deref().unwrap_or("failed")
         ),
         WorkerEvent::JobReleased { thread, job } => {
-            format!("[{pid}/{thread}] Job {} killed by forced shutdown, back to pending (attempt not counted)", job.id)
+            format!(
+                "[{pid}/{thread}] Job {} killed by forced shutdown, back to pending (attempt not counted)",
+                job.id
+            )
         }
         WorkerEvent::ResultDiscarded { thread, job } => {
-            format!("[{pid}/{thread}] Job {}: result discarded, another worker recovered the job", job.id)
+            format!(
+                "[{pid}/{thread}] Job {}: result discarded, another worker recovered the job",
+                job.id
+            )
         }
         WorkerEvent::JobTimedOut { thread, job_id, signal } => {
             format!("[{pid}/{thread}] Job {job_id} timed out: sent {signal} to its process group")
         }
         WorkerEvent::Recovered { jobs } => {
             let list: Vec<String> = jobs.iter().map(|(id, state)| format!("{id} -> {state}")).collect();
-            format!("[{pid}] Recovered {} job{} of a lost worker: {}", jobs.len(), if jobs.len() == 1 { "" } else { "s" }, list.join(", "))
+            format!(
+                "[{pid}] Recovered {} job{} of a lost worker: {}",
+                jobs.len(),
+                if jobs.len() == 1 { "" } else { "s" },
+                list.join(", ")
+            )
         }
         WorkerEvent::Stopping { forced: false, running } => {
-            format!("[{pid}] Stopping: waiting for {running} running job{} to finish (signal again to kill them)", if *running == 1 { "" } else { "s" })
+            format!(
+                "[{pid}] Stopping: waiting for {running} running job{} to finish (signal again to kill them)",
+                if *running == 1 { "" } else { "s" }
+            )
         }
         WorkerEvent::Stopping { forced: true, running } => {
-            format!("[{pid}] Forced stop: killing {running} running job{} and putting them back to pending", if *running == 1 { "" } else { "s" })
+            format!(
+                "[{pid}] Forced stop: killing {running} running job{} and putting them back to pending",
+                if *running == 1 { "" } else { "s" }
+            )
         }
-        WorkerEvent::Stopped { jobs_run } => format!("[{pid}] Worker stopped after {jobs_run} job{}", if *jobs_run == 1 { "" } else { "s" }),
+        WorkerEvent::Stopped { jobs_run } => format!(
+            "[{pid}] Worker stopped after {jobs_run} job{}",
+            if *jobs_run == 1 { "" } else { "s" }
+        ),
         WorkerEvent::Warning(message) => format!("[{pid}] warning: {message}"),
         _ => return None,
     })
@@ -166,7 +223,11 @@ fn detach(home: &Home, args: &StartArgs, count: usize) -> Result<()> {
     std::fs::create_dir_all(&log_dir).map_err(|e| Error::io(&log_dir, e))?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
     let log_path = log_dir.join(format!("worker-{stamp}.log"));
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(|e| Error::io(&log_path, e))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| Error::io(&log_path, e))?;
     let log_err = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
     let exe = std::env::current_exe().context("finding the queuectl executable")?;
     let mut command = std::process::Command::new(exe);
@@ -182,7 +243,11 @@ fn detach(home: &Home, args: &StartArgs, count: usize) -> Result<()> {
         command.arg("--quiet");
     }
     // A new process group: the terminal's Ctrl-C must not reach the background worker.
-    command.stdin(std::process::Stdio::null()).stdout(log).stderr(log_err).process_group(0);
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .process_group(0);
     let mut child = command.spawn().context("starting the background worker")?;
     let pid = child.id();
     // Wait until it has registered, so a mistake shows here rather than only in the log.
@@ -191,7 +256,10 @@ fn detach(home: &Home, args: &StartArgs, count: usize) -> Result<()> {
         if let Some(status) = child.try_wait().context("checking the background worker")? {
             let log_text = std::fs::read_to_string(&log_path).unwrap_or_default();
             let last = log_text.lines().last().unwrap_or("").to_string();
-            anyhow::bail!("background worker exited at once ({status}): {last} (log: {})", log_path.display());
+            anyhow::bail!(
+                "background worker exited at once ({status}): {last} (log: {})",
+                log_path.display()
+            );
         }
         let mut queue = Queue::open(home)?;
         if queue.status()?.workers.iter().any(|w| w.pid == pid) {
@@ -202,7 +270,10 @@ fn detach(home: &Home, args: &StartArgs, count: usize) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    println!("Started {count} worker{} in the background (PID {pid})", if count == 1 { "" } else { "s" });
+    println!(
+        "Started {count} worker{} in the background (PID {pid})",
+        if count == 1 { "" } else { "s" }
+    );
     println!("log: {}", log_path.display());
     Ok(())
 }
@@ -222,13 +293,23 @@ fn stop(home: &Home, args: &StopArgs) -> Result<()> {
     }
     for w in &local {
         send(w.pid, libc::SIGTERM);
-        println!("Stopping worker PID {} ({} thread{}, {} busy)", w.pid, w.threads, if w.threads == 1 { "" } else { "s" }, w.slots.as_array().map(|s| s.len()).unwrap_or(0));
+        println!(
+            "Stopping worker PID {} ({} thread{}, {} busy)",
+            w.pid,
+            w.threads,
+            if w.threads == 1 { "" } else { "s" },
+            w.slots.as_array().map(|s| s.len()).unwrap_or(0)
+        );
     }
     let alive = |w: &queuectl::store::WorkerRecord| registry::process_alive(w.pid, w.proc_start);
     let mut remaining = wait_for_exit(&local, timeout, alive);
     if !remaining.is_empty() {
         for w in &remaining {
-            println!("Worker PID {} still running after {}: killing its jobs (they go back to pending)", w.pid, format_duration(timeout));
+            println!(
+                "Worker PID {} still running after {}: killing its jobs (they go back to pending)",
+                w.pid,
+                format_duration(timeout)
+            );
             send(w.pid, libc::SIGTERM);
         }
         remaining = wait_for_exit(&remaining, Duration::from_secs(15), alive);
@@ -283,5 +364,9 @@ fn start_ingester(
     if until_empty {
         queuectl::spool::ingest_once(home, &print)?;
     }
-    Ok(Some(queuectl::spool::spawn_watcher(home.clone(), shutdown.clone(), Box::new(print))))
+    Ok(Some(queuectl::spool::spawn_watcher(
+        home.clone(),
+        shutdown.clone(),
+        Box::new(print),
+    )))
 }

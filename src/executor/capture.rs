@@ -13,7 +13,11 @@ pub struct TailBuffer {
 impl TailBuffer {
     /// A buffer keeping the last `limit` bytes.
     pub fn new(limit: usize) -> TailBuffer {
-        TailBuffer { limit, buffer: Vec::new(), total: 0 }
+        TailBuffer {
+            limit,
+            buffer: Vec::new(),
+            total: 0,
+        }
     }
 
     /// Appends bytes, dropping the oldest beyond the limit.
@@ -55,11 +59,18 @@ impl TailBuffer {
 
     /// The kept tail as text, with a marker line when the start was dropped.
     pub fn into_text(self) -> String {
-        let kept = if self.buffer.len() > self.limit { &self.buffer[self.buffer.len() - self.limit..] } else { &self.buffer[..] };
+        let kept = if self.buffer.len() > self.limit {
+            &self.buffer[self.buffer.len() - self.limit..]
+        } else {
+            &self.buffer[..]
+        };
         let text = String::from_utf8_lossy(kept);
         let dropped = self.total - kept.len() as u64;
         if dropped > 0 {
-            format!("[queuectl: output truncated, first {dropped} of {} bytes dropped]\n{text}", self.total)
+            format!(
+                "[queuectl: output truncated, first {dropped} of {} bytes dropped]\n{text}",
+                self.total
+            )
         } else {
             text.into_owned()
         }
@@ -85,7 +96,10 @@ mod tests {
         }
         t.push(b"XYZ");
         assert_eq!(t.total(), 303);
-        assert_eq!(t.into_text(), "[queuectl: output truncated, first 299 of 303 bytes dropped]\ncXYZ");
+        assert_eq!(
+            t.into_text(),
+            "[queuectl: output truncated, first 299 of 303 bytes dropped]\ncXYZ"
+        );
     }
 
     #[test]
@@ -102,6 +116,9 @@ mod tests {
     fn zero_limit_keeps_nothing() {
         let mut t = TailBuffer::new(0);
         t.push(b"abc");
-        assert_eq!(t.into_text(), "[queuectl: output truncated, first 3 of 3 bytes dropped]\n");
+        assert_eq!(
+            t.into_text(),
+            "[queuectl: output truncated, first 3 of 3 bytes dropped]\n"
+        );
     }
 }

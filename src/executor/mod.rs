@@ -35,12 +35,19 @@ pub struct Outcome {
 impl Outcome {
     /// A success.
     pub fn success() -> Outcome {
-        Outcome { success: true, ..Outcome::default() }
+        Outcome {
+            success: true,
+            ..Outcome::default()
+        }
     }
 
     /// A failure with this message.
     pub fn failure(error: impl Into<String>) -> Outcome {
-        Outcome { success: false, error: Some(error.into()), ..Outcome::default() }
+        Outcome {
+            success: false,
+            error: Some(error.into()),
+            ..Outcome::default()
+        }
     }
 
     /// The same outcome with an exit code.
@@ -138,7 +145,13 @@ pub struct ExecContext {
 impl ExecContext {
     /// A context for running a job outside a pool (tests, one-off runs).
     pub fn standalone(home: impl Into<PathBuf>, attempt: u32, timeout: Option<Duration>, output_limit: usize) -> Self {
-        ExecContext { attempt, home: home.into(), timeout, output_limit, slot: Arc::new(SlotState::default()) }
+        ExecContext {
+            attempt,
+            home: home.into(),
+            timeout,
+            output_limit,
+            slot: Arc::new(SlotState::default()),
+        }
     }
 
     /// Records the process that runs the job, so timeouts and forced shutdown can reach its

@@ -61,7 +61,10 @@ impl Executor for ShellExecutor {
             Ok(status) => {
                 if context.is_timed_out() {
                     let seconds = context.timeout.map(|t| t.as_secs_f64()).unwrap_or(0.0);
-                    let mut o = Outcome::failure(format!("timed out after {}", crate::time::format_duration(std::time::Duration::from_secs_f64(seconds))));
+                    let mut o = Outcome::failure(format!(
+                        "timed out after {}",
+                        crate::time::format_duration(std::time::Duration::from_secs_f64(seconds))
+                    ));
                     o.exit_code = status.code();
                     o
                 } else if let Some(code) = status.code() {
@@ -91,15 +94,21 @@ fn read_both(
     limit: usize,
 ) -> (TailBuffer, TailBuffer) {
     let mut tails = [TailBuffer::new(limit), TailBuffer::new(limit)];
-    let mut readers: [Option<Box<dyn ReadFd>>; 2] =
-        [stdout.map(|s| Box::new(s) as Box<dyn ReadFd>), stderr.map(|s| Box::new(s) as Box<dyn ReadFd>)];
+    let mut readers: [Option<Box<dyn ReadFd>>; 2] = [
+        stdout.map(|s| Box::new(s) as Box<dyn ReadFd>),
+        stderr.map(|s| Box::new(s) as Box<dyn ReadFd>),
+    ];
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         let mut fds: Vec<libc::pollfd> = Vec::with_capacity(2);
         let mut which = Vec::with_capacity(2);
         for (index, reader) in readers.iter().enumerate() {
             if let Some(reader) = reader {
-                fds.push(libc::pollfd { fd: reader.raw_fd(), events: libc::POLLIN, revents: 0 });
+                fds.push(libc::pollfd {
+                    fd: reader.raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
                 which.push(index);
             }
         }
@@ -119,7 +128,9 @@ fn read_both(
             if pollfd.revents == 0 {
                 continue;
             }
-            let Some(reader) = readers[index].as_mut() else { continue };
+            let Some(reader) = readers[index].as_mut() else {
+                continue;
+            };
             match reader.read(&mut chunk) {
                 Ok(0) => readers[index] = None,
                 Ok(n) => tails[index].push(&chunk[..n]),

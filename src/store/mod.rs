@@ -302,10 +302,16 @@ impl Store {
         // (consistent after a crash); accepting jobs switches to FULL for durability.
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(Error::Other(format!("{}: could not switch to WAL mode (got {mode})", path.display())));
+            return Err(Error::Other(format!(
+                "{}: could not switch to WAL mode (got {mode})",
+                path.display()
+            )));
         }
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
-        Ok(Store { conn, path: path.to_path_buf() })
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
     }
 
     fn schema_version(&self) -> Result<i64> {
@@ -331,7 +337,10 @@ impl Store {
             let result = if version < schema::SCHEMA_VERSION {
                 self.conn
                     .execute_batch(schema::MIGRATIONS[version as usize])
-                    .and_then(|_| self.conn.execute_batch(&format!("PRAGMA user_version = {}", version + 1)))
+                    .and_then(|_| {
+                        self.conn
+                            .execute_batch(&format!("PRAGMA user_version = {}", version + 1))
+                    })
             } else {
                 Ok(())
             };
@@ -353,7 +362,10 @@ impl Store {
     /// SQLite's `data_version`: changes whenever *another* connection commits. Polling it is
     /// nearly free and is how idle workers notice new jobs without a daemon.
     pub fn data_version(&self) -> Result<i64> {
-        Ok(self.conn.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get(0))?)
+        Ok(self
+            .conn
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?)
     }
 
     /// Inserts a batch of jobs in one transaction, all or nothing. With `durable`, the commit is
@@ -386,7 +398,11 @@ impl Store {
             let mut results = Vec::with_capacity(files.len());
             for file in files {
                 let seen: bool = tx
-                    .query_row("SELECT 1 FROM spool_files WHERE file_key = ?1", [&file.file_key], |_| Ok(true))
+                    .query_row(
+                        "SELECT 1 FROM spool_files WHERE file_key = ?1",
+                        [&file.file_key],
+                        |_| Ok(true),
+                    )
                     .optional()?
                     .unwrap_or(false);
                 if seen {
@@ -543,7 +559,10 @@ impl Store {
                 placeholders(kinds.len(), 1)
             )
         };
-        Ok(self.conn.query_row(&sql, params_from_iter(kinds), |r| r.get::<_, i64>(0))? != 0)
+        Ok(self
+            .conn
+            .query_row(&sql, params_from_iter(kinds), |r| r.get::<_, i64>(0))?
+            != 0)
     }
 
     /// Atomically claims up to `limit` due jobs of these kinds for `worker`, in claim order:
@@ -577,7 +596,11 @@ impl Store {
         }
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let applied = finish_in(&tx, Some(worker), finished)?;
-        let jobs = if limit > 0 { claim_in(&tx, worker, limit, kinds, now)? } else { Vec::new() };
+        let jobs = if limit > 0 {
+            claim_in(&tx, worker, limit, kinds, now)?
+        } else {
+            Vec::new()
+        };
         tx.commit()?;
         Ok((applied, jobs))
     }
@@ -604,8 +627,9 @@ impl Store {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = now_ms();
         for id in ids {
-            let state: Option<String> =
-                tx.query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+            let state: Option<String> = tx
+                .query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
+                .optional()?;
             match state.as_deref() {
                 None => return Err(Error::NotFound(id.clone())),
                 Some("dead") => {}
@@ -726,7 +750,12 @@ fn claim_in(tx: &Connection, worker: &str, limit: usize, kinds: &[String], now: 
     let rows = statement.query_map(params_from_iter(values), row_to_job)?;
     let mut jobs = rows.collect::<rusqlite::Result<Vec<_>>>()?;
     // RETURNING does not promise an order: restore claim order.
-    jobs.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.run_at.cmp(&b.run_at)).then(a.seq.cmp(&b.seq)));
+    jobs.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then(a.run_at.cmp(&b.run_at))
+            .then(a.seq.cmp(&b.seq))
+    });
     Ok(jobs)
 }
 
@@ -747,7 +776,11 @@ fn finish_in(tx: &Connection, worker: Option<&str>, finished: &[FinishedAttempt]
          WHERE seq = ?1 AND state = 'processing' AND (?10 IS NULL OR worker = ?10)",
     )?;
     for f in finished {
-        let attempt_number = if f.outcome == "interrupted" { f.attempts + 1 } else { f.attempts };
+        let attempt_number = if f.outcome == "interrupted" {
+            f.attempts + 1
+        } else {
+            f.attempts
+        };
         let inserted = history.execute(params![
             f.job_seq,
             attempt_number,
@@ -782,7 +815,10 @@ fn finish_in(tx: &Connection, worker: Option<&str>, finished: &[FinishedAttempt]
 }
 
 fn placeholders(count: usize, first: usize) -> String {
-    (first..first + count).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
+    (first..first + count)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn insert_jobs_in(conn: &Connection, jobs: &[NewJob], now: Millis) -> Result<()> {
@@ -808,7 +844,10 @@ fn insert_jobs_in(conn: &Connection, jobs: &[NewJob], now: Millis) -> Result<()>
         ]);
         if let Err(e) = result {
             if is_unique_violation(&e) {
-                return Err(Error::DuplicateId { id: job.id.clone(), location: job.location.clone() });
+                return Err(Error::DuplicateId {
+                    id: job.id.clone(),
+                    location: job.location.clone(),
+                });
             }
             return Err(e.into());
         }

@@ -65,7 +65,14 @@ impl PoolBuilder {
     pub fn new(home: &Home) -> PoolBuilder {
         let mut executors: BTreeMap<String, Arc<dyn Executor>> = BTreeMap::new();
         executors.insert(SHELL_KIND.to_string(), Arc::new(ShellExecutor));
-        PoolBuilder { home: home.clone(), threads: None, executors, observers: Vec::new(), until_empty: false, shell_hooks: true }
+        PoolBuilder {
+            home: home.clone(),
+            threads: None,
+            executors,
+            observers: Vec::new(),
+            until_empty: false,
+            shell_hooks: true,
+        }
     }
 
     /// The number of executor threads (default: config `worker_count`).
@@ -108,13 +115,17 @@ impl PoolBuilder {
     /// [`until_empty`](Self::until_empty), the queue is drained). Returns how many jobs it ran.
     pub fn run(self, shutdown: &Shutdown) -> Result<u64> {
         if self.executors.is_empty() {
-            return Err(Error::InvalidArgument("the pool has no executors: register at least one job kind".into()));
+            return Err(Error::InvalidArgument(
+                "the pool has no executors: register at least one job kind".into(),
+            ));
         }
         let store = Store::open(self.home.db_path())?;
         let settings = Settings::from_entries(self.home.root(), &load_entries(&self.home, &store)?)?;
         let threads = self.threads.unwrap_or(settings.worker_count);
         if threads == 0 || threads > 1024 {
-            return Err(Error::InvalidArgument(format!("thread count must be from 1 to 1024, got {threads}")));
+            return Err(Error::InvalidArgument(format!(
+                "thread count must be from 1 to 1024, got {threads}"
+            )));
         }
         let mut observers = self.observers;
         let hooks = if self.shell_hooks {
@@ -124,7 +135,15 @@ impl PoolBuilder {
         } else {
             None
         };
-        let mut coordinator = Coordinator::start(self.home, store, settings, threads, self.executors, observers, self.until_empty)?;
+        let mut coordinator = Coordinator::start(
+            self.home,
+            store,
+            settings,
+            threads,
+            self.executors,
+            observers,
+            self.until_empty,
+        )?;
         coordinator.hooks = hooks;
         let result = coordinator.run(shutdown);
         coordinator.finish();
@@ -220,7 +239,12 @@ impl Coordinator {
                 .name(format!("queuectl-exec-{}", index + 1))
                 .spawn(move || executor_thread(index + 1, receiver, done_tx, executors))
                 .map_err(|e| Error::Other(format!("could not start executor thread: {e}")))?;
-            slots.push(Slot { sender, state, handle: Some(handle), running: None });
+            slots.push(Slot {
+                sender,
+                state,
+                handle: Some(handle),
+                running: None,
+            });
         }
         let coordinator = Coordinator {
             home,
@@ -283,7 +307,10 @@ impl Coordinator {
             if shutdown.is_stopping() {
                 if !stopping_announced {
                     stopping_announced = true;
-                    self.emit(&WorkerEvent::Stopping { forced: shutdown.is_forced(), running: self.busy() });
+                    self.emit(&WorkerEvent::Stopping {
+                        forced: shutdown.is_forced(),
+                        running: self.busy(),
+                    });
                     self.heartbeat(true)?;
                 }
                 if shutdown.is_forced() && !forced_done {
@@ -421,7 +448,11 @@ impl Coordinator {
         });
         self.slots_dirty = true;
         let attempt = job.attempts + 1;
-        let event = WorkerEvent::JobStarted { thread: index + 1, job: job.clone(), attempt };
+        let event = WorkerEvent::JobStarted {
+            thread: index + 1,
+            job: job.clone(),
+            attempt,
+        };
         // The channel has room: the slot was idle, so its single buffer place is free.
         let _ = slot.sender.send(Assignment { job, context });
         self.emit(&event);
@@ -443,12 +474,20 @@ impl Coordinator {
                     slot.state.mark_timed_out();
                     signal_group(pid, libc::SIGTERM);
                     running.term_sent_at = Some(now);
-                    events.push(WorkerEvent::JobTimedOut { thread: index + 1, job_id: running.job.id.clone(), signal: "SIGTERM" });
+                    events.push(WorkerEvent::JobTimedOut {
+                        thread: index + 1,
+                        job_id: running.job.id.clone(),
+                        signal: "SIGTERM",
+                    });
                 }
                 Some(sent) if !running.kill_sent && now.duration_since(sent) >= grace => {
                     signal_group(pid, libc::SIGKILL);
                     running.kill_sent = true;
-                    events.push(WorkerEvent::JobTimedOut { thread: index + 1, job_id: running.job.id.clone(), signal: "SIGKILL" });
+                    events.push(WorkerEvent::JobTimedOut {
+                        thread: index + 1,
+                        job_id: running.job.id.clone(),
+                        signal: "SIGKILL",
+                    });
                 }
                 Some(_) => {}
             }
@@ -484,7 +523,10 @@ impl Coordinator {
                         stdout: done.outcome.stdout.clone(),
                         stderr: done.outcome.stderr.clone(),
                     },
-                    WorkerEvent::JobReleased { thread: done.thread, job: job.clone() },
+                    WorkerEvent::JobReleased {
+                        thread: done.thread,
+                        job: job.clone(),
+                    },
                 )
             } else if done.outcome.success {
                 (
@@ -501,7 +543,12 @@ impl Coordinator {
                         stdout: done.outcome.stdout.clone(),
                         stderr: done.outcome.stderr.clone(),
                     },
-                    WorkerEvent::JobCompleted { thread: done.thread, job: job.clone(), duration, outcome: done.outcome.clone() },
+                    WorkerEvent::JobCompleted {
+                        thread: done.thread,
+                        job: job.clone(),
+                        duration,
+                        outcome: done.outcome.clone(),
+                    },
                 )
             } else {
                 let attempts = job.attempts + 1;
@@ -522,7 +569,11 @@ impl Coordinator {
                 };
                 match policy.decide(attempts) {
                     RetryDecision::RetryAfter(delay) => (
-                        FinishedAttempt { new_state: State::Failed, run_at: Some(now + delay.as_millis() as i64), ..base },
+                        FinishedAttempt {
+                            new_state: State::Failed,
+                            run_at: Some(now + delay.as_millis() as i64),
+                            ..base
+                        },
                         WorkerEvent::JobRetrying {
                             thread: done.thread,
                             job: job.clone(),
@@ -534,7 +585,12 @@ impl Coordinator {
                     ),
                     RetryDecision::Dead => (
                         base,
-                        WorkerEvent::JobDead { thread: done.thread, job: job.clone(), attempts, outcome: done.outcome.clone() },
+                        WorkerEvent::JobDead {
+                            thread: done.thread,
+                            job: job.clone(),
+                            attempts,
+                            outcome: done.outcome.clone(),
+                        },
                     ),
                 }
             };
@@ -542,7 +598,8 @@ impl Coordinator {
             events.push(event);
         }
         let (applied, claimed) =
-            self.store.finish_and_claim(&self.worker.id, &rows, claim_limit, &self.kinds, claim_now)?;
+            self.store
+                .finish_and_claim(&self.worker.id, &rows, claim_limit, &self.kinds, claim_now)?;
         for ((done, event), ok) in finished.iter().zip(events).zip(applied) {
             self.slots[done.thread - 1].running = None;
             self.slots_dirty = true;
@@ -550,7 +607,10 @@ impl Coordinator {
             if ok {
                 self.emit(&event);
             } else {
-                self.emit(&WorkerEvent::ResultDiscarded { thread: done.thread, job: done.job.clone() });
+                self.emit(&WorkerEvent::ResultDiscarded {
+                    thread: done.thread,
+                    job: done.job.clone(),
+                });
             }
         }
         Ok(claimed)
@@ -588,7 +648,9 @@ impl Coordinator {
             self.worker.slots = slots;
             self.worker.stopping = stopping;
             self.store.register_worker(&self.worker)?;
-            self.emit(&WorkerEvent::Warning("this worker was presumed dead by another process; registered again".into()));
+            self.emit(&WorkerEvent::Warning(
+                "this worker was presumed dead by another process; registered again".into(),
+            ));
         }
         Ok(())
     }
@@ -618,7 +680,9 @@ impl Coordinator {
                 self.emit(&WorkerEvent::Warning(warning));
             }
         }
-        self.emit(&WorkerEvent::Stopped { jobs_run: self.jobs_run });
+        self.emit(&WorkerEvent::Stopped {
+            jobs_run: self.jobs_run,
+        });
     }
 }
 
@@ -644,7 +708,17 @@ fn executor_thread(
             None => Outcome::failure(format!("no executor for kind `{}`", job.kind)),
         };
         let cancelled = context.is_cancelled();
-        if done.send(Done { thread, job, outcome, started, started_at, cancelled }).is_err() {
+        if done
+            .send(Done {
+                thread,
+                job,
+                outcome,
+                started,
+                started_at,
+                cancelled,
+            })
+            .is_err()
+        {
             return;
         }
     }

@@ -80,7 +80,11 @@ pub struct ReapReport {
 
 /// Removes the rows of dead workers and recovers every `processing` job whose worker is not
 /// alive: each counts as a failed attempt with the error `worker lost`.
-pub fn reap(store: &mut Store, settings: &Settings, keep_alive: Option<&str>) -> Result<(Vec<WorkerRecord>, ReapReport)> {
+pub fn reap(
+    store: &mut Store,
+    settings: &Settings,
+    keep_alive: Option<&str>,
+) -> Result<(Vec<WorkerRecord>, ReapReport)> {
     let now = now_ms();
     let host = host_name();
     let mut live = Vec::new();
