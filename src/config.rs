@@ -416,6 +416,14 @@ impl Settings {
             }
         };
         let spool = PathBuf::from(get("spool_dir"));
+        let (heartbeat, lease) = (int("heartbeat_seconds")?, int("lease_seconds")?);
+        if lease < 3 * heartbeat {
+            // With fewer than three heartbeats per lease, one late heartbeat makes a live worker
+            // on another host look dead, and its jobs would be recovered while they run.
+            return Err(Error::Config(format!(
+                "`lease_seconds` ({lease}) must be at least 3 times `heartbeat_seconds` ({heartbeat})"
+            )));
+        }
         Ok(Settings {
             max_retries: int("max_retries")? as u32,
             backoff_base: get("backoff_base")

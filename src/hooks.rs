@@ -135,7 +135,7 @@ fn run_hook(
     cwd: &std::path::Path,
     timeout: Duration,
 ) -> Result<(), String> {
-    let mut child = Command::new("sh")
+    let mut child = Command::new("/bin/sh")
         .arg("-c")
         .arg(command)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))

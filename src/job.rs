@@ -639,6 +639,9 @@ pub struct Job {
     pub stderr: Option<String>,
     /// Where it came from: `cli`, `api` or `spool:NAME`.
     pub source: String,
+    /// How many times it has been claimed; identifies the current claim, so the result of a
+    /// holder that lost the job (presumed dead, then back) is never applied.
+    pub lease: i64,
 }
 
 impl Job {

@@ -136,7 +136,12 @@ impl Queue {
         let def = config::key_def(key)?;
         let value = config::normalize_value(def, value)?;
         // Refuse to store anything while the file is broken: the user must see that first.
-        config::read_config_file(&self.home.config_path())?;
+        let file = config::read_config_file(&self.home.config_path())?;
+        // Check the settings the new value would make (rules across keys, such as the lease
+        // being at least three heartbeats), before storing it.
+        let mut stored = self.store.config_values()?;
+        stored.insert(def.name.to_string(), value.clone());
+        Settings::from_entries(self.home.root(), &config::effective(&file, &stored))?;
         self.store.config_set(def.name, &value)?;
         Ok((def.name, value))
     }
@@ -177,20 +182,20 @@ impl Queue {
         self.store.list_jobs(state, limit)
     }
 
-    /// Counts, due/scheduled split and live workers. Removes the rows of dead workers (their
-    /// jobs are left for a worker or `recover`).
+    /// Counts, due/scheduled split and live workers (dead workers' rows are not shown; a
+    /// worker's periodic reap or `recover` removes them and recovers their jobs).
     pub fn status(&mut self) -> Result<Status> {
         let settings = self.settings()?;
         let now = now_ms();
         let host = registry::host_name();
-        let mut workers = Vec::new();
-        for worker in self.store.workers()? {
-            if registry::worker_alive(&worker, now, settings.lease_seconds, &host) {
-                workers.push(worker);
-            } else {
-                self.store.remove_worker(&worker.id)?;
-            }
-        }
+        // Read-only: rows of dead workers are left for a worker's reap or `recover` to remove
+        // together with the recovery of their jobs, in one transaction.
+        let workers: Vec<WorkerRecord> = self
+            .store
+            .workers()?
+            .into_iter()
+            .filter(|w| registry::worker_alive(w, now, settings.lease_seconds, &host))
+            .collect();
         let counts = self.store.counts()?;
         let due_now = self.store.count_due(now)?;
         let waiting = counts.pending + counts.failed;

@@ -68,7 +68,10 @@ impl Shutdown {
 
     /// Waits up to `timeout` for a stop request; returns true if one arrived.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        // A timeout too large to add to the clock means "wait forever" in practice.
+        let deadline = Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 40));
         let mut level = self.inner.level.lock().unwrap_or_else(|e| e.into_inner());
         while *level == 0 {
             let now = Instant::now();

@@ -29,18 +29,31 @@ pub fn parse_rfc3339(text: &str) -> Result<Millis, String> {
         .map_err(|e| format!("is not an RFC 3339 time like 2025-11-10T10:30:00Z ({e})"))
 }
 
-/// Parses a duration such as `30s`, `1.5s`, `500ms`, `5m`, `1h30m` or a bare number of seconds.
+/// The longest duration [`parse_duration`] accepts: 100 years.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Parses a duration such as `30s`, `1.5s`, `500ms`, `5m`, `1h30m` or a bare number of seconds,
+/// up to [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration_unchecked(text)?;
+    if duration > MAX_DURATION {
+        return Err(format!("`{}` is longer than the limit of 100 years", text.trim()));
+    }
+    Ok(duration)
+}
+
+fn parse_duration_unchecked(text: &str) -> Result<Duration, String> {
     let text = text.trim();
+    let too_long = || format!("`{text}` is longer than the limit of 100 years");
     if let Ok(seconds) = text.parse::<f64>() {
         if seconds.is_finite() && seconds >= 0.0 {
-            return Ok(Duration::from_secs_f64(seconds));
+            return Duration::try_from_secs_f64(seconds).map_err(|_| too_long());
         }
         return Err(format!("`{text}` is not a duration (a negative or infinite number)"));
     }
     if let Some(number) = text.strip_suffix('s').and_then(|n| n.parse::<f64>().ok()) {
         if number.is_finite() && number >= 0.0 && !text.ends_with("ms") {
-            return Ok(Duration::from_secs_f64(number));
+            return Duration::try_from_secs_f64(number).map_err(|_| too_long());
         }
     }
     humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration like 30s, 500ms, 5m or 1h ({e})"))
@@ -97,6 +110,9 @@ mod tests {
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert!(parse_duration("-1").is_err());
         assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("1e300").unwrap_err().contains("100 years"));
+        assert!(parse_duration("1e19s").is_err());
+        assert!(parse_duration("99999999999h").is_err());
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub fn run(queue: &Queue, args: &WaitArgs) -> Result<()> {
         Some(t) => Some(parse_duration(t).map_err(|e| Error::InvalidArgument(format!("--timeout: {e}")))?),
         None => None,
     };
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let store = queue.store();
     // Unknown ids are a mistake to report now, not a wait that can never end.
     let states = store.job_states(&args.ids)?;

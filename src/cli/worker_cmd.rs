@@ -211,7 +211,9 @@ fn start(home: &Home, args: &StartArgs) -> Result<()> {
     // The pool may have ended on its own (--until-empty): stop the ingester too.
     shutdown.request_stop();
     if let Some(handle) = spool_thread {
-        let _ = handle.join();
+        if handle.join().is_err() {
+            eprintln!("queuectl: warning: the spool ingester panicked");
+        }
     }
     result?;
     Ok(())
@@ -364,9 +366,17 @@ fn start_ingester(
     if until_empty {
         queuectl::spool::ingest_once(home, &print)?;
     }
-    Ok(Some(queuectl::spool::spawn_watcher(
-        home.clone(),
-        shutdown.clone(),
-        Box::new(print),
-    )))
+    let (home, shutdown) = (home.clone(), shutdown.clone());
+    let handle = std::thread::Builder::new()
+        .name("queuectl-spool".into())
+        .spawn(move || {
+            let result = queuectl::spool::watch(&home, &shutdown, &print);
+            if let Err(e) = &result {
+                // Say so at once: the worker goes on running jobs, but nothing is ingested.
+                print_line(format!("[{pid}] warning: spool ingestion stopped: {e}"));
+            }
+            result
+        })
+        .context("starting the spool ingester")?;
+    Ok(Some(handle))
 }

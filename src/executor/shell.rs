@@ -53,13 +53,24 @@ impl Executor for ShellExecutor {
             super::signal_group(child.id(), libc::SIGKILL);
         }
         let limit = context.output_limit;
-        let (stdout_tail, stderr_tail) = read_both(child.stdout.take(), child.stderr.take(), limit);
+        let pid = child.id();
+        // Stop reading when the job was killed (timeout, forced stop) and the shell is gone but
+        // a descendant that left the process group (setsid) still holds the pipes.
+        let abandon = || (context.is_timed_out() || context.is_cancelled()) && exited_unreaped(pid, false);
+        let (stdout_tail, stderr_tail) = read_both(child.stdout.take(), child.stderr.take(), limit, &abandon);
+        // Wait for the exit without reaping, forget the PID, then reap: a PID is only ever
+        // signalled while it still names this job's process (a zombie keeps its PID reserved).
+        exited_unreaped(pid, true);
+        context.set_process(0);
         let status = child.wait();
         let (stdout, stderr) = (stdout_tail.into_text(), stderr_tail.into_text());
         let outcome = match status {
             Err(e) => Outcome::failure(format!("failed to wait for the process: {e}")),
             Ok(status) => {
-                if context.is_timed_out() {
+                if status.code() == Some(0) {
+                    // Exit 0 is success even if the deadline passed while it was exiting.
+                    Outcome::success().with_exit_code(0)
+                } else if context.is_timed_out() {
                     let seconds = context.timeout.map(|t| t.as_secs_f64()).unwrap_or(0.0);
                     let mut o = Outcome::failure(format!(
                         "timed out after {}",
@@ -92,6 +103,7 @@ fn read_both(
     stdout: Option<std::process::ChildStdout>,
     stderr: Option<std::process::ChildStderr>,
     limit: usize,
+    abandon: &dyn Fn() -> bool,
 ) -> (TailBuffer, TailBuffer) {
     let mut tails = [TailBuffer::new(limit), TailBuffer::new(limit)];
     let mut readers: [Option<Box<dyn ReadFd>>; 2] = [
@@ -117,7 +129,13 @@ fn read_both(
         }
         // SAFETY: `fds` is a valid array of pollfd for its length; the fds stay open while
         // `readers` owns them.
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 200) };
+        if rc == 0 {
+            if abandon() {
+                break;
+            }
+            continue;
+        }
         if rc < 0 {
             if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
                 continue;
@@ -157,5 +175,24 @@ impl ReadFd for std::process::ChildStdout {
 impl ReadFd for std::process::ChildStderr {
     fn raw_fd(&self) -> i32 {
         std::os::fd::AsRawFd::as_raw_fd(self)
+    }
+}
+
+/// True once process `pid` (our child) has exited; the exit status is left for `wait` to reap.
+/// With `block`, waits for the exit.
+fn exited_unreaped(pid: u32, block: bool) -> bool {
+    // SAFETY: waitid(2) fills a siginfo_t we own; WNOWAIT leaves the child reapable.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let flags = libc::WEXITED | libc::WNOWAIT | if block { 0 } else { libc::WNOHANG };
+        loop {
+            let rc = libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags);
+            if rc == 0 {
+                return info.si_pid() != 0;
+            }
+            if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                return false;
+            }
+        }
     }
 }

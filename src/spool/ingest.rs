@@ -450,7 +450,7 @@ impl Pass<'_> {
         for ((file, (ino, size, uid)), result) in batch.files.iter().zip(batch.meta).zip(results) {
             match result {
                 SpoolFileResult::Inserted(jobs) => {
-                    self.remove_ingested(&file.name, ino);
+                    self.remove_ingested(&file.name, ino, size, uid);
                     self.outcome.report.files_ingested += 1;
                     self.outcome.report.jobs_added += jobs;
                     (self.on_event)(&SpoolEvent::Ingested {
@@ -459,7 +459,7 @@ impl Pass<'_> {
                     });
                 }
                 SpoolFileResult::AlreadyIngested => {
-                    self.remove_ingested(&file.name, ino);
+                    self.remove_ingested(&file.name, ino, size, uid);
                     (self.on_event)(&SpoolEvent::AlreadyIngested {
                         file: file.name.clone(),
                     });
@@ -497,10 +497,31 @@ impl Pass<'_> {
 
     /// Removes (or moves to `done/`) a committed file, unless another file has been renamed
     /// over it since it was read: that one is new and the next pass takes it.
-    fn remove_ingested(&self, name: &str, ino: u64) {
+    ///
+    /// A file that grew or shrank after it was read (a writer appending to a file already in
+    /// `incoming/`, which the contract does not allow) is not deleted: what was read is
+    /// committed, and the file goes to `failed/` saying so, so nothing written later is lost
+    /// silently.
+    fn remove_ingested(&mut self, name: &str, ino: u64, size: u64, uid: u32) {
         let path = self.paths.incoming.join(name);
         match fs::symlink_metadata(&path) {
-            Ok(meta) if meta.ino() == ino => {}
+            Ok(meta) if meta.ino() == ino && meta.len() == size => {}
+            Ok(meta) if meta.ino() == ino => {
+                let reason = format!(
+                    "the file changed after it was read ({size} bytes read and added, now {} bytes): \
+                     the jobs of the first {size} bytes are in the queue; write each batch to a new file \
+                     and rename it into incoming/ instead of appending",
+                    meta.len()
+                );
+                self.refuse(Refusal {
+                    name: name.to_string(),
+                    reason,
+                    ino: Some(ino),
+                    size: Some(meta.len()),
+                    uid: Some(uid),
+                });
+                return;
+            }
             _ => return,
         }
         let result = if self.settings.spool_keep_ingested {

@@ -18,10 +18,10 @@ use std::time::Duration;
 
 const JOB_COLUMNS: &str = "seq, id, kind, command, payload, state, attempts, max_retries, priority, run_at, \
      timeout_seconds, cwd, env, created_at, updated_at, started_at, finished_at, worker, exit_code, \
-     last_error, source";
+     last_error, source, lease";
 const JOB_COLUMNS_WITH_OUTPUT: &str = "seq, id, kind, command, payload, state, attempts, max_retries, priority, \
      run_at, timeout_seconds, cwd, env, created_at, updated_at, started_at, finished_at, worker, exit_code, \
-     last_error, source, stdout, stderr";
+     last_error, source, lease, stdout, stderr";
 
 /// The most bytes of each output stream kept in an attempt's history row.
 pub const HISTORY_TAIL_BYTES: usize = 4096;
@@ -120,6 +120,9 @@ pub struct WorkerRecord {
 pub struct FinishedAttempt {
     /// The job's `seq`.
     pub job_seq: i64,
+    /// The claim this attempt ran under ([`Job::lease`] as claimed); the result applies only
+    /// while that claim is still the job's current one.
+    pub lease: i64,
     /// The job's `attempts` after this attempt (unchanged for interrupted attempts).
     pub attempts: u32,
     /// `completed`, `failed`, `lost` or `interrupted`.
@@ -223,8 +226,9 @@ fn row_to_job(row: &Row<'_>) -> rusqlite::Result<Job> {
         exit_code: row.get(18)?,
         last_error: row.get(19)?,
         source: row.get(20)?,
-        stdout: if column_count > 21 { row.get(21)? } else { None },
-        stderr: if column_count > 22 { row.get(22)? } else { None },
+        lease: row.get(21)?,
+        stdout: if column_count > 22 { row.get(22)? } else { None },
+        stderr: if column_count > 23 { row.get(23)? } else { None },
     })
 }
 
@@ -605,20 +609,73 @@ impl Store {
         Ok((applied, jobs))
     }
 
-    /// Jobs in `processing` whose worker is not in `live_workers` (or that name no worker).
-    pub fn orphaned_jobs(&self, live_workers: &[String]) -> Result<Vec<Job>> {
-        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'processing' ORDER BY seq");
-        let mut statement = self.conn.prepare(&sql)?;
-        let rows = statement.query_map([], row_to_job)?;
-        let mut orphans = Vec::new();
-        for job in rows {
-            let job = job?;
-            let live = job.worker.as_ref().map(|w| live_workers.contains(w)).unwrap_or(false);
-            if !live {
-                orphans.push(job);
+    /// Removes the rows of workers that `alive` says are gone and recovers every `processing`
+    /// job whose worker is not alive, all in one transaction, so a worker that registers and
+    /// claims meanwhile is never mistaken for a dead one. `lost` builds each job's recorded
+    /// attempt; it applies only to the claim that was read (its lease). Returns the removed
+    /// workers, the live ones, and the recovered jobs with what was recorded for them.
+    #[allow(clippy::type_complexity)]
+    pub fn reap_workers(
+        &mut self,
+        alive: &dyn Fn(&WorkerRecord) -> bool,
+        lost: &dyn Fn(&Job) -> FinishedAttempt,
+    ) -> Result<(Vec<WorkerRecord>, Vec<WorkerRecord>, Vec<(Job, FinishedAttempt)>)> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut removed = Vec::new();
+        let mut live = Vec::new();
+        {
+            let mut statement = tx.prepare_cached(
+                "SELECT id, pid, host, proc_start, started_at, heartbeat_at, threads, kinds, slots, stopping, version \
+                 FROM workers ORDER BY started_at, id",
+            )?;
+            let workers = statement
+                .query_map([], row_to_worker)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            for worker in workers {
+                if alive(&worker) {
+                    live.push(worker);
+                } else {
+                    tx.execute("DELETE FROM workers WHERE id = ?1", [&worker.id])?;
+                    removed.push(worker);
+                }
             }
         }
-        Ok(orphans)
+        let orphans: Vec<Job> = {
+            let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'processing' ORDER BY seq");
+            let mut statement = tx.prepare_cached(&sql)?;
+            let rows = statement.query_map([], row_to_job)?;
+            let mut orphans = Vec::new();
+            for job in rows {
+                let job = job?;
+                if !job
+                    .worker
+                    .as_ref()
+                    .map(|w| live.iter().any(|l| &l.id == w))
+                    .unwrap_or(false)
+                {
+                    orphans.push(job);
+                }
+            }
+            orphans
+        };
+        let finished: Vec<FinishedAttempt> = orphans.iter().map(lost).collect();
+        let applied = finish_in(&tx, None, &finished)?;
+        tx.commit()?;
+        let recovered = orphans
+            .into_iter()
+            .zip(finished)
+            .zip(applied)
+            .filter(|(_, ok)| *ok)
+            .map(|(pair, _)| pair)
+            .collect();
+        Ok((removed, live, recovered))
+    }
+
+    /// Sets how long a statement waits for another connection's write lock before failing with
+    /// "database is locked".
+    pub fn set_busy_timeout(&self, timeout: Duration) -> Result<()> {
+        self.conn.busy_timeout(timeout)?;
+        Ok(())
     }
 
     /// Puts dead jobs back to `pending` with attempts reset, all or nothing: an id that does not
@@ -738,7 +795,8 @@ fn claim_in(tx: &Connection, worker: &str, limit: usize, kinds: &[String], now: 
         format!(" AND kind IN ({})", placeholders(kinds.len(), 4))
     };
     let sql = format!(
-        "UPDATE jobs SET state = 'processing', worker = ?1, started_at = ?2, updated_at = ?2, finished_at = NULL \
+        "UPDATE jobs SET state = 'processing', worker = ?1, started_at = ?2, updated_at = ?2, finished_at = NULL, \
+         lease = lease + 1 \
          WHERE seq IN (SELECT seq FROM jobs INDEXED BY jobs_runnable \
                        WHERE state IN ('pending', 'failed') AND run_at <= ?2{kind_filter} \
                        ORDER BY priority DESC, run_at, seq LIMIT ?3) \
@@ -765,7 +823,7 @@ fn finish_in(tx: &Connection, worker: Option<&str>, finished: &[FinishedAttempt]
         "UPDATE jobs SET state = ?2, attempts = ?3, run_at = COALESCE(?4, run_at), updated_at = ?5, \
          finished_at = ?5, exit_code = ?6, last_error = COALESCE(?7, last_error), stdout = ?8, stderr = ?9, \
          worker = CASE WHEN ?2 = 'pending' THEN NULL ELSE worker END \
-         WHERE seq = ?1 AND state = 'processing' AND (?10 IS NULL OR worker = ?10)",
+         WHERE seq = ?1 AND state = 'processing' AND (?10 IS NULL OR worker = ?10) AND lease = ?11",
     )?;
     // The history row copies the worker column, so it is written before a release clears it;
     // it is written only when the job is still ours (the same condition as the update).
@@ -773,7 +831,7 @@ fn finish_in(tx: &Connection, worker: Option<&str>, finished: &[FinishedAttempt]
         "INSERT INTO attempts (job_seq, attempt, outcome, worker, started_at, finished_at, exit_code, error, \
          stdout_tail, stderr_tail) \
          SELECT ?1, ?2, ?3, worker, ?4, ?5, ?6, ?7, ?8, ?9 FROM jobs \
-         WHERE seq = ?1 AND state = 'processing' AND (?10 IS NULL OR worker = ?10)",
+         WHERE seq = ?1 AND state = 'processing' AND (?10 IS NULL OR worker = ?10) AND lease = ?11",
     )?;
     for f in finished {
         let attempt_number = if f.outcome == "interrupted" {
@@ -792,6 +850,7 @@ fn finish_in(tx: &Connection, worker: Option<&str>, finished: &[FinishedAttempt]
             tail(&f.stdout, HISTORY_TAIL_BYTES),
             tail(&f.stderr, HISTORY_TAIL_BYTES),
             worker,
+            f.lease,
         ])?;
         if inserted == 0 {
             applied.push(false);
@@ -808,6 +867,7 @@ fn finish_in(tx: &Connection, worker: Option<&str>, finished: &[FinishedAttempt]
             f.stdout,
             f.stderr,
             worker,
+            f.lease,
         ])?;
         applied.push(changed == 1);
     }

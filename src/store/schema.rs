@@ -27,6 +27,8 @@ CREATE TABLE jobs (
     started_at      INTEGER,
     finished_at     INTEGER,
     worker          TEXT,                         -- the worker that holds (or last held) it
+    lease           INTEGER NOT NULL DEFAULT 0,   -- claims so far: names the current claim, so a
+                                                  -- stale holder's result is never applied
     exit_code       INTEGER,
     last_error      TEXT,
     stdout          TEXT,

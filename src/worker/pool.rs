@@ -183,6 +183,35 @@ struct Running {
     kill_sent: bool,
 }
 
+/// The coordinator loop's own bookkeeping, kept across a retried step.
+struct LoopState {
+    inbox: Vec<Done>,
+    last_version: i64,
+    claim_needed: bool,
+    next_due: Option<Millis>,
+    last_claim: Instant,
+    last_heartbeat: Instant,
+    last_reap: Option<Instant>,
+    stopping_announced: bool,
+    forced_done: bool,
+}
+
+impl LoopState {
+    fn new() -> LoopState {
+        LoopState {
+            inbox: Vec::new(),
+            last_version: 0,
+            claim_needed: true,
+            next_due: None,
+            last_claim: Instant::now(),
+            last_heartbeat: Instant::now(),
+            last_reap: None,
+            stopping_announced: false,
+            forced_done: false,
+        }
+    }
+}
+
 struct Coordinator {
     home: Home,
     store: Store,
@@ -227,6 +256,9 @@ impl Coordinator {
             stopping: false,
             version: env!("CARGO_PKG_VERSION").to_string(),
         };
+        // Wait less than the default for a write lock: a step that cannot get it is retried
+        // (with running jobs unaffected) instead of stalling the loop for long.
+        store.set_busy_timeout(Duration::from_secs(5))?;
         store.register_worker(&worker)?;
         let (done_tx, done_rx) = unbounded::<Done>();
         let mut slots = Vec::with_capacity(threads);
@@ -287,137 +319,171 @@ impl Coordinator {
         }
     }
 
+    /// Runs the loop until shutdown (or `until_empty`). Database errors (a lock held too long,
+    /// a full disk) are not fatal: finished attempts stay in the inbox, the error is reported,
+    /// and the step is retried with a growing pause, while running jobs go on.
     fn run(&mut self, shutdown: &Shutdown) -> Result<()> {
-        self.reap()?;
-        let mut last_version = self.store.data_version()?;
-        let mut claim_needed = true;
-        let mut next_due: Option<Millis> = None;
-        let mut last_claim = Instant::now();
-        let mut last_heartbeat = Instant::now();
-        let mut last_reap = Instant::now();
-        let mut stopping_announced = false;
-        let mut forced_done = false;
-        let mut inbox: Vec<Done> = Vec::new();
+        let mut state = LoopState::new();
+        let mut failures = 0u32;
         loop {
-            while let Ok(done) = self.done_rx.try_recv() {
-                inbox.push(done);
-            }
-
-            // 1. Shutdown: stop claiming; when forced, kill what runs (it comes back cancelled).
-            if shutdown.is_stopping() {
-                if !stopping_announced {
-                    stopping_announced = true;
-                    self.emit(&WorkerEvent::Stopping {
-                        forced: shutdown.is_forced(),
-                        running: self.busy(),
-                    });
-                    self.heartbeat(true)?;
-                }
-                if shutdown.is_forced() && !forced_done {
-                    forced_done = true;
-                    let running = self.busy() - inbox.len().min(self.busy());
-                    if running > 0 {
-                        self.emit(&WorkerEvent::Stopping { forced: true, running });
-                    }
-                    for slot in &self.slots {
-                        if slot.running.is_some() {
-                            slot.state.cancel();
-                            if let Some(pid) = slot.state.pid() {
-                                signal_group(pid, libc::SIGKILL);
-                            }
+            match self.step(&mut state, shutdown) {
+                Ok(true) => return Ok(()),
+                Ok(false) => failures = 0,
+                Err(Error::Storage(e)) => {
+                    failures += 1;
+                    let pause = Duration::from_millis(100u64 << failures.min(6));
+                    self.emit(&WorkerEvent::Warning(format!(
+                        "database error, retrying in {pause:?}: {e}"
+                    )));
+                    // Keep enforcing timeouts and forced stops while the database is unavailable.
+                    self.enforce_timeouts();
+                    let deadline = Instant::now() + pause;
+                    while Instant::now() < deadline && !shutdown.is_forced() {
+                        if let Ok(done) = self.done_rx.recv_timeout(Duration::from_millis(20)) {
+                            state.inbox.push(done);
                         }
                     }
                 }
+                Err(e) => return Err(e),
             }
+        }
+    }
 
-            // 2. Decide whether to claim: only for idle threads, only when something may have
-            //    changed (another process committed, a scheduled job fell due, a thread freed).
-            let now = now_ms();
-            let idle = self.slots.len() - self.busy() + inbox.len();
-            let mut claim_limit = 0;
-            if !shutdown.is_stopping() && idle > 0 {
-                let version = self.store.data_version()?;
-                if version != last_version {
-                    last_version = version;
-                    claim_needed = true;
-                }
-                if !inbox.is_empty()
-                    || next_due.map(|due| due <= now).unwrap_or(false)
-                    || last_claim.elapsed() >= SAFETY_CLAIM_INTERVAL
-                {
-                    claim_needed = true;
-                }
-                if claim_needed {
-                    claim_limit = idle;
-                }
+    /// One pass of the coordinator loop; returns true when the pool should exit.
+    fn step(&mut self, st: &mut LoopState, shutdown: &Shutdown) -> Result<bool> {
+        if st.last_reap.is_none() {
+            self.reap()?;
+            st.last_reap = Some(Instant::now());
+            st.last_version = self.store.data_version()?;
+        }
+        while let Ok(done) = self.done_rx.try_recv() {
+            st.inbox.push(done);
+        }
+
+        // 1. Shutdown: stop claiming; when forced, kill what runs (it comes back cancelled).
+        if shutdown.is_stopping() {
+            if !st.stopping_announced {
+                st.stopping_announced = true;
+                self.emit(&WorkerEvent::Stopping {
+                    forced: shutdown.is_forced(),
+                    running: self.busy(),
+                });
+                self.heartbeat(true)?;
             }
+            if shutdown.is_forced() && !st.forced_done {
+                st.forced_done = true;
+                let running = self.busy() - st.inbox.len().min(self.busy());
+                if running > 0 {
+                    self.emit(&WorkerEvent::Stopping { forced: true, running });
+                }
+                self.kill_running(&st.inbox);
+            }
+        }
 
-            // 3. Record outcomes and claim new work in one transaction.
-            if !inbox.is_empty() || claim_limit > 0 {
-                let finished = std::mem::take(&mut inbox);
-                let claimed = self.record_and_claim(finished, claim_limit, now)?;
-                if claim_limit > 0 {
-                    claim_needed = false;
-                    last_claim = Instant::now();
-                    let got = claimed.len();
-                    for job in claimed {
-                        self.dispatch(job);
+        // 2. Decide whether to claim: only for idle threads, only when something may have
+        //    changed (another process committed, a scheduled job fell due, a thread freed).
+        let now = now_ms();
+        let idle = self.slots.len() - self.busy() + st.inbox.len();
+        let mut claim_limit = 0;
+        if !shutdown.is_stopping() && idle > 0 {
+            let version = self.store.data_version()?;
+            if version != st.last_version {
+                st.last_version = version;
+                st.claim_needed = true;
+            }
+            if !st.inbox.is_empty()
+                || st.next_due.map(|due| due <= now).unwrap_or(false)
+                || st.last_claim.elapsed() >= SAFETY_CLAIM_INTERVAL
+            {
+                st.claim_needed = true;
+            }
+            if st.claim_needed {
+                claim_limit = idle;
+            }
+        }
+
+        // 3. Record outcomes and claim new work in one transaction.
+        if !st.inbox.is_empty() || claim_limit > 0 {
+            let claimed = self.record_and_claim(&st.inbox, claim_limit, now)?;
+            st.inbox.clear();
+            if claim_limit > 0 {
+                st.claim_needed = false;
+                st.last_claim = Instant::now();
+                let got = claimed.len();
+                for job in claimed {
+                    self.dispatch(job);
+                }
+                if got == claim_limit {
+                    // There may be more due work: look again as soon as a thread frees up.
+                    st.claim_needed = true;
+                    st.next_due = None;
+                } else {
+                    st.next_due = self.store.next_run_at(&self.kinds)?;
+                    if self.until_empty && self.busy() == 0 && !self.store.has_unfinished(&self.kinds)? {
+                        return Ok(true);
                     }
-                    if got == claim_limit {
-                        // There may be more due work: look again as soon as a thread frees up.
-                        claim_needed = true;
-                        next_due = None;
-                    } else {
-                        next_due = self.store.next_run_at(&self.kinds)?;
-                        if self.until_empty && self.busy() == 0 && !self.store.has_unfinished(&self.kinds)? {
-                            return Ok(());
-                        }
-                    }
                 }
             }
-            if self.slots_dirty && last_heartbeat.elapsed() >= SLOTS_REFRESH {
-                // Let `status` see what the threads run soon, without a write per job.
-                self.heartbeat(shutdown.is_stopping())?;
-                last_heartbeat = Instant::now();
-            }
-            if shutdown.is_stopping() && self.busy() == 0 {
-                return Ok(());
-            }
+        }
+        if self.slots_dirty && st.last_heartbeat.elapsed() >= SLOTS_REFRESH {
+            // Let `status` see what the threads run soon, without a write per job.
+            st.last_heartbeat = Instant::now();
+            self.heartbeat(shutdown.is_stopping())?;
+        }
+        if shutdown.is_stopping() && self.busy() == 0 {
+            return Ok(true);
+        }
 
-            if let Some(hooks) = &self.hooks {
-                for warning in hooks.take_warnings() {
-                    self.emit(&WorkerEvent::Warning(warning));
-                }
+        if let Some(hooks) = &self.hooks {
+            for warning in hooks.take_warnings() {
+                self.emit(&WorkerEvent::Warning(warning));
             }
+        }
 
-            // 4. Timeouts: SIGTERM the group at the deadline, SIGKILL after the grace period.
-            self.enforce_timeouts();
+        // 4. Timeouts: SIGTERM the group at the deadline, SIGKILL after the grace period.
+        self.enforce_timeouts();
 
-            // 5. Heartbeat, settings reload and lease recovery of other workers.
-            let heartbeat_every = Duration::from_secs(self.settings.heartbeat_seconds.max(1));
-            if last_heartbeat.elapsed() >= heartbeat_every {
-                last_heartbeat = Instant::now();
-                self.reload_settings();
-                self.heartbeat(shutdown.is_stopping())?;
+        // 5. Heartbeat, settings reload and lease recovery of other workers.
+        let heartbeat_every = Duration::from_secs(self.settings.heartbeat_seconds.max(1));
+        if st.last_heartbeat.elapsed() >= heartbeat_every {
+            st.last_heartbeat = Instant::now();
+            self.reload_settings();
+            self.heartbeat(shutdown.is_stopping())?;
+        }
+        let reap_every = Duration::from_secs((self.settings.lease_seconds / 3).max(1));
+        if st.last_reap.map(|t| t.elapsed() >= reap_every).unwrap_or(true) {
+            st.last_reap = Some(Instant::now());
+            self.reap()?;
+        }
+
+        // 6. Wait for an outcome, or until it is time to look again.
+        let wait = if self.busy() == self.slots.len() {
+            // All threads busy: nothing to claim; wake for outcomes, timeouts, heartbeats.
+            Duration::from_millis(50)
+        } else {
+            IDLE_POLL
+        };
+        match self.done_rx.recv_timeout(wait) {
+            Ok(done) => st.inbox.push(done),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(Error::Other("all executor threads ended unexpectedly".into()));
             }
-            if last_reap.elapsed() >= Duration::from_secs((self.settings.lease_seconds / 3).max(1)) {
-                last_reap = Instant::now();
-                self.reap()?;
-            }
+        }
+        Ok(false)
+    }
 
-            // 6. Wait for an outcome, or until it is time to look again.
-            let wait = if self.busy() == self.slots.len() {
-                // All threads busy: nothing to claim; wake for outcomes, timeouts, heartbeats.
-                Duration::from_millis(50)
-            } else {
-                IDLE_POLL
-            };
-            match self.done_rx.recv_timeout(wait) {
-                Ok(done) => inbox.push(done),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(Error::Other("all executor threads ended unexpectedly".into()));
-                }
+    /// Cancels every running attempt and SIGKILLs its process group. Slots whose result is
+    /// already in `inbox` are left alone: their process has been reaped and its PID may be
+    /// someone else's by now.
+    fn kill_running(&self, inbox: &[Done]) {
+        for (index, slot) in self.slots.iter().enumerate() {
+            if slot.running.is_none() || inbox.iter().any(|d| d.thread == index + 1) {
+                continue;
+            }
+            slot.state.cancel();
+            if let Some(pid) = slot.state.pid() {
+                signal_group(pid, libc::SIGKILL);
             }
         }
     }
@@ -468,7 +534,19 @@ impl Coordinator {
             if now < deadline {
                 continue;
             }
-            let Some(pid) = slot.state.pid() else { continue };
+            let Some(pid) = slot.state.pid() else {
+                // A custom executor has no process to signal: flag the timeout so it can poll
+                // `ExecContext::is_timed_out` and give up.
+                if !slot.state.is_timed_out() {
+                    slot.state.mark_timed_out();
+                    events.push(WorkerEvent::JobTimedOut {
+                        thread: index + 1,
+                        job_id: running.job.id.clone(),
+                        signal: "none (custom executor)",
+                    });
+                }
+                continue;
+            };
             match running.term_sent_at {
                 None => {
                     slot.state.mark_timed_out();
@@ -497,7 +575,7 @@ impl Coordinator {
         }
     }
 
-    fn record_and_claim(&mut self, finished: Vec<Done>, claim_limit: usize, claim_now: Millis) -> Result<Vec<Job>> {
+    fn record_and_claim(&mut self, finished: &[Done], claim_limit: usize, claim_now: Millis) -> Result<Vec<Job>> {
         if finished.iter().any(|d| !d.outcome.success && !d.cancelled) {
             // Config changes apply from the next failure without a restart.
             self.reload_settings();
@@ -505,13 +583,16 @@ impl Coordinator {
         let now = now_ms();
         let mut rows = Vec::with_capacity(finished.len());
         let mut events = Vec::with_capacity(finished.len());
-        for done in &finished {
+        for done in finished {
             let job = &done.job;
             let duration = done.started.elapsed();
-            let (row, event) = if done.cancelled {
+            // A success is a success even if a forced stop fired meanwhile: running it again
+            // would repeat work that is done.
+            let (row, event) = if done.cancelled && !done.outcome.success {
                 (
                     FinishedAttempt {
                         job_seq: job.seq,
+                        lease: job.lease,
                         attempts: job.attempts,
                         outcome: "interrupted",
                         new_state: State::Pending,
@@ -532,6 +613,7 @@ impl Coordinator {
                 (
                     FinishedAttempt {
                         job_seq: job.seq,
+                        lease: job.lease,
                         attempts: job.attempts + 1,
                         outcome: "completed",
                         new_state: State::Completed,
@@ -556,6 +638,7 @@ impl Coordinator {
                 let error = done.outcome.error.clone().unwrap_or_else(|| "failed".into());
                 let base = FinishedAttempt {
                     job_seq: job.seq,
+                    lease: job.lease,
                     attempts,
                     outcome: "failed",
                     new_state: State::Dead,
@@ -642,14 +725,19 @@ impl Coordinator {
         let now = now_ms();
         let slots = self.slots_json();
         if !self.store.heartbeat(&self.worker.id, now, &slots, stopping)? {
-            // Our row was removed (we were presumed dead, e.g. after a long pause): register
-            // again. Jobs we still run were recovered elsewhere; their results will be discarded.
+            // Our row was removed: another process presumed us dead (possible only for workers
+            // on other hosts, after a long silence) and recovered our jobs, which may already
+            // run elsewhere. Stop our copies at once, so no job runs twice at the same time;
+            // their results would be discarded anyway (the claim's lease has moved on).
+            self.kill_running(&[]);
             self.worker.heartbeat_at = now;
             self.worker.slots = slots;
             self.worker.stopping = stopping;
             self.store.register_worker(&self.worker)?;
             self.emit(&WorkerEvent::Warning(
-                "this worker was presumed dead by another process; registered again".into(),
+                "this worker was presumed dead by another process: its running jobs were stopped (they were \
+                 recovered elsewhere); registered again"
+                    .into(),
             ));
         }
         Ok(())
@@ -664,6 +752,20 @@ impl Coordinator {
     }
 
     fn finish(&mut self) {
+        if self.busy() > 0 {
+            // Only a fatal error leaves jobs running here. Stop them, and put them back to
+            // pending if the database allows; otherwise they stay `processing` under this
+            // worker and are recovered as lost once it is gone.
+            self.kill_running(&[]);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut done = Vec::new();
+            while done.len() < self.busy() && Instant::now() < deadline {
+                if let Ok(d) = self.done_rx.recv_timeout(Duration::from_millis(50)) {
+                    done.push(d);
+                }
+            }
+            let _ = self.record_and_claim(&done, 0, now_ms());
+        }
         // Closing the channels ends the executor threads (they are all idle by now).
         let handles: Vec<_> = self.slots.iter_mut().filter_map(|s| s.handle.take()).collect();
         self.slots.iter_mut().for_each(|s| {

@@ -58,15 +58,18 @@ pub fn process_alive(pid: u32, start_time: Option<u64>) -> bool {
 }
 
 /// Whether a recorded worker is alive at `now`.
+///
+/// On this host the process table decides: a worker whose PID exists with the recorded start
+/// time is alive however old its heartbeat (a worker paused with SIGSTOP, or waiting long for a
+/// lock, still owns processes that run its jobs: recovering them would run a job twice at
+/// once), and one whose PID is gone is dead at once. On another host only the heartbeat can
+/// tell: the worker is presumed dead after twice `lease_seconds` of silence, a margin for clock
+/// skew and slow disks.
 pub fn worker_alive(worker: &WorkerRecord, now: Millis, lease_seconds: u64, this_host: &str) -> bool {
-    let fresh = now - worker.heartbeat_at <= (lease_seconds as i64) * 1000;
-    if !fresh {
-        return false;
-    }
     if worker.host == this_host {
         return process_alive(worker.pid, worker.proc_start);
     }
-    true
+    now - worker.heartbeat_at <= (lease_seconds as i64) * 2000
 }
 
 /// What [`reap`] found and did.
@@ -79,7 +82,7 @@ pub struct ReapReport {
 }
 
 /// Removes the rows of dead workers and recovers every `processing` job whose worker is not
-/// alive: each counts as a failed attempt with the error `worker lost`.
+/// alive: each counts as a failed attempt with the error `worker lost`. One transaction.
 pub fn reap(
     store: &mut Store,
     settings: &Settings,
@@ -87,28 +90,15 @@ pub fn reap(
 ) -> Result<(Vec<WorkerRecord>, ReapReport)> {
     let now = now_ms();
     let host = host_name();
-    let mut live = Vec::new();
-    let mut report = ReapReport::default();
-    for worker in store.workers()? {
-        let ours = keep_alive == Some(worker.id.as_str());
-        if ours || worker_alive(&worker, now, settings.lease_seconds, &host) {
-            live.push(worker);
-        } else {
-            store.remove_worker(&worker.id)?;
-            report.removed_workers.push(worker);
-        }
-    }
-    let live_ids: Vec<String> = live.iter().map(|w| w.id.clone()).collect();
-    let orphans = store.orphaned_jobs(&live_ids)?;
-    if !orphans.is_empty() {
-        let finished: Vec<FinishedAttempt> = orphans.iter().map(|job| lost_attempt(job, settings, now)).collect();
-        let applied = store.finish_attempts(None, &finished)?;
-        for ((job, f), ok) in orphans.iter().zip(&finished).zip(applied) {
-            if ok {
-                report.recovered.push((job.id.clone(), f.new_state));
-            }
-        }
-    }
+    let alive = |worker: &WorkerRecord| {
+        keep_alive == Some(worker.id.as_str()) || worker_alive(worker, now, settings.lease_seconds, &host)
+    };
+    let lost = |job: &Job| lost_attempt(job, settings, now);
+    let (removed, live, recovered) = store.reap_workers(&alive, &lost)?;
+    let report = ReapReport {
+        removed_workers: removed,
+        recovered: recovered.into_iter().map(|(job, f)| (job.id, f.new_state)).collect(),
+    };
     Ok((live, report))
 }
 
@@ -120,6 +110,7 @@ fn lost_attempt(job: &Job, settings: &Settings, now: Millis) -> FinishedAttempt 
     };
     FinishedAttempt {
         job_seq: job.seq,
+        lease: job.lease,
         attempts,
         outcome: "lost",
         new_state,
