@@ -197,12 +197,12 @@ impl Queue {
             .filter(|w| registry::worker_alive(w, now, settings.lease_seconds, &host))
             .collect();
         let counts = self.store.counts()?;
-        let due_now = self.store.count_due(now)?;
+        let scheduled = self.store.count_scheduled(now)?;
         let waiting = counts.pending + counts.failed;
         Ok(Status {
             counts,
-            due_now,
-            scheduled: waiting.saturating_sub(due_now),
+            due_now: waiting.saturating_sub(scheduled),
+            scheduled,
             waiting_by_kind: self.store.waiting_by_kind()?,
             workers,
         })

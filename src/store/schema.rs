@@ -44,19 +44,25 @@ CREATE INDEX jobs_due ON jobs (run_at) WHERE state IN ('pending', 'failed');
 -- `list --state S` in enqueue order.
 CREATE INDEX jobs_state_seq ON jobs (state, seq);
 
--- Per-state counts kept by triggers, so `status` is O(1) on a table of millions.
-CREATE TABLE job_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
-INSERT INTO job_counts (state, n) VALUES
-    ('pending', 0), ('processing', 0), ('completed', 0), ('failed', 0), ('dead', 0);
+-- Counts per kind and state kept by triggers, so `status` is O(1) on a table of millions
+-- (whatever state those millions are in).
+CREATE TABLE job_counts (
+    kind  TEXT NOT NULL,
+    state TEXT NOT NULL,
+    n     INTEGER NOT NULL,
+    PRIMARY KEY (kind, state)
+) WITHOUT ROWID;
 CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs BEGIN
-    UPDATE job_counts SET n = n + 1 WHERE state = NEW.state;
+    INSERT INTO job_counts (kind, state, n) VALUES (NEW.kind, NEW.state, 1)
+        ON CONFLICT (kind, state) DO UPDATE SET n = n + 1;
 END;
 CREATE TRIGGER jobs_count_update AFTER UPDATE OF state ON jobs WHEN OLD.state <> NEW.state BEGIN
-    UPDATE job_counts SET n = n - 1 WHERE state = OLD.state;
-    UPDATE job_counts SET n = n + 1 WHERE state = NEW.state;
+    UPDATE job_counts SET n = n - 1 WHERE kind = OLD.kind AND state = OLD.state;
+    INSERT INTO job_counts (kind, state, n) VALUES (NEW.kind, NEW.state, 1)
+        ON CONFLICT (kind, state) DO UPDATE SET n = n + 1;
 END;
 CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs BEGIN
-    UPDATE job_counts SET n = n - 1 WHERE state = OLD.state;
+    UPDATE job_counts SET n = n - 1 WHERE kind = OLD.kind AND state = OLD.state;
 END;
 
 -- One row per attempt that ended: the story `show` tells.
