@@ -506,7 +506,9 @@ impl Store {
     /// Jobs per state (kept by triggers: O(1)).
     pub fn counts(&self) -> Result<StateCounts> {
         let mut counts = StateCounts::default();
-        let mut statement = self.conn.prepare_cached("SELECT state, SUM(n) FROM job_counts GROUP BY state")?;
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT state, SUM(n) FROM job_counts GROUP BY state")?;
         let rows = statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
         for row in rows {
             let (state, n) = row?;

@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# The one-off probes behind the "Analysis" section of BENCHMARKS.md (profiles, syscall counts,
+# query timings). Each prints what it measured; none changes src/.
+#
+#   bash bench/probes.sh                      # all of them, ~2 minutes
+#   bash bench/probes.sh enqueue-file         # perf + peak RSS of `enqueue --file` 100k
+#   bash bench/probes.sh statement-journal    # python3 sqlite3: the count trigger's statement journal
+#   bash bench/probes.sh enqueue-syscalls     # strace -c of one `enqueue --command true`
+#   bash bench/probes.sh overhead-profile     # perf of the no-op pool (queue_overhead bench)
+#   bash bench/probes.sh status-backlog       # status and its queries with 1M pending jobs
+#   bash bench/probes.sh loader               # perf of starting /bin/true 300 times
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+probes=("$@")
+if [ ${#probes[@]} -eq 0 ]; then
+    probes=(enqueue-file statement-journal enqueue-syscalls overhead-profile status-backlog loader)
+fi
+cargo build --release --quiet >&2
+Q="$ROOT/target/release/queuectl"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/queuectl-probes.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+echo "load at start: $(uptime | sed 's/.*load average: //')"
+
+ndjson() { # FILE N
+    python3 - "$1" "$2" <<'EOF'
+import json, sys
+with open(sys.argv[1], "w") as f:
+    for i in range(int(sys.argv[2])):
+        f.write(json.dumps({"id": f"b{i:07d}", "command": "true"}) + "\n")
+EOF
+}
+
+# Prints the "children" share of each named symbol in a perf.data file.
+perf_share() { # DATA SYMBOL...
+    local data=$1
+    shift
+    local report
+    report=$(perf report -i "$data" --children --sort symbol --stdio -g none 2>/dev/null)
+    for sym in "$@"; do
+        printf '  %-32s %s of samples (incl. callees)\n' "$sym" \
+            "$(awk -v s="$sym" '$0 ~ "\\] " s "( |$)" {print $1; exit}' <<<"$report")"
+    done
+}
+
+probe_enqueue_file() {
+    echo "## enqueue --file of 100,000 jobs: peak RSS and profile"
+    ndjson "$WORK/100k.ndjson" 100000
+    local h="$WORK/ef1"
+    mkdir "$h" && "$Q" --home "$h" init >/dev/null
+    /usr/bin/time -v "$Q" --home "$h" enqueue --file "$WORK/100k.ndjson" 2>"$WORK/tv" >/dev/null
+    grep -E "Elapsed|Maximum resident" "$WORK/tv" | sed 's/^\s*/  /'
+    h="$WORK/ef2"
+    mkdir "$h" && "$Q" --home "$h" init >/dev/null
+    perf record -q -g -o "$WORK/ef.data" "$Q" --home "$h" enqueue --file "$WORK/100k.ndjson" >/dev/null 2>&1
+    perf_share "$WORK/ef.data" subjournalPageIfRequired __libc_pwrite sqlite3BtreeInsert
+}
+
+probe_statement_journal() {
+    echo "## statement journal: 100,000 INSERTs in one transaction (python3 sqlite3 on queuectl's schema)"
+    python3 - "$Q" "$WORK" <<'EOF'
+import os, sqlite3, subprocess, sys, time
+Q, WORK = sys.argv[1], sys.argv[2]
+print(f"  python3 sqlite3 {sqlite3.sqlite_version}")
+SQL = ("INSERT INTO jobs (id, kind, command, payload, state, attempts, max_retries, priority, run_at, timeout_seconds, "
+       "cwd, env, created_at, updated_at, source) VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)")
+def run(label, pragma=None, drop_trigger=False, n=[0]):
+    n[0] += 1
+    home = os.path.join(WORK, f"sj{n[0]}")
+    os.makedirs(home)
+    subprocess.run([Q, "--home", home, "init"], check=True, stdout=subprocess.DEVNULL)
+    c = sqlite3.connect(os.path.join(home, "queue.db"), isolation_level=None)
+    c.execute("PRAGMA synchronous = FULL"); c.execute("PRAGMA foreign_keys = ON")
+    if pragma: c.execute(pragma)
+    if drop_trigger: c.execute("DROP TRIGGER jobs_count_insert")
+    now = int(time.time() * 1000)
+    rows = [(f"b{i:07d}", "shell", "true", None, None, 0, now, None, None, None, now, "cli") for i in range(100000)]
+    t = time.perf_counter()
+    c.execute("BEGIN IMMEDIATE"); c.executemany(SQL, rows); c.execute("COMMIT")
+    took = time.perf_counter() - t
+    c.close(); subprocess.run(["rm", "-rf", home], check=True)
+    return took
+results = {"default": [], "temp_store = MEMORY": [], "count trigger dropped": []}
+for _ in range(2):
+    results["default"].append(run("default"))
+    results["temp_store = MEMORY"].append(run("mem", "PRAGMA temp_store = MEMORY"))
+    results["count trigger dropped"].append(run("notrig", drop_trigger=True))
+for k, v in results.items():
+    print(f"  {k:24s} " + ", ".join(f"{x:.2f} s" for x in v))
+EOF
+}
+
+probe_enqueue_syscalls() {
+    echo "## one enqueue --command true: syscalls (strace -c -f), no other connection open"
+    local h="$WORK/sc"
+    mkdir "$h" && "$Q" --home "$h" init >/dev/null
+    "$Q" --home "$h" enqueue --command true >/dev/null
+    strace -c -f -o "$WORK/strace.txt" "$Q" --home "$h" enqueue --command true >/dev/null
+    grep -E "fsync|fdatasync|pwrite|unlink|total" "$WORK/strace.txt" | sed 's/^/  /'
+}
+
+probe_overhead_profile() {
+    echo "## no-op pool, 20,000 jobs, 2 threads: profile"
+    cargo bench --quiet --bench queue_overhead --no-run 2>/dev/null
+    local bench
+    bench=$(ls -t "$ROOT"/target/release/deps/queue_overhead-* | grep -v '\.d$' | head -1)
+    local rc=0
+    perf record -q -g -o "$WORK/ov.data" "$bench" --rounds 1 --finished 0 --jobs 20000 --dir "$WORK" \
+        >"$WORK/ov.txt" 2>&1 || rc=$?
+    grep "empty-table" "$WORK/ov.txt" | sed 's/^/  /' || true
+    [ "$rc" = 0 ] || { echo "  perf record exited with $rc:"; tail -5 "$WORK/ov.txt"; }
+    perf_share "$WORK/ov.data" sqlite3Reprepare sqlite3PagerCommitPhaseOne.part.0 subjournalPageIfRequired walCheckpoint
+}
+
+probe_status_backlog() {
+    echo "## status with 1,000,000 pending jobs"
+    local h="$WORK/backlog"
+    mkdir "$h" && "$Q" --home "$h" init >/dev/null
+    ndjson "$WORK/1m.ndjson" 1000000
+    "$Q" --home "$h" enqueue --file "$WORK/1m.ndjson" >/dev/null
+    rm "$WORK/1m.ndjson"
+    "$Q" --home "$h" status >/dev/null
+    python3 - "$Q" "$h" <<'EOF'
+import sqlite3, statistics, subprocess, sys, time
+Q, home = sys.argv[1], sys.argv[2]
+walls = []
+for _ in range(5):
+    t = time.perf_counter(); subprocess.run([Q, "--home", home, "status"], check=True, stdout=subprocess.DEVNULL)
+    walls.append(time.perf_counter() - t)
+print(f"  queuectl status: median {statistics.median(walls) * 1000:.0f} ms of 5")
+c = sqlite3.connect(f"{home}/queue.db")
+now = int(time.time() * 1000)
+print(f"  store queries, timed in python3 sqlite3 {sqlite3.sqlite_version} (second of two runs):")
+for name, q in {
+    "counts": "SELECT state, n FROM job_counts",
+    "count_due": f"SELECT COUNT(*) FROM jobs INDEXED BY jobs_due WHERE state IN ('pending', 'failed') AND run_at <= {now}",
+    "waiting_by_kind": "SELECT kind, COUNT(*) FROM jobs WHERE state IN ('pending', 'failed') GROUP BY kind ORDER BY kind",
+}.items():
+    plan = "; ".join(r[3] for r in c.execute("EXPLAIN QUERY PLAN " + q))
+    for _ in range(2):
+        t = time.perf_counter(); c.execute(q).fetchall(); took = time.perf_counter() - t
+    print(f"    {name:16s} {took * 1000:6.1f} ms   plan: {plan}")
+EOF
+}
+
+probe_loader() {
+    echo "## starting /bin/true 300 times: where the time goes"
+    perf record -q -o "$WORK/ld.data" -- sh -c 'for i in $(seq 300); do /bin/true; done' 2>/dev/null
+    perf report -i "$WORK/ld.data" --no-children --sort dso,symbol --stdio 2>/dev/null | grep '%' | head -3 | sed 's/  */ /g; s/^/ /'
+}
+
+for p in "${probes[@]}"; do
+    case "$p" in
+        enqueue-file) probe_enqueue_file ;;
+        statement-journal) probe_statement_journal ;;
+        enqueue-syscalls) probe_enqueue_syscalls ;;
+        overhead-profile) probe_overhead_profile ;;
+        status-backlog) probe_status_backlog ;;
+        loader) probe_loader ;;
+        *) echo "unknown probe: $p" >&2; exit 2 ;;
+    esac
+done
+echo "load at end: $(uptime | sed 's/.*load average: //')"
