@@ -49,10 +49,11 @@ pub fn process_alive(pid: u32, start_time: Option<u64>) -> bool {
             !zombie && start_time.map(|expected| expected == actual).unwrap_or(true)
         }
         None => {
-            // No /proc (or no entry): fall back to kill(pid, 0).
+            // No /proc entry we can read (no /proc, or hidepid hides other users' processes):
+            // ask the kernel. EPERM means the process exists but is not ours to signal.
             // SAFETY: signal 0 only checks for the process's existence.
             let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
-            rc == 0 && !std::path::Path::new("/proc/self").exists()
+            rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
         }
     }
 }
