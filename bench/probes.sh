@@ -9,6 +9,8 @@
 #   bash bench/probes.sh overhead-profile     # perf of the no-op pool (queue_overhead bench)
 #   bash bench/probes.sh status-backlog       # status and its queries with 1M pending jobs
 #   bash bench/probes.sh loader               # perf of starting /bin/true 300 times
+#   REV=cc5926e bash bench/probes.sh ...      # the same against src/ as of a commit (built from
+#                                             # `git archive` into target/bench-rev; src/ untouched)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -17,10 +19,28 @@ probes=("$@")
 if [ ${#probes[@]} -eq 0 ]; then
     probes=(enqueue-file statement-journal enqueue-syscalls overhead-profile status-backlog loader)
 fi
-cargo build --release --quiet >&2
-Q="$ROOT/target/release/queuectl"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/queuectl-probes.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
+if [ -n "${REV:-}" ]; then
+    # Build src/ as of REV in a copy (with this bench/ for the queue_overhead bench).
+    mkdir "$WORK/rev"
+    git archive "$REV" Cargo.toml Cargo.lock src | tar -x -C "$WORK/rev"
+    cp -r bench "$WORK/rev/"
+    if ! grep -q 'name = "queue_overhead"' "$WORK/rev/Cargo.toml"; then
+        printf '\n[[bench]]\nname = "queue_overhead"\npath = "bench/queue_overhead.rs"\nharness = false\n' >>"$WORK/rev/Cargo.toml"
+    fi
+    export CARGO_TARGET_DIR="$ROOT/target/bench-rev"
+    echo "probes against src/ as of $REV ($(git rev-parse --short "$REV")), built in target/bench-rev" >&2
+    (cd "$WORK/rev" && cargo build --release --quiet --bin queuectl >&2 && cargo bench --quiet --bench queue_overhead --no-run >&2 2>/dev/null)
+    BUILD_DIR="$WORK/rev"
+    TARGET="$CARGO_TARGET_DIR"
+else
+    cargo build --release --quiet >&2
+    BUILD_DIR="$ROOT"
+    TARGET="$ROOT/target"
+fi
+Q="$TARGET/release/queuectl"
+echo "src: ${REV:-working tree} ($(git rev-parse --short "${REV:-HEAD}"))"
 echo "load at start: $(uptime | sed 's/.*load average: //')"
 
 ndjson() { # FILE N
@@ -102,9 +122,9 @@ probe_enqueue_syscalls() {
 
 probe_overhead_profile() {
     echo "## no-op pool, 20,000 jobs, 2 threads: profile"
-    cargo bench --quiet --bench queue_overhead --no-run 2>/dev/null
+    (cd "$BUILD_DIR" && cargo bench --quiet --bench queue_overhead --no-run 2>/dev/null)
     local bench
-    bench=$(ls -t "$ROOT"/target/release/deps/queue_overhead-* | grep -v '\.d$' | head -1)
+    bench=$(find "$TARGET/release/deps" -name 'queue_overhead-*' ! -name '*.d' -printf '%T@ %p\n' | sort -rn | head -1 | cut -d' ' -f2)
     local rc=0
     perf record -q -g -o "$WORK/ov.data" "$bench" --rounds 1 --finished 0 --jobs 20000 --dir "$WORK" \
         >"$WORK/ov.txt" 2>&1 || rc=$?
@@ -131,7 +151,8 @@ for _ in range(5):
 print(f"  queuectl status: median {statistics.median(walls) * 1000:.0f} ms of 5")
 c = sqlite3.connect(f"{home}/queue.db")
 now = int(time.time() * 1000)
-print(f"  store queries, timed in python3 sqlite3 {sqlite3.sqlite_version} (second of two runs):")
+print(f"  the queries status ran up to cc5926e (32d91bc replaced them), timed in python3 sqlite3 "
+      f"{sqlite3.sqlite_version}, second of two runs:")
 for name, q in {
     "counts": "SELECT state, n FROM job_counts",
     "count_due": f"SELECT COUNT(*) FROM jobs INDEXED BY jobs_due WHERE state IN ('pending', 'failed') AND run_at <= {now}",
@@ -147,7 +168,8 @@ EOF
 probe_loader() {
     echo "## starting /bin/true 300 times: where the time goes"
     perf record -q -o "$WORK/ld.data" -- sh -c 'for i in $(seq 300); do /bin/true; done' 2>/dev/null
-    perf report -i "$WORK/ld.data" --no-children --sort dso,symbol --stdio 2>/dev/null | grep '%' | head -3 | sed 's/  */ /g; s/^/ /'
+    perf report -i "$WORK/ld.data" --no-children --sort dso,symbol --stdio 2>/dev/null >"$WORK/ld.txt" || true
+    grep '%' "$WORK/ld.txt" | awk 'NR <= 3' | sed 's/  */ /g; s/^/ /'
 }
 
 for p in "${probes[@]}"; do

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks for queuectl (issues 2, 3 and 4, "Speed"). Results and analysis: BENCHMARKS.md.
 #
-#   bash bench/run.sh                 # everything (core, workers, spool), ~5 minutes
+#   bash bench/run.sh                 # everything (core, workers, spool), ~4 minutes
 #   bash bench/run.sh core            # issue 2: enqueue, enqueue --file, status/list on 1M jobs
 #   bash bench/run.sh workers         # issue 3: throughput vs xargs, pickup latency,
 #                                     #          queue overhead (cargo bench), worker RSS

@@ -42,7 +42,7 @@ export CARGO_TARGET_DIR="$ROOT/target/bench-whatif"
 (cd "$WORK/src-copy" && cargo build --release --quiet --bin queuectl --bench queue_overhead >&2)
 (cd "$WORK/src-copy" && cargo bench --quiet --bench queue_overhead --no-run >&2 2>/dev/null)
 Q="$CARGO_TARGET_DIR/release/queuectl"
-BENCH=$(ls -t "$CARGO_TARGET_DIR"/release/deps/queue_overhead-* | grep -v '\.d$' | head -1)
+BENCH=$(find "$CARGO_TARGET_DIR/release/deps" -name 'queue_overhead-*' ! -name '*.d' -printf '%T@ %p\n' | sort -rn | head -1 | cut -d' ' -f2)
 
 python3 - "$Q" "$BENCH" "$WORK" "$ROUNDS" "$APPLIED" <<'EOF'
 import json, os, re, statistics, subprocess, sys, time
