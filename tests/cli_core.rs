@@ -36,26 +36,6 @@ fn bare_command(args: &[&str], cwd: &Path) -> Command {
     command
 }
 
-/// Runs `queuectl ARGS` with `input` on standard input, tolerating a command that exits
-/// without reading it (the shared helper panics on the broken pipe).
-fn run_with_stdin_ignoring_epipe(home: &TestHome, args: &[&str], input: &str) -> Run {
-    use std::io::Write;
-    let mut child = home
-        .command(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn queuectl");
-    let _ = child.stdin.take().expect("stdin").write_all(input.as_bytes());
-    let output = child.wait_with_output().expect("wait queuectl");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
 /// The names of the entries of a directory (empty if it does not exist).
 fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = match std::fs::read_dir(dir) {
@@ -290,7 +270,7 @@ fn commands_on_an_uninitialised_home_exit_2_say_run_init_and_create_nothing() {
         );
     }
     // The command may exit before it reads standard input: a broken pipe is expected here.
-    let run = run_with_stdin_ignoring_epipe(&home, &["enqueue", "-"], r#"{"command":"echo hi"}"#);
+    let run = home.run_with_stdin(&["enqueue", "-"], r#"{"command":"echo hi"}"#);
     assert_eq!(run.code, 2, "{run:#?}");
     assert!(run.stderr.contains("queuectl init"), "{run:#?}");
     assert_eq!(entries(home.path()), Vec::<String>::new());
