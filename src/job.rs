@@ -375,13 +375,9 @@ pub fn parse_jobs(text: &str) -> Result<Vec<(Option<String>, JobSpec)>, InvalidJ
             if lines.len() < 2 || !trimmed.starts_with('{') || !first_line_complete {
                 return Err(json_error(&whole_error, None));
             }
-            let mut items = Vec::with_capacity(lines.len());
-            for (number, line) in lines {
-                let location = format!("line {number}");
-                let value = serde_json::from_str::<Value>(line).map_err(|e| json_error(&e, Some(location.clone())))?;
-                items.push((Some(location), value));
-            }
-            items
+            // Line by line, so the whole input never exists as parsed JSON values at once
+            // (a 100k-line file would otherwise hold 100k `Value` trees).
+            return parse_ndjson(text);
         }
     };
     let mut specs = Vec::with_capacity(items.len());
