@@ -11,7 +11,7 @@
 //! affects the job or the worker. Library users get the same events as Rust callbacks through
 //! [`crate::worker::Observer`].
 
-use crate::config::{HookCommands, Settings};
+use crate::config::HookCommands;
 use crate::home::Home;
 use crate::job::Job;
 use crate::worker::{Observer, WorkerEvent};
@@ -21,13 +21,12 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// How often the hook commands are re-read from config.
-const RELOAD_EVERY: Duration = Duration::from_secs(1);
-
 /// The observer that runs the config file's `[hooks]`.
 pub struct ShellHooks {
     home: Home,
-    cached: Mutex<(Instant, HookCommands)>,
+    /// The commands in effect. The pool pushes new ones whenever it re-reads its settings, so
+    /// hooks follow config changes without a database read of their own.
+    commands: Mutex<HookCommands>,
     warnings: Sender<String>,
     warnings_rx: Receiver<String>,
     /// Hook runs still going; the pool waits for them before it exits, so a hook fired by the
@@ -42,22 +41,21 @@ impl std::fmt::Debug for ShellHooks {
 }
 
 impl ShellHooks {
-    /// Hooks for the queue in `home`; the commands are read from its config (and re-read).
-    pub fn new(home: &Home) -> ShellHooks {
+    /// Hooks for the queue in `home` (their working directory) running `commands`.
+    pub fn new(home: &Home, commands: HookCommands) -> ShellHooks {
         let (warnings, warnings_rx) = crossbeam_channel::unbounded();
-        let hooks = ShellHooks::load(home).unwrap_or_default();
         ShellHooks {
             home: home.clone(),
-            cached: Mutex::new((Instant::now(), hooks)),
+            commands: Mutex::new(commands),
             warnings,
             warnings_rx,
             running: Mutex::new(Vec::new()),
         }
     }
 
-    fn load(home: &Home) -> Option<HookCommands> {
-        let queue = crate::queue::Queue::open(home).ok()?;
-        queue.settings().ok().map(|s: Settings| s.hooks)
+    /// Replaces the commands (after a config change).
+    pub fn set_commands(&self, commands: HookCommands) {
+        *self.commands.lock().unwrap_or_else(|e| e.into_inner()) = commands;
     }
 
     /// Waits for every hook run still going (each is bounded by `hooks.timeout_seconds`).
@@ -74,14 +72,7 @@ impl ShellHooks {
     }
 
     fn commands(&self) -> HookCommands {
-        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
-        if cached.0.elapsed() >= RELOAD_EVERY {
-            if let Some(hooks) = ShellHooks::load(&self.home) {
-                cached.1 = hooks;
-            }
-            cached.0 = Instant::now();
-        }
-        cached.1.clone()
+        self.commands.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn fire(

@@ -58,14 +58,13 @@ pub fn run(queue: &mut Queue, args: &StatusArgs) -> Result<()> {
     }
     let mut out = String::from("jobs:\n");
     for state in State::ALL {
-        let extra = match state {
-            State::Pending | State::Failed if state == State::Pending => {
-                format!(
-                    "   (waiting: {} due now, {} scheduled later)",
-                    status.due_now, status.scheduled
-                )
-            }
-            _ => String::new(),
+        let extra = if state == State::Pending {
+            format!(
+                "   (waiting: {} due now, {} scheduled later)",
+                status.due_now, status.scheduled
+            )
+        } else {
+            String::new()
         };
         out.push_str(&format!(
             "  {:<11} {:>8}{}\n",

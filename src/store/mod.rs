@@ -577,24 +577,11 @@ impl Store {
             != 0)
     }
 
-    /// Atomically claims up to `limit` due jobs of these kinds for `worker`, in claim order:
-    /// priority (higher first), then due time, then enqueue order.
-    pub fn claim(&mut self, worker: &str, limit: usize, kinds: &[String], now: Millis) -> Result<Vec<Job>> {
-        Ok(self.finish_and_claim(worker, &[], limit, kinds, now)?.1)
-    }
-
-    /// Records the end of attempts in one transaction. Each applies only if its job is still
-    /// `processing` under the same claim (see [`FinishedAttempt::lease`]); the result says
-    /// which applied.
-    pub fn finish_attempts(&mut self, finished: &[FinishedAttempt]) -> Result<Vec<bool>> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let applied = finish_in(&tx, finished)?;
-        tx.commit()?;
-        Ok(applied)
-    }
-
     /// Records finished attempts and claims up to `limit` new jobs in one transaction: a worker
-    /// whose thread just freed up needs one write lock, not two.
+    /// whose thread just freed up needs one write lock, not two. Each attempt applies only if its
+    /// job is still `processing` under the same claim (see [`FinishedAttempt::lease`]); the
+    /// first result says which applied. Claims follow claim order: priority (higher first), then
+    /// due time, then enqueue order.
     pub fn finish_and_claim(
         &mut self,
         worker: &str,

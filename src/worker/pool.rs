@@ -129,7 +129,7 @@ impl PoolBuilder {
         }
         let mut observers = self.observers;
         let hooks = if self.shell_hooks {
-            let hooks = Arc::new(crate::hooks::ShellHooks::new(&self.home));
+            let hooks = Arc::new(crate::hooks::ShellHooks::new(&self.home, settings.hooks.clone()));
             observers.push(hooks.clone());
             Some(hooks)
         } else {
@@ -314,7 +314,12 @@ impl Coordinator {
 
     fn reload_settings(&mut self) {
         match load_entries(&self.home, &self.store).and_then(|e| Settings::from_entries(self.home.root(), &e)) {
-            Ok(settings) => self.settings = settings,
+            Ok(settings) => {
+                if let Some(hooks) = &self.hooks {
+                    hooks.set_commands(settings.hooks.clone());
+                }
+                self.settings = settings;
+            }
             Err(e) => self.emit(&WorkerEvent::Warning(format!("keeping the previous settings: {e}"))),
         }
     }
