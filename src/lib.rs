@@ -57,6 +57,7 @@ pub mod executor;
 pub mod home;
 pub mod hooks;
 pub mod job;
+mod process;
 pub mod queue;
 pub mod shutdown;
 pub mod spool;

@@ -61,6 +61,9 @@ fn run(cli: Cli) -> Result<()> {
             for (id, state) in &report.recovered {
                 println!("{id}: worker lost, now {state}");
             }
+            for (id, reason) in &report.held {
+                println!("{id}: not recovered: {reason}");
+            }
             println!(
                 "recovered {} job{}",
                 report.recovered.len(),

@@ -34,6 +34,9 @@ pub struct Status {
     pub waiting_by_kind: BTreeMap<String, u64>,
     /// Live worker processes.
     pub workers: Vec<WorkerRecord>,
+    /// `processing` jobs whose worker is gone, not recovered yet, and why (job id, reason):
+    /// e.g. their lost run still has processes that recovery must stop first.
+    pub lost_jobs: Vec<(String, String)>,
 }
 
 /// What `recover` did.
@@ -43,6 +46,9 @@ pub struct RecoverReport {
     pub recovered: Vec<(String, State)>,
     /// Worker rows removed because their process is gone.
     pub removed_workers: Vec<WorkerRecord>,
+    /// Lost jobs left `processing`, with the reason: their run still has processes that could
+    /// not be stopped (or not be confirmed as the run's) in time.
+    pub held: Vec<(String, String)>,
 }
 
 /// An open queue.
@@ -204,6 +210,7 @@ impl Queue {
             due_now: waiting.saturating_sub(scheduled),
             scheduled,
             waiting_by_kind: self.store.waiting_by_kind()?,
+            lost_jobs: registry::lost_jobs(&self.store, &settings)?,
             workers,
         })
     }
@@ -218,16 +225,27 @@ impl Queue {
         self.store.dlq_retry_all()
     }
 
-    /// Recovers at once every `processing` job whose worker is provably gone (its process is
-    /// dead or its heartbeat is older than the lease): each counts as a failed attempt with the
-    /// error `worker lost`.
+    /// Recovers every `processing` job whose worker is provably gone (its process is dead, or
+    /// on another host its heartbeat is older than twice the lease): each counts as a failed
+    /// attempt with the error `worker lost`. On this host, what a lost run left running is
+    /// stopped first (SIGTERM, SIGKILL after `stop_grace_seconds`), so this may take that long;
+    /// a job whose leftovers cannot be stopped stays `processing` and is reported in `held`.
     pub fn recover(&mut self) -> Result<RecoverReport> {
         let settings = self.settings()?;
-        let (_, report) = registry::reap(&mut self.store, &settings, None)?;
-        Ok(RecoverReport {
-            recovered: report.recovered,
-            removed_workers: report.removed_workers,
-        })
+        let mut killer = crate::worker::orphans::OrphanKiller::default();
+        let deadline =
+            std::time::Instant::now() + std::time::Duration::from_secs(settings.stop_grace_seconds + 5);
+        let mut total = RecoverReport::default();
+        loop {
+            let report = registry::reap(&mut self.store, &settings, None, &mut killer)?;
+            total.recovered.extend(report.recovered);
+            total.removed_workers.extend(report.removed_workers);
+            if report.stopping == 0 || std::time::Instant::now() >= deadline {
+                total.held = report.held;
+                return Ok(total);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 }
 

@@ -52,6 +52,11 @@ pub fn run(queue: &mut Queue, args: &StatusArgs) -> Result<()> {
             "waiting_by_kind": status.waiting_by_kind,
             "workers": workers,
             "worker_pids": status.workers.iter().map(|w| w.pid).collect::<Vec<_>>(),
+            "lost_jobs": status
+                .lost_jobs
+                .iter()
+                .map(|(id, reason)| json!({"id": id, "reason": reason}))
+                .collect::<Vec<_>>(),
             "home": queue.home().root(),
         }));
         return Ok(());
@@ -113,6 +118,12 @@ pub fn run(queue: &mut Queue, args: &StatusArgs) -> Result<()> {
                     super::output::cut(slot["command"].as_str().unwrap_or(""), 60),
                 ));
             }
+        }
+    }
+    if !status.lost_jobs.is_empty() {
+        out.push_str(&format!("lost jobs (processing, worker gone): {}\n", status.lost_jobs.len()));
+        for (id, reason) in &status.lost_jobs {
+            out.push_str(&format!("  job {id}: {reason}\n"));
         }
     }
     print!("{out}");

@@ -178,6 +178,9 @@ pub fn event_line(pid: u32, event: &WorkerEvent, quiet: bool) -> Option<String> 
 }
 
 fn start(home: &Home, args: &StartArgs) -> Result<()> {
+    // Taken first: a `worker stop` that counts a request after this point is meant for us, even
+    // if it ran before we registered and so could not see us (see `stop`).
+    let stop_requests_at_start = stop_requests(home);
     // Fail early, in the foreground, if the home is not initialised or the config is broken.
     let queue = Queue::open(home)?;
     let settings = queue.settings()?;
@@ -199,12 +202,19 @@ fn start(home: &Home, args: &StartArgs) -> Result<()> {
     } else {
         start_ingester(home, &shutdown, args.until_empty, pid)?
     };
+    let (stop_home, stop_shutdown) = (home.clone(), shutdown.clone());
     let pool = PoolBuilder::new(home)
         .threads(count)
         .until_empty(args.until_empty)
         .observer(move |event: &WorkerEvent| {
             if let Some(line) = event_line(pid, event, quiet) {
                 print_line(line);
+            }
+            // Registered now, so a later `worker stop` sees us; one that ran while we were
+            // starting left its count behind instead.
+            if matches!(event, WorkerEvent::Started { .. }) && stop_requests(&stop_home) != stop_requests_at_start {
+                print_line(format!("[{pid}] `queuectl worker stop` ran while this worker was starting: stopping"));
+                stop_shutdown.request_stop();
             }
         });
     let result = pool.run(&shutdown);
@@ -280,12 +290,62 @@ fn detach(home: &Home, args: &StartArgs, count: usize) -> Result<()> {
     Ok(())
 }
 
+/// Where `worker stop` counts its requests, for workers that were still starting.
+fn stop_request_path(home: &Home) -> std::path::PathBuf {
+    home.root().join("run").join("stop-requests")
+}
+
+/// How many `worker stop`s have run on this home (0 when none).
+fn stop_requests(home: &Home) -> u64 {
+    std::fs::read_to_string(stop_request_path(home))
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Counts one more stop request (write to a temporary file, then rename: readers never see a
+/// half-written count). Concurrent stops may count once between them, which is enough: any
+/// change tells a starting worker to stop.
+fn count_stop_request(home: &Home) -> Result<()> {
+    let path = stop_request_path(home);
+    let dir = path.parent().unwrap_or(home.root());
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let temp = dir.join(format!(".stop-requests.{}", std::process::id()));
+    std::fs::write(&temp, format!("{}\n", stop_requests(home) + 1)).map_err(|e| Error::io(&temp, e))?;
+    std::fs::rename(&temp, &path).map_err(|e| Error::io(&path, e))?;
+    Ok(())
+}
+
 fn stop(home: &Home, args: &StopArgs) -> Result<()> {
     let timeout = parse_duration(&args.timeout).map_err(|e| Error::InvalidArgument(format!("--timeout: {e}")))?;
     let mut queue = Queue::open(home)?;
+    // Counted before the registry is read: a worker still starting (not registered yet) sees
+    // the count change once it has registered, and stops.
+    count_stop_request(home)?;
+    // What lost workers left running is stopped too (their jobs are recovered).
+    let recovered = queue.recover()?;
+    for (id, state) in &recovered.recovered {
+        println!("Job {id}: its worker was lost; stopped what its run left running, now {state}");
+    }
+    for (id, reason) in &recovered.held {
+        println!("Job {id}: its worker was lost; not recovered: {reason}");
+    }
     let status = queue.status()?;
     let host = registry::host_name();
-    let local: Vec<_> = status.workers.iter().filter(|w| w.host == host).cloned().collect();
+    let mut local = Vec::new();
+    for w in status.workers.iter().filter(|w| w.host == host) {
+        // Never signal a PID whose identity cannot be confirmed: without a recorded start time
+        // the PID may belong to an unrelated process by now.
+        if w.proc_start.is_none() {
+            eprintln!(
+                "queuectl: warning: worker PID {} has no recorded process start time, so it cannot be told from \
+                 another process with the same PID: not signalled",
+                w.pid
+            );
+        } else {
+            local.push(w.clone());
+        }
+    }
     for w in status.workers.iter().filter(|w| w.host != host) {
         eprintln!("worker PID {} runs on host {}: stop it there", w.pid, w.host);
     }
@@ -294,7 +354,7 @@ fn stop(home: &Home, args: &StopArgs) -> Result<()> {
         return Ok(());
     }
     for w in &local {
-        send(w.pid, libc::SIGTERM);
+        send(w, libc::SIGTERM);
         println!(
             "Stopping worker PID {} ({} thread{}, {} busy)",
             w.pid,
@@ -312,7 +372,7 @@ fn stop(home: &Home, args: &StopArgs) -> Result<()> {
                 w.pid,
                 format_duration(timeout)
             );
-            send(w.pid, libc::SIGTERM);
+            send(w, libc::SIGTERM);
         }
         remaining = wait_for_exit(&remaining, Duration::from_secs(15), alive);
     }
@@ -324,10 +384,14 @@ fn stop(home: &Home, args: &StopArgs) -> Result<()> {
     }
 }
 
-fn send(pid: u32, signal: libc::c_int) {
-    // SAFETY: kill(2) on a worker PID read from the registry (checked alive with its start time).
+/// Signals a worker, only while its PID still names the recorded process (same start time).
+fn send(worker: &queuectl::store::WorkerRecord, signal: libc::c_int) {
+    if worker.proc_start.is_none() || !registry::process_alive(worker.pid, worker.proc_start) {
+        return;
+    }
+    // SAFETY: kill(2) on a worker PID just confirmed by its start time; no memory is involved.
     unsafe {
-        libc::kill(pid as libc::pid_t, signal);
+        libc::kill(worker.pid as libc::pid_t, signal);
     }
 }
 

@@ -13,7 +13,7 @@ pub use shell::ShellExecutor;
 
 use crate::job::Job;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,6 +88,9 @@ where
 pub struct SlotState {
     /// The process (group leader) of the running job, 0 when none.
     pid: AtomicU32,
+    /// That process's start time (clock ticks since boot), so recovery can tell it from a later
+    /// process that got the same PID; 0 when unknown.
+    pid_start: AtomicU64,
     /// Set by a forced shutdown: the attempt does not count and the job goes back to pending.
     cancelled: AtomicBool,
     /// Set when the coordinator killed the job for running past its timeout.
@@ -103,8 +106,17 @@ impl SlotState {
         }
     }
 
+    /// The running job's process start time (clock ticks since boot), if known.
+    pub fn pid_start(&self) -> Option<u64> {
+        match self.pid_start.load(Ordering::SeqCst) {
+            0 => None,
+            start => Some(start),
+        }
+    }
+
     pub(crate) fn reset(&self) {
         self.pid.store(0, Ordering::SeqCst);
+        self.pid_start.store(0, Ordering::SeqCst);
         self.cancelled.store(false, Ordering::SeqCst);
         self.timed_out.store(false, Ordering::SeqCst);
     }
@@ -157,6 +169,12 @@ impl ExecContext {
     /// Records the process that runs the job, so timeouts and forced shutdown can reach its
     /// process group and `status` can show it.
     pub fn set_process(&self, pid: u32) {
+        let start = if pid == 0 {
+            0
+        } else {
+            crate::process::process_start_time(pid).unwrap_or(0)
+        };
+        self.slot.pid_start.store(start, Ordering::SeqCst);
         self.slot.pid.store(pid, Ordering::SeqCst);
     }
 

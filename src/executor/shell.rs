@@ -5,15 +5,29 @@ use crate::job::Job;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long the job's output is still read after its shell exited, for what a background
+/// process writes as it is being left behind; then the pipes are abandoned.
+pub const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
+/// How often the output loop looks whether the shell has exited while the pipes stay open.
+const EXIT_CHECK: Duration = Duration::from_millis(20);
 
 /// Runs `sh -c "<command>"` with stdin from /dev/null, the queue home (or the job's `cwd`) as
 /// working directory, the inherited environment plus `QUEUECTL_JOB_ID`, `QUEUECTL_ATTEMPT` and
 /// the job's `env`. The process gets its own process group, so a timeout or a forced shutdown
 /// reaches every process the command started. Output is captured with a byte cap (the tail).
 ///
-/// The attempt ends when the shell exits *and* its output pipes close, as with `cmd | cat`: a
-/// command that leaves a background process writing to its output runs until that ends too
-/// (or until its timeout kills the whole group).
+/// The attempt's result is decided when the shell exits. Its output is read for a short drain
+/// after that ([`DRAIN_AFTER_EXIT`]), then whatever the command left running in its process
+/// group is killed (SIGKILL), so a forgotten `server &` neither holds the job open nor outlives
+/// it. A process that should outlive its job must leave the group and the job's session
+/// (`setsid -f server >log 2>&1`); it keeps running and is no longer the job's.
+///
+/// If the worker dies, the kernel kills the shell (`PR_SET_PDEATHSIG`); recovery stops what the
+/// shell started before the job runs again (see `worker::orphans`). Every process of the job
+/// inherits `QUEUECTL_JOB_ID` and `QUEUECTL_LEASE` (the claim's number), by which recovery
+/// recognises it.
 #[derive(Debug, Clone, Default)]
 pub struct ShellExecutor;
 
@@ -32,10 +46,30 @@ impl Executor for ShellExecutor {
             .env("QUEUECTL_JOB_ID", &job.id)
             .env("QUEUECTL_ATTEMPT", context.attempt.to_string())
             .envs(&job.env)
+            // After the job's own env, so a job cannot hide its processes from recovery.
+            .env(crate::worker::orphans::LEASE_VAR, job.lease.to_string())
+            .env(crate::worker::orphans::JOB_VAR, &job.id)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
+        let parent = std::process::id();
+        // SAFETY: the closure runs in the forked child before exec and calls only
+        // async-signal-safe functions (prctl, getppid).
+        unsafe {
+            command.pre_exec(move || {
+                // If this worker dies, the kernel kills the shell at once; recovery then stops
+                // what the shell started before the job runs again.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The worker may have died between fork and prctl: then nobody would kill us.
+                if libc::getppid() as u32 != parent {
+                    return Err(std::io::Error::other("the worker exited while starting the job"));
+                }
+                Ok(())
+            });
+        }
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(e) => {
@@ -54,23 +88,19 @@ impl Executor for ShellExecutor {
         }
         let limit = context.output_limit;
         let pid = child.id();
-        // Stop reading when the job was killed (timeout, forced stop) and the shell is gone but
-        // a descendant that left the process group (setsid) still holds the pipes.
-        let abandon = || (context.is_timed_out() || context.is_cancelled()) && exited_unreaped(pid, false);
-        let (stdout_tail, stderr_tail) = read_both(child.stdout.take(), child.stderr.take(), limit, &abandon);
-        // Wait for the exit without reaping, forget the PID, then reap: a PID is only ever
-        // signalled while it still names this job's process (a zombie keeps its PID reserved).
+        let (stdout_tail, stderr_tail) = read_both(child.stdout.take(), child.stderr.take(), limit, pid);
+        // The shell has exited (not yet reaped, so its PID and group id cannot be reused):
+        // kill what it left behind in its group, then forget the PID and reap.
         exited_unreaped(pid, true);
+        super::signal_group(pid, libc::SIGKILL);
         context.set_process(0);
         let status = child.wait();
         let (stdout, stderr) = (stdout_tail.into_text(), stderr_tail.into_text());
         let outcome = match status {
             Err(e) => Outcome::failure(format!("failed to wait for the process: {e}")),
             Ok(status) => {
-                if status.code() == Some(0) {
-                    // Exit 0 is success even if the deadline passed while it was exiting.
-                    Outcome::success().with_exit_code(0)
-                } else if context.is_timed_out() {
+                if context.is_timed_out() {
+                    // Killed for its timeout: a timeout, whatever the shell made of the signal.
                     let seconds = context.timeout.map(|t| t.as_secs_f64()).unwrap_or(0.0);
                     let mut o = Outcome::failure(format!(
                         "timed out after {}",
@@ -96,14 +126,15 @@ impl Executor for ShellExecutor {
     }
 }
 
-/// Reads stdout and stderr to their ends on this thread, keeping the tail of each. `poll(2)`
-/// over both pipes avoids a reader thread per job (and the deadlock of reading one pipe to its
-/// end while the child blocks writing the other).
+/// Reads stdout and stderr on this thread, keeping the tail of each, until both close or the
+/// shell `pid` has exited and [`DRAIN_AFTER_EXIT`] has passed (a process it left behind may
+/// hold the pipes open for ever). `poll(2)` over both pipes avoids a reader thread per job
+/// (and the deadlock of reading one pipe to its end while the child blocks writing the other).
 fn read_both(
     stdout: Option<std::process::ChildStdout>,
     stderr: Option<std::process::ChildStderr>,
     limit: usize,
-    abandon: &dyn Fn() -> bool,
+    pid: u32,
 ) -> (TailBuffer, TailBuffer) {
     let mut tails = [TailBuffer::new(limit), TailBuffer::new(limit)];
     let mut readers: [Option<Box<dyn ReadFd>>; 2] = [
@@ -111,7 +142,20 @@ fn read_both(
         stderr.map(|s| Box::new(s) as Box<dyn ReadFd>),
     ];
     let mut chunk = vec![0u8; 64 * 1024];
+    let mut last_exit_check = Instant::now();
+    let mut drain_until: Option<Instant> = None;
     loop {
+        let now = Instant::now();
+        match drain_until {
+            Some(until) if now >= until => break,
+            None if now.duration_since(last_exit_check) >= EXIT_CHECK => {
+                last_exit_check = now;
+                if exited_unreaped(pid, false) {
+                    drain_until = Some(now + DRAIN_AFTER_EXIT);
+                }
+            }
+            _ => {}
+        }
         let mut fds: Vec<libc::pollfd> = Vec::with_capacity(2);
         let mut which = Vec::with_capacity(2);
         for (index, reader) in readers.iter().enumerate() {
@@ -129,11 +173,8 @@ fn read_both(
         }
         // SAFETY: `fds` is a valid array of pollfd for its length; the fds stay open while
         // `readers` owns them.
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 200) };
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, EXIT_CHECK.as_millis() as i32) };
         if rc == 0 {
-            if abandon() {
-                break;
-            }
             continue;
         }
         if rc < 0 {

@@ -604,21 +604,21 @@ impl Store {
         Ok((applied, jobs))
     }
 
-    /// Removes the rows of workers that `alive` says are gone and recovers every `processing`
-    /// job whose worker is not alive, all in one transaction, so a worker that registers and
-    /// claims meanwhile is never mistaken for a dead one. `lost` builds each job's recorded
-    /// attempt; it applies only to the claim that was read (its lease). Returns the removed
-    /// workers, the live ones, and the recovered jobs with what was recorded for them.
+    /// Recovers every `processing` job whose worker is not alive and removes the rows of dead
+    /// workers, all in one transaction, so a worker that registers and claims meanwhile is never
+    /// mistaken for a dead one. `lost` builds each orphaned job's recorded attempt, or `None` to
+    /// leave the job `processing` for now (its lost run still has processes to stop); a dead
+    /// worker's row stays while any of its jobs is left so. Each attempt applies only to the
+    /// claim that was read (its lease). Returns the removed workers, the live ones, and the
+    /// recovered jobs with what was recorded for them.
     #[allow(clippy::type_complexity)]
     pub fn reap_workers(
         &mut self,
         alive: &dyn Fn(&WorkerRecord) -> bool,
-        lost: &dyn Fn(&Job) -> FinishedAttempt,
+        lost: &dyn Fn(&Job) -> Option<FinishedAttempt>,
     ) -> Result<(Vec<WorkerRecord>, Vec<WorkerRecord>, Vec<(Job, FinishedAttempt)>)> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut removed = Vec::new();
-        let mut live = Vec::new();
-        {
+        let (live, dead): (Vec<WorkerRecord>, Vec<WorkerRecord>) = {
             let mut statement = tx.prepare_cached(
                 "SELECT id, pid, host, proc_start, started_at, heartbeat_at, threads, kinds, slots, stopping, version \
                  FROM workers ORDER BY started_at, id",
@@ -626,15 +626,8 @@ impl Store {
             let workers = statement
                 .query_map([], row_to_worker)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            for worker in workers {
-                if alive(&worker) {
-                    live.push(worker);
-                } else {
-                    tx.execute("DELETE FROM workers WHERE id = ?1", [&worker.id])?;
-                    removed.push(worker);
-                }
-            }
-        }
+            workers.into_iter().partition(|worker| alive(worker))
+        };
         let orphans: Vec<Job> = {
             let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'processing' ORDER BY seq");
             let mut statement = tx.prepare_cached(&sql)?;
@@ -653,12 +646,26 @@ impl Store {
             }
             orphans
         };
-        let finished: Vec<FinishedAttempt> = orphans.iter().map(lost).collect();
+        let mut recovered = Vec::new();
+        let mut held_by = Vec::new();
+        for job in orphans {
+            match lost(&job) {
+                Some(attempt) => recovered.push((job, attempt)),
+                None => held_by.extend(job.worker.clone()),
+            }
+        }
+        let finished: Vec<FinishedAttempt> = recovered.iter().map(|(_, f)| f.clone()).collect();
         let applied = finish_in(&tx, &finished)?;
+        let mut removed = Vec::new();
+        for worker in dead {
+            if !held_by.contains(&worker.id) {
+                tx.execute("DELETE FROM workers WHERE id = ?1", [&worker.id])?;
+                removed.push(worker);
+            }
+        }
         tx.commit()?;
-        let recovered = orphans
+        let recovered = recovered
             .into_iter()
-            .zip(finished)
             .zip(applied)
             .filter(|(_, ok)| *ok)
             .map(|(pair, _)| pair)

@@ -2,6 +2,7 @@
 //! processes (liveness, lease recovery).
 
 pub mod events;
+pub(crate) mod orphans;
 pub mod pool;
 pub mod registry;
 

@@ -14,6 +14,7 @@
 //! next scheduled job is due.
 
 use super::events::{Observer, WorkerEvent};
+use super::orphans::OrphanKiller;
 use super::registry;
 use crate::backoff::RetryDecision;
 use crate::config::Settings;
@@ -38,6 +39,8 @@ const IDLE_POLL: Duration = Duration::from_millis(2);
 const SLOTS_REFRESH: Duration = Duration::from_millis(250);
 /// Even with no sign of change, look for due work this often (clock jumps, missed versions).
 const SAFETY_CLAIM_INTERVAL: Duration = Duration::from_secs(1);
+/// How often to reap while a lost run's leftover processes are being stopped.
+const REAP_WHILE_STOPPING: Duration = Duration::from_millis(200);
 
 /// Builds and runs a worker pool: executors per job kind, observers, thread count.
 pub struct PoolBuilder {
@@ -162,8 +165,12 @@ struct Done {
     thread: usize,
     job: Job,
     outcome: Outcome,
-    started: Instant,
+    /// How long the executor ran the job: from its call to its return (for a shell job, spawn
+    /// to exit), not including any time the coordinator then waited to record the result.
+    duration: Duration,
     started_at: Millis,
+    /// Wall-clock time the executor returned: the attempt's recorded finish time.
+    finished_at: Millis,
     cancelled: bool,
 }
 
@@ -192,6 +199,8 @@ struct LoopState {
     last_claim: Instant,
     last_heartbeat: Instant,
     last_reap: Option<Instant>,
+    /// The last reap left lost jobs held (their leftovers being stopped): reap again soon.
+    reap_soon: bool,
     stopping_announced: bool,
     forced_done: bool,
 }
@@ -206,6 +215,7 @@ impl LoopState {
             last_claim: Instant::now(),
             last_heartbeat: Instant::now(),
             last_reap: None,
+            reap_soon: false,
             stopping_announced: false,
             forced_done: false,
         }
@@ -227,6 +237,10 @@ struct Coordinator {
     slots_dirty: bool,
     /// The config file's shell hooks, whose failures come back as warnings to report.
     hooks: Option<Arc<crate::hooks::ShellHooks>>,
+    /// Stops what lost runs of dead workers left running, across reap passes.
+    killer: OrphanKiller,
+    /// Lost jobs held back at the last reap, with the reason reported (each reason once).
+    held_reported: BTreeMap<String, String>,
 }
 
 impl Coordinator {
@@ -291,6 +305,8 @@ impl Coordinator {
             jobs_run: 0,
             slots_dirty: false,
             hooks: None,
+            killer: OrphanKiller::default(),
+            held_reported: BTreeMap::new(),
         };
         coordinator.emit(&WorkerEvent::Started {
             worker_id: coordinator.worker.id.clone(),
@@ -357,7 +373,7 @@ impl Coordinator {
     /// One pass of the coordinator loop; returns true when the pool should exit.
     fn step(&mut self, st: &mut LoopState, shutdown: &Shutdown) -> Result<bool> {
         if st.last_reap.is_none() {
-            self.reap()?;
+            st.reap_soon = self.reap()?;
             st.last_reap = Some(Instant::now());
             st.last_version = self.store.data_version()?;
         }
@@ -455,10 +471,15 @@ impl Coordinator {
             self.reload_settings();
             self.heartbeat(shutdown.is_stopping())?;
         }
-        let reap_every = Duration::from_secs((self.settings.lease_seconds / 3).max(1));
+        let reap_every = if st.reap_soon {
+            // A lost run's leftovers are being stopped: recover its job as soon as they are gone.
+            REAP_WHILE_STOPPING
+        } else {
+            Duration::from_secs((self.settings.lease_seconds / 3).max(1))
+        };
         if st.last_reap.map(|t| t.elapsed() >= reap_every).unwrap_or(true) {
             st.last_reap = Some(Instant::now());
-            self.reap()?;
+            st.reap_soon = self.reap()?;
         }
 
         // 6. Wait for an outcome, or until it is time to look again.
@@ -590,7 +611,7 @@ impl Coordinator {
         let mut events = Vec::with_capacity(finished.len());
         for done in finished {
             let job = &done.job;
-            let duration = done.started.elapsed();
+            let duration = done.duration;
             // A success is a success even if a forced stop fired meanwhile: running it again
             // would repeat work that is done.
             let (row, event) = if done.cancelled && !done.outcome.success {
@@ -603,7 +624,7 @@ impl Coordinator {
                         new_state: State::Pending,
                         run_at: Some(now),
                         started_at: Some(done.started_at),
-                        finished_at: now,
+                        finished_at: done.finished_at,
                         exit_code: done.outcome.exit_code,
                         error: Some("interrupted by a forced shutdown (attempt not counted)".into()),
                         stdout: done.outcome.stdout.clone(),
@@ -624,7 +645,7 @@ impl Coordinator {
                         new_state: State::Completed,
                         run_at: None,
                         started_at: Some(done.started_at),
-                        finished_at: now,
+                        finished_at: done.finished_at,
                         exit_code: done.outcome.exit_code,
                         error: None,
                         stdout: done.outcome.stdout.clone(),
@@ -649,7 +670,7 @@ impl Coordinator {
                     new_state: State::Dead,
                     run_at: None,
                     started_at: Some(done.started_at),
-                    finished_at: now,
+                    finished_at: done.finished_at,
                     exit_code: done.outcome.exit_code,
                     error: Some(error),
                     stdout: done.outcome.stdout.clone(),
@@ -717,6 +738,7 @@ impl Coordinator {
                         "kind": running.job.kind,
                         "command": running.job.command,
                         "pid": slot.state.pid(),
+                        "pid_start": slot.state.pid_start(),
                         "started_at": running.started_at,
                     })
                 })
@@ -726,9 +748,13 @@ impl Coordinator {
     }
 
     fn heartbeat(&mut self, stopping: bool) -> Result<()> {
-        self.slots_dirty = false;
         let now = now_ms();
         let slots = self.slots_json();
+        // A shell job whose process has not started yet is recorded again at the next refresh,
+        // so recovery can find its process group should this worker die.
+        self.slots_dirty = self.slots.iter().any(|slot| {
+            slot.running.as_ref().map(|r| r.job.kind == SHELL_KIND).unwrap_or(false) && slot.state.pid().is_none()
+        });
         if !self.store.heartbeat(&self.worker.id, now, &slots, stopping)? {
             // Our row was removed: another process presumed us dead (possible only for workers
             // on other hosts, after a long silence) and recovered our jobs, which may already
@@ -748,12 +774,22 @@ impl Coordinator {
         Ok(())
     }
 
-    fn reap(&mut self) -> Result<()> {
-        let (_, report) = registry::reap(&mut self.store, &self.settings, Some(&self.worker.id))?;
+    /// Recovers the jobs of dead workers. Returns true while a lost run's leftovers are being
+    /// stopped, so the caller reaps again soon.
+    fn reap(&mut self) -> Result<bool> {
+        let report = registry::reap(&mut self.store, &self.settings, Some(&self.worker.id), &mut self.killer)?;
         if !report.recovered.is_empty() {
             self.emit(&WorkerEvent::Recovered { jobs: report.recovered });
         }
-        Ok(())
+        let mut reported = BTreeMap::new();
+        for (job, reason) in &report.held {
+            if self.held_reported.get(job) != Some(reason) {
+                self.emit(&WorkerEvent::Warning(format!("lost job {job} not recovered yet: {reason}")));
+            }
+            reported.insert(job.clone(), reason.clone());
+        }
+        self.held_reported = reported;
+        Ok(!report.held.is_empty())
     }
 
     fn finish(&mut self) {
@@ -814,14 +850,17 @@ fn executor_thread(
                 }),
             None => Outcome::failure(format!("no executor for kind `{}`", job.kind)),
         };
+        let duration = started.elapsed();
+        let finished_at = now_ms();
         let cancelled = context.is_cancelled();
         if done
             .send(Done {
                 thread,
                 job,
                 outcome,
-                started,
+                duration,
                 started_at,
+                finished_at,
                 cancelled,
             })
             .is_err()

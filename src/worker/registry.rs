@@ -12,6 +12,8 @@ use crate::error::Result;
 use crate::job::{Job, State};
 use crate::store::{FinishedAttempt, Store, WorkerRecord};
 use crate::time::{now_ms, Millis};
+use super::orphans::{self, OrphanKiller, Verdict};
+use std::collections::BTreeSet;
 
 /// This machine's host name.
 pub fn host_name() -> String {
@@ -25,38 +27,7 @@ pub fn host_name() -> String {
     String::from_utf8_lossy(&buffer[..end]).into_owned()
 }
 
-/// The start time of a process (field 22 of `/proc/PID/stat`, in clock ticks since boot), or
-/// `None` if there is no such process.
-pub fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: split after its last ')'.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// True if a process with this PID exists (and, when given, started at `start_time`).
-pub fn process_alive(pid: u32, start_time: Option<u64>) -> bool {
-    if pid == 0 || pid > i32::MAX as u32 {
-        return false;
-    }
-    match process_start_time(pid) {
-        Some(actual) => {
-            // A zombie has exited: it holds no jobs, only its parent has not reaped it yet.
-            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| s.rfind(')').map(|i| s[i + 1..].trim_start().starts_with('Z')))
-                .unwrap_or(false);
-            !zombie && start_time.map(|expected| expected == actual).unwrap_or(true)
-        }
-        None => {
-            // No /proc entry we can read (no /proc, or hidepid hides other users' processes):
-            // ask the kernel. EPERM means the process exists but is not ours to signal.
-            // SAFETY: signal 0 only checks for the process's existence.
-            let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
-            rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-        }
-    }
-}
+pub use crate::process::{process_alive, process_start_time};
 
 /// Whether a recorded worker is alive at `now`.
 ///
@@ -80,27 +51,126 @@ pub struct ReapReport {
     pub removed_workers: Vec<WorkerRecord>,
     /// Jobs recovered, with the state each was moved to.
     pub recovered: Vec<(String, State)>,
+    /// Lost jobs on this host whose run still has processes: being stopped (SIGTERM, then
+    /// SIGKILL after `stop_grace_seconds`), or held (something left cannot be signalled), with
+    /// the reason. They stay `processing` until nothing of the run is left.
+    pub held: Vec<(String, String)>,
+    /// How many of `held` are being stopped now (reap again soon to recover them).
+    pub stopping: usize,
 }
 
-/// Removes the rows of dead workers and recovers every `processing` job whose worker is not
-/// alive: each counts as a failed attempt with the error `worker lost`. One transaction.
+/// The host part of a worker id (`HOST:PID:STARTED_MS`).
+pub fn worker_id_host(worker_id: &str) -> Option<&str> {
+    let mut parts = worker_id.rsplitn(3, ':');
+    let (_, _, host) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(host)
+}
+
+/// Recovers the jobs of workers that are not alive, and removes those workers' rows.
+///
+/// A lost job on this host is recovered only once nothing of its run is left: `killer` stops
+/// the run's leftover processes first (see [`orphans`](super::orphans)), over as many calls as
+/// that takes. A lost job on another host is recovered at once: its host is presumed dead, but
+/// if it is not (a partition), its run may still be going there, so across hosts delivery is
+/// at-least-once. The recovery itself is one transaction.
 pub fn reap(
     store: &mut Store,
     settings: &Settings,
     keep_alive: Option<&str>,
-) -> Result<(Vec<WorkerRecord>, ReapReport)> {
+    killer: &mut OrphanKiller,
+) -> Result<ReapReport> {
     let now = now_ms();
     let host = host_name();
     let alive = |worker: &WorkerRecord| {
         keep_alive == Some(worker.id.as_str()) || worker_alive(worker, now, settings.lease_seconds, &host)
     };
-    let lost = |job: &Job| lost_attempt(job, settings, now);
-    let (removed, live, recovered) = store.reap_workers(&alive, &lost)?;
-    let report = ReapReport {
-        removed_workers: removed,
-        recovered: recovered.into_iter().map(|(job, f)| (job.id, f.new_state)).collect(),
+    let workers = store.workers()?;
+    let (live, dead): (Vec<&WorkerRecord>, Vec<&WorkerRecord>) = workers.iter().partition(|w| alive(w));
+    let orphans: Vec<Job> = store
+        .list_jobs(Some(State::Processing), None)?
+        .into_iter()
+        .filter(|job| !job.worker.as_ref().map(|w| live.iter().any(|l| &l.id == w)).unwrap_or(false))
+        .collect();
+    let mut report = ReapReport::default();
+    if orphans.is_empty() && dead.is_empty() {
+        return Ok(report);
+    }
+    let grace = std::time::Duration::from_secs(settings.stop_grace_seconds);
+    let mut procs: Option<Vec<orphans::ProcEntry>> = None;
+    let mut recoverable = BTreeSet::new();
+    let mut waiting = BTreeSet::new();
+    for job in &orphans {
+        let worker_id = job.worker.as_deref().unwrap_or("");
+        let row = dead.iter().find(|w| w.id == worker_id);
+        let job_host = row.map(|w| w.host.as_str()).or_else(|| worker_id_host(worker_id));
+        if job_host != Some(host.as_str()) {
+            recoverable.insert((job.seq, job.lease));
+            continue;
+        }
+        let procs = procs.get_or_insert_with(orphans::scan);
+        let leader = row.and_then(|w| orphans::recorded_leaders(&w.slots).get(&job.id).copied());
+        match killer.step(procs, &job.id, job.lease, leader, grace) {
+            Verdict::Gone => {
+                recoverable.insert((job.seq, job.lease));
+            }
+            Verdict::Stopping => {
+                report.stopping += 1;
+                waiting.insert((job.id.clone(), job.lease));
+                let left = orphans::find(procs, &job.id, job.lease, leader);
+                report.held.push((job.id.clone(), orphans::held_reason(&left)));
+            }
+            Verdict::Held(reason) => {
+                waiting.insert((job.id.clone(), job.lease));
+                report.held.push((job.id.clone(), reason));
+            }
+        }
+    }
+    killer.retain(&waiting);
+    let lost = |job: &Job| {
+        recoverable
+            .contains(&(job.seq, job.lease))
+            .then(|| lost_attempt(job, settings, now))
     };
-    Ok((live, report))
+    let (removed, _, recovered) = store.reap_workers(&alive, &lost)?;
+    report.removed_workers = removed;
+    report.recovered = recovered.into_iter().map(|(job, f)| (job.id, f.new_state)).collect();
+    Ok(report)
+}
+
+/// Why each `processing` job whose worker is gone has not been recovered yet, read-only (for
+/// `status`): job id and reason.
+pub fn lost_jobs(store: &Store, settings: &Settings) -> Result<Vec<(String, String)>> {
+    let now = now_ms();
+    let host = host_name();
+    let workers = store.workers()?;
+    let alive: Vec<&WorkerRecord> = workers
+        .iter()
+        .filter(|w| worker_alive(w, now, settings.lease_seconds, &host))
+        .collect();
+    let mut procs: Option<Vec<orphans::ProcEntry>> = None;
+    let mut lost = Vec::new();
+    for job in store.list_jobs(Some(State::Processing), None)? {
+        let worker_id = job.worker.clone().unwrap_or_default();
+        if alive.iter().any(|w| w.id == worker_id) {
+            continue;
+        }
+        let row = workers.iter().find(|w| w.id == worker_id);
+        let job_host = row.map(|w| w.host.as_str()).or_else(|| worker_id_host(&worker_id));
+        let reason = if job_host == Some(host.as_str()) {
+            let procs = procs.get_or_insert_with(orphans::scan);
+            let leader = row.and_then(|w| orphans::recorded_leaders(&w.slots).get(&job.id).copied());
+            let left = orphans::find(procs, &job.id, job.lease, leader);
+            if left.is_empty() {
+                "worker lost; recovered at the next reap (or run `queuectl recover`)".to_string()
+            } else {
+                format!("worker lost; {}", orphans::held_reason(&left))
+            }
+        } else {
+            "worker on another host presumed dead; recovered at the next reap".to_string()
+        };
+        lost.push((job.id, reason));
+    }
+    Ok(lost)
 }
 
 fn lost_attempt(job: &Job, settings: &Settings, now: Millis) -> FinishedAttempt {
@@ -125,19 +195,5 @@ fn lost_attempt(job: &Job, settings: &Settings, now: Millis) -> FinishedAttempt 
         )),
         stdout: None,
         stderr: None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn this_process_is_alive_and_a_wrong_start_time_is_not() {
-        let pid = std::process::id();
-        let start = process_start_time(pid).expect("start time of self");
-        assert!(process_alive(pid, Some(start)));
-        assert!(!process_alive(pid, Some(start + 1)));
-        assert!(!process_alive(0, None));
     }
 }
