@@ -233,8 +233,7 @@ impl Queue {
     pub fn recover(&mut self) -> Result<RecoverReport> {
         let settings = self.settings()?;
         let mut killer = crate::worker::orphans::OrphanKiller::default();
-        let deadline =
-            std::time::Instant::now() + std::time::Duration::from_secs(settings.stop_grace_seconds + 5);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(settings.stop_grace_seconds + 5);
         let mut total = RecoverReport::default();
         loop {
             let report = registry::reap(&mut self.store, &settings, None, &mut killer)?;

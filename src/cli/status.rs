@@ -121,7 +121,10 @@ pub fn run(queue: &mut Queue, args: &StatusArgs) -> Result<()> {
         }
     }
     if !status.lost_jobs.is_empty() {
-        out.push_str(&format!("lost jobs (processing, worker gone): {}\n", status.lost_jobs.len()));
+        out.push_str(&format!(
+            "lost jobs (processing, worker gone): {}\n",
+            status.lost_jobs.len()
+        ));
         for (id, reason) in &status.lost_jobs {
             out.push_str(&format!("  job {id}: {reason}\n"));
         }

@@ -213,7 +213,9 @@ fn start(home: &Home, args: &StartArgs) -> Result<()> {
             // Registered now, so a later `worker stop` sees us; one that ran while we were
             // starting left its count behind instead.
             if matches!(event, WorkerEvent::Started { .. }) && stop_requests(&stop_home) != stop_requests_at_start {
-                print_line(format!("[{pid}] `queuectl worker stop` ran while this worker was starting: stopping"));
+                print_line(format!(
+                    "[{pid}] `queuectl worker stop` ran while this worker was starting: stopping"
+                ));
                 stop_shutdown.request_stop();
             }
         });

@@ -21,8 +21,9 @@ const EXIT_CHECK: Duration = Duration::from_millis(20);
 /// The attempt's result is decided when the shell exits. Its output is read for a short drain
 /// after that ([`DRAIN_AFTER_EXIT`]), then whatever the command left running in its process
 /// group is killed (SIGKILL), so a forgotten `server &` neither holds the job open nor outlives
-/// it. A process that should outlive its job must leave the group and the job's session
-/// (`setsid -f server >log 2>&1`); it keeps running and is no longer the job's.
+/// it. A process that should outlive its job must leave the job's session (`setsid`) before
+/// the job's shell exits, with its output redirected; it keeps running and is no longer the
+/// job's.
 ///
 /// If the worker dies, the kernel kills the shell (`PR_SET_PDEATHSIG`); recovery stops what the
 /// shell started before the job runs again (see `worker::orphans`). Every process of the job
@@ -173,7 +174,13 @@ fn read_both(
         }
         // SAFETY: `fds` is a valid array of pollfd for its length; the fds stay open while
         // `readers` owns them.
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, EXIT_CHECK.as_millis() as i32) };
+        let rc = unsafe {
+            libc::poll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                EXIT_CHECK.as_millis() as i32,
+            )
+        };
         if rc == 0 {
             continue;
         }

@@ -171,6 +171,29 @@ pub enum SpoolFileResult {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// The database file's (device, inode) when opened: a file deleted or replaced under a
+    /// running worker keeps working through the open descriptor, silently, so it is compared.
+    file_id: Option<(u64, u64)>,
+}
+
+/// The (device, inode) of a file, if it exists.
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// True for SQLite errors that mean the file is damaged or not a database: retrying cannot
+/// help, and going on could make it worse.
+pub fn is_corruption(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt) | Some(rusqlite::ErrorCode::NotADatabase)
+    )
+}
+
+/// True for SQLite errors that mean the disk is full.
+pub fn is_disk_full(error: &rusqlite::Error) -> bool {
+    matches!(error.sqlite_error_code(), Some(rusqlite::ErrorCode::DiskFull))
 }
 
 impl std::fmt::Debug for Store {
@@ -315,10 +338,16 @@ impl Store {
         }
         // temp_store = MEMORY keeps statement journals (written by multi-row updates and
         // triggers inside a transaction) off the disk.
-        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;")?;
+        // journal_size_limit: after a checkpoint the WAL is truncated to at most this size, so
+        // a burst of writes does not leave a large file behind on a small disk.
+        conn.execute_batch(
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
+             PRAGMA journal_size_limit = 16777216;",
+        )?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),
+            file_id: file_identity(path),
         })
     }
 
@@ -365,6 +394,31 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Fails if the database file was deleted or replaced since it was opened (this connection
+    /// would go on writing to a file nobody else sees).
+    pub fn check_file(&self) -> Result<()> {
+        let now = file_identity(&self.path);
+        if self.file_id.is_some() && now != self.file_id {
+            let what = if now.is_none() {
+                "deleted"
+            } else {
+                "replaced by another file"
+            };
+            return Err(Error::Other(format!(
+                "the queue database {} was {what} while in use: stopping (restore it, or run `queuectl init`)",
+                self.path.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checkpoints the WAL into the database and truncates it: frees disk space after writes
+    /// failed on a full disk. Errors are returned for the caller to report.
+    pub fn checkpoint_truncate(&self) -> Result<()> {
+        self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
     }
 
     /// SQLite's `data_version`: changes whenever *another* connection commits. Polling it is

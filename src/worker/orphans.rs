@@ -75,7 +75,9 @@ fn parse_marker(environ: &[u8]) -> Option<(String, i64)> {
     let mut job = None;
     let mut lease = None;
     for variable in environ.split(|&b| b == 0) {
-        let Ok(variable) = std::str::from_utf8(variable) else { continue };
+        let Ok(variable) = std::str::from_utf8(variable) else {
+            continue;
+        };
         if let Some(value) = variable.strip_prefix("QUEUECTL_JOB_ID=") {
             job = Some(value.to_string());
         } else if let Some(value) = variable.strip_prefix("QUEUECTL_LEASE=") {
@@ -107,7 +109,12 @@ impl Leftovers {
 /// Finds what is left of the run of `job_id` under claim `lease`. `leader` is the recorded
 /// process group leader and its start time, when the worker had recorded it.
 pub fn find(procs: &[ProcEntry], job_id: &str, lease: i64, leader: Option<(u32, u64)>) -> Leftovers {
-    let is_marked = |p: &ProcEntry| p.marker.as_ref().map(|(j, l)| j == job_id && *l == lease).unwrap_or(false);
+    let is_marked = |p: &ProcEntry| {
+        p.marker
+            .as_ref()
+            .map(|(j, l)| j == job_id && *l == lease)
+            .unwrap_or(false)
+    };
     // Sessions the run created on purpose (`setsid`): the processes in them are detached.
     let detached_sessions: BTreeSet<u32> = procs
         .iter()
@@ -212,7 +219,10 @@ impl OrphanKiller {
 pub fn held_reason(left: &Leftovers) -> String {
     let list = |pids: &[u32]| pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ");
     if !left.confirmed.is_empty() {
-        format!("its lost run's processes are being stopped (PID {})", list(&left.confirmed))
+        format!(
+            "its lost run's processes are being stopped (PID {})",
+            list(&left.confirmed)
+        )
     } else {
         format!(
             "PID {} in its lost run's process group cannot be confirmed as the run's (the group leader is \
@@ -277,7 +287,11 @@ mod tests {
 
     #[test]
     fn a_process_that_left_the_session_is_detached_and_left_alone() {
-        let procs = vec![proc(10, 10, 1, Some(("job", 1))), proc(40, 40, 40, Some(("job", 1))), proc(41, 40, 40, Some(("job", 1)))];
+        let procs = vec![
+            proc(10, 10, 1, Some(("job", 1))),
+            proc(40, 40, 40, Some(("job", 1))),
+            proc(41, 40, 40, Some(("job", 1))),
+        ];
         let left = find(&procs, "job", 1, None);
         assert_eq!(left.confirmed, vec![10]);
     }

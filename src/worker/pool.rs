@@ -39,6 +39,9 @@ const IDLE_POLL: Duration = Duration::from_millis(2);
 const SLOTS_REFRESH: Duration = Duration::from_millis(250);
 /// Even with no sign of change, look for due work this often (clock jumps, missed versions).
 const SAFETY_CLAIM_INTERVAL: Duration = Duration::from_secs(1);
+/// After a forced stop, how long the database may keep failing before the pool gives up
+/// recording its results and exits.
+const FORCED_STOP_STORAGE_PATIENCE: Duration = Duration::from_secs(10);
 /// How often to reap while a lost run's leftover processes are being stopped.
 const REAP_WHILE_STOPPING: Duration = Duration::from_millis(200);
 
@@ -346,22 +349,56 @@ impl Coordinator {
     fn run(&mut self, shutdown: &Shutdown) -> Result<()> {
         let mut state = LoopState::new();
         let mut failures = 0u32;
+        let mut failing_since_forced: Option<Instant> = None;
         loop {
             match self.step(&mut state, shutdown) {
                 Ok(true) => return Ok(()),
-                Ok(false) => failures = 0,
+                Ok(false) => {
+                    failures = 0;
+                    failing_since_forced = None;
+                }
+                Err(Error::Storage(e)) if crate::store::is_corruption(&e) => {
+                    return Err(Error::Other(format!(
+                        "the queue database {} is damaged ({e}): stopping; restore it from a backup",
+                        self.store.path().display()
+                    )));
+                }
                 Err(Error::Storage(e)) => {
                     failures += 1;
+                    if crate::store::is_disk_full(&e) {
+                        // The WAL may be what filled the disk: fold it back and truncate it.
+                        let _ = self.store.checkpoint_truncate();
+                    }
+                    if shutdown.is_forced() {
+                        // A forced stop does not wait for the database for ever: running jobs
+                        // are killed, and what cannot be recorded is recovered as lost later.
+                        if !state.forced_done {
+                            state.forced_done = true;
+                            self.kill_running(&state.inbox);
+                        }
+                        let since = *failing_since_forced.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= FORCED_STOP_STORAGE_PATIENCE {
+                            return Err(Error::Other(format!(
+                                "forced stop: could not record results for {FORCED_STOP_STORAGE_PATIENCE:?} \
+                                 (database error: {e}); the jobs stay processing and are recovered as lost"
+                            )));
+                        }
+                    }
                     let pause = Duration::from_millis(100u64 << failures.min(6));
                     self.emit(&WorkerEvent::Warning(format!(
                         "database error, retrying in {pause:?}: {e}"
                     )));
-                    // Keep enforcing timeouts and forced stops while the database is unavailable.
+                    // Keep enforcing timeouts while the database is unavailable; the pause is
+                    // always waited out (a forced stop must not turn this into a busy loop).
                     self.enforce_timeouts();
                     let deadline = Instant::now() + pause;
-                    while Instant::now() < deadline && !shutdown.is_forced() {
+                    while Instant::now() < deadline {
                         if let Ok(done) = self.done_rx.recv_timeout(Duration::from_millis(20)) {
                             state.inbox.push(done);
+                        }
+                        if shutdown.is_forced() && !state.forced_done {
+                            state.forced_done = true;
+                            self.kill_running(&state.inbox);
                         }
                     }
                 }
@@ -468,6 +505,7 @@ impl Coordinator {
         let heartbeat_every = Duration::from_secs(self.settings.heartbeat_seconds.max(1));
         if st.last_heartbeat.elapsed() >= heartbeat_every {
             st.last_heartbeat = Instant::now();
+            self.store.check_file()?;
             self.reload_settings();
             self.heartbeat(shutdown.is_stopping())?;
         }
@@ -784,7 +822,9 @@ impl Coordinator {
         let mut reported = BTreeMap::new();
         for (job, reason) in &report.held {
             if self.held_reported.get(job) != Some(reason) {
-                self.emit(&WorkerEvent::Warning(format!("lost job {job} not recovered yet: {reason}")));
+                self.emit(&WorkerEvent::Warning(format!(
+                    "lost job {job} not recovered yet: {reason}"
+                )));
             }
             reported.insert(job.clone(), reason.clone());
         }

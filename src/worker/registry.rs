@@ -6,13 +6,13 @@
 //! a worker that is not alive are "lost": each is handled as a failed attempt with the error
 //! `worker lost`, so a job that keeps crashing its worker ends in the DLQ instead of looping.
 
+use super::orphans::{self, OrphanKiller, Verdict};
 use crate::backoff::RetryDecision;
 use crate::config::Settings;
 use crate::error::Result;
 use crate::job::{Job, State};
 use crate::store::{FinishedAttempt, Store, WorkerRecord};
 use crate::time::{now_ms, Millis};
-use super::orphans::{self, OrphanKiller, Verdict};
 use std::collections::BTreeSet;
 
 /// This machine's host name.
@@ -89,7 +89,12 @@ pub fn reap(
     let orphans: Vec<Job> = store
         .list_jobs(Some(State::Processing), None)?
         .into_iter()
-        .filter(|job| !job.worker.as_ref().map(|w| live.iter().any(|l| &l.id == w)).unwrap_or(false))
+        .filter(|job| {
+            !job.worker
+                .as_ref()
+                .map(|w| live.iter().any(|l| &l.id == w))
+                .unwrap_or(false)
+        })
         .collect();
     let mut report = ReapReport::default();
     if orphans.is_empty() && dead.is_empty() {
