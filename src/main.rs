@@ -19,9 +19,13 @@ fn home_of(cli: &Cli) -> Home {
 
 fn run(cli: Cli) -> Result<()> {
     let home = home_of(&cli);
+    if !matches!(cli.command, Command::Init | Command::Completions { .. }) {
+        cli::warn_about_config_permissions(&home);
+    }
     match &cli.command {
         Command::Init => {
             let (queue, report) = Queue::init(&home)?;
+            cli::warn_about_config_permissions(&home);
             let settings = queue.settings()?;
             if report.already_initialised {
                 println!("already initialised: {} (jobs kept)", home.db_path().display());
@@ -43,17 +47,20 @@ fn run(cli: Cli) -> Result<()> {
             let mut queue = Queue::open(&home)?;
             cli::enqueue::run(&mut queue, args)
         }
-        Command::List(args) => cli::inspect::list(&Queue::open(&home)?, args),
-        Command::Show(args) => cli::inspect::show(&Queue::open(&home)?, args),
-        Command::Logs(args) => cli::inspect::logs(&Queue::open(&home)?, args),
-        Command::Status(args) => cli::status::run(&mut Queue::open(&home)?, args),
-        Command::Dlq(command) => cli::dlq::run(&mut Queue::open(&home)?, command),
+        // Commands that only read the queue, or act without settings, survive a broken config
+        // file with a warning; the others (enqueue, worker start, config, spool, init) need
+        // the settings to be right and refuse.
+        Command::List(args) => cli::inspect::list(&cli::open_for_reading(&home)?, args),
+        Command::Show(args) => cli::inspect::show(&cli::open_for_reading(&home)?, args),
+        Command::Logs(args) => cli::inspect::logs(&cli::open_for_reading(&home)?, args),
+        Command::Status(args) => cli::status::run(&mut cli::open_for_reading(&home)?, args),
+        Command::Dlq(command) => cli::dlq::run(&mut cli::open_for_reading(&home)?, command),
         Command::Config(command) => cli::config_cmd::run(&Queue::open(&home)?, command),
         Command::Worker(command) => cli::worker_cmd::run(&home, command),
-        Command::Wait(args) => cli::wait::run(&Queue::open(&home)?, args),
+        Command::Wait(args) => cli::wait::run(&cli::open_for_reading(&home)?, args),
         Command::Spool(command) => cli::spool_cmd::run(&home, command),
         Command::Recover => {
-            let mut queue = Queue::open(&home)?;
+            let mut queue = cli::open_for_reading(&home)?;
             let report = queue.recover()?;
             for worker in &report.removed_workers {
                 eprintln!("worker {} (PID {}) is gone", worker.id, worker.pid);

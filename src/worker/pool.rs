@@ -227,6 +227,9 @@ struct Coordinator {
     slots_dirty: bool,
     /// The config file's shell hooks, whose failures come back as warnings to report.
     hooks: Option<Arc<crate::hooks::ShellHooks>>,
+    /// Why the settings last failed to reload, if they did: the warning is emitted once per
+    /// distinct problem, not on every heartbeat.
+    settings_error: Option<String>,
 }
 
 impl Coordinator {
@@ -291,6 +294,7 @@ impl Coordinator {
             jobs_run: 0,
             slots_dirty: false,
             hooks: None,
+            settings_error: None,
         };
         coordinator.emit(&WorkerEvent::Started {
             worker_id: coordinator.worker.id.clone(),
@@ -319,8 +323,15 @@ impl Coordinator {
                     hooks.set_commands(settings.hooks.clone());
                 }
                 self.settings = settings;
+                self.settings_error = None;
             }
-            Err(e) => self.emit(&WorkerEvent::Warning(format!("keeping the previous settings: {e}"))),
+            Err(e) => {
+                let text = e.to_string();
+                if self.settings_error.as_deref() != Some(text.as_str()) {
+                    self.emit(&WorkerEvent::Warning(format!("keeping the previous settings: {text}")));
+                    self.settings_error = Some(text);
+                }
+            }
         }
     }
 
