@@ -45,6 +45,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Enqueue(args) => {
             // A refused batch writes nothing: validation happens before the one transaction.
             let mut queue = Queue::open(&home)?;
+            // Jobs take their defaults (retries, timeout) from the settings at run time: taking
+            // jobs in while those cannot be read would only hide the problem until later.
+            queue.settings()?;
             cli::enqueue::run(&mut queue, args)
         }
         // Commands that only read the queue, or act without settings, survive a broken config

@@ -164,8 +164,12 @@ impl Queue {
     /// Drops a stored value so the file (or default) applies again; returns whether one existed.
     pub fn config_unset(&self, key: &str) -> Result<(&'static str, bool)> {
         let def = config::key_def(key)?;
-        // As with `config_set`: a broken file must be seen (and fixed) before anything changes.
-        config::read_config_file(&self.home.config_path())?;
+        // As with `config_set`: a broken file must be seen (and fixed) before anything changes,
+        // and so must settings that would be unusable without the value.
+        let file = config::read_config_file(&self.home.config_path())?;
+        let mut stored = self.store.config_values()?;
+        stored.remove(def.name);
+        Settings::from_entries(self.home.root(), &config::effective(&file, &stored))?;
         Ok((def.name, self.store.config_unset(def.name)?))
     }
 

@@ -103,8 +103,16 @@ impl Settings {
         if lease < 3 * heartbeat {
             // With fewer than three heartbeats per lease, one late heartbeat makes a live worker
             // on another host look dead, and its jobs would be recovered while they run.
+            let from = |key: &str| match entries.iter().find(|e| e.key == key).map(|e| e.source) {
+                Some(ValueSource::File) => "the config file",
+                Some(ValueSource::Set) => "`config set`",
+                _ => "the default",
+            };
             return Err(Error::Config(format!(
-                "`lease_seconds` ({lease}) must be at least 3 times `heartbeat_seconds` ({heartbeat})"
+                "`lease_seconds` ({lease}) must be at least 3 times `heartbeat_seconds` ({heartbeat}) \
+                 (lease_seconds from {}, heartbeat_seconds from {})",
+                from("lease_seconds"),
+                from("heartbeat_seconds")
             )));
         }
         let job_timeout_seconds = match text("job_timeout_seconds") {
