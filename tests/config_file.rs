@@ -724,7 +724,7 @@ fn config_file_bytes() -> impl Strategy<Value = Vec<u8>> {
         .prop_map(|s| s.as_bytes().to_vec()),
         proptest::collection::vec(any::<u8>(), 0..12),
     ];
-    proptest::collection::vec(line, 0..6).prop_map(|lines| lines.join(&b'\n'))
+    proptest::collection::vec(line, 0..8).prop_map(|lines| lines.join(&b'\n'))
 }
 
 #[test]
@@ -732,7 +732,7 @@ fn arbitrary_config_files_never_crash_a_command_and_a_refusal_changes_nothing() 
     let home = TestHome::new();
     let good = read_config(&home);
     let counter = std::cell::Cell::new(0u32);
-    let result = seeded_runner("config files through the binary", 12).run(&config_file_bytes(), |bytes| {
+    let result = seeded_runner("config files through the binary", 24).run(&config_file_bytes(), |bytes| {
         counter.set(counter.get() + 1);
         let id = format!("case-{}", counter.get());
         write_config(&home, &good);
