@@ -64,6 +64,9 @@ impl Queue {
         }
         // 0600 in a 0700 directory whatever the umask: its hooks run commands.
         let wrote_config = config::write_default_file(&home.config_path())?;
+        // A broken file is refused before the database is created, so a refused init leaves
+        // nothing behind.
+        config::read_config_file(&home.config_path())?;
         let (store, existed) = Store::create(home.db_path())?;
         let queue = Queue {
             home: home.clone(),

@@ -599,6 +599,28 @@ fn commands_that_need_settings_refuse_a_broken_config_file_and_change_nothing() 
 }
 
 #[test]
+fn init_refuses_a_broken_config_file_before_creating_anything() {
+    for (bytes, problem) in BROKEN.iter().filter(|(_, p)| p.contains("queuectl.toml")) {
+        let home = TestHome::empty();
+        std::fs::create_dir(home.path().join("config")).expect("mkdir config");
+        write_config(&home, bytes);
+        let run = home.run(&["init"]);
+        assert_refused(&run, "init", &[problem]);
+        let mut left: Vec<String> = std::fs::read_dir(home.path())
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec!["config"], "a refused init created files");
+        assert_eq!(
+            std::fs::read(config_path(&home)).expect("read"),
+            *bytes,
+            "init rewrote the file"
+        );
+    }
+}
+
+#[test]
 fn a_running_worker_keeps_its_last_good_settings_and_says_so_once() {
     let home = TestHome::new();
     // No retries: a failed job dies at once. With the defaults (3 retries) it would not.
