@@ -52,15 +52,16 @@ fn run(cli: Cli) -> Result<()> {
         }
         // Commands that only read the queue, or act without settings, survive a broken config
         // file with a warning; the others (enqueue, worker start, config, spool, init) need
-        // the settings to be right and refuse.
+        // the settings to be right and refuse. `logs` and `wait` never read settings: they
+        // stay silent (a warning would mix into the job's stderr that `logs` prints).
         Command::List(args) => cli::inspect::list(&cli::open_for_reading(&home)?, args),
         Command::Show(args) => cli::inspect::show(&cli::open_for_reading(&home)?, args),
-        Command::Logs(args) => cli::inspect::logs(&cli::open_for_reading(&home)?, args),
+        Command::Logs(args) => cli::inspect::logs(&Queue::open(&home)?, args),
         Command::Status(args) => cli::status::run(&mut cli::open_for_reading(&home)?, args),
         Command::Dlq(command) => cli::dlq::run(&mut cli::open_for_reading(&home)?, command),
         Command::Config(command) => cli::config_cmd::run(&Queue::open(&home)?, command),
         Command::Worker(command) => cli::worker_cmd::run(&home, command),
-        Command::Wait(args) => cli::wait::run(&cli::open_for_reading(&home)?, args),
+        Command::Wait(args) => cli::wait::run(&Queue::open(&home)?, args),
         Command::Spool(command) => cli::spool_cmd::run(&home, command),
         Command::Recover => {
             let mut queue = cli::open_for_reading(&home)?;
