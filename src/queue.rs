@@ -102,6 +102,11 @@ impl Queue {
     /// bad stored value) is left for the command itself to report.
     pub fn tolerate_broken_config_file(&mut self) -> Option<Error> {
         let problem = self.settings().err()?;
+        // A database error (a lock held too long) is not the file's fault: ignoring the file
+        // could only hide it, so the command meets it and reports it.
+        if !matches!(problem, Error::Config(_) | Error::Io { .. }) {
+            return None;
+        }
         self.ignore_config_file = true;
         if self.settings().is_ok() {
             Some(problem)
