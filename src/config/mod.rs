@@ -9,19 +9,20 @@
 //! - `keys`: the table of keys (name, default, type and range, documentation) and
 //!   [`normalize_value`], the one check every value goes through.
 //! - `toml_file`: reading the file strictly (wrong types, unknown keys, non-UTF-8 bytes are
-//!   errors naming the line or byte), the documented default file, and its permissions.
+//!   errors naming the line or byte).
+//! - `default_file`: the documented file `init` writes (0600, no `[table]` header, so appended
+//!   lines stay top-level) and the warning for a file others can write.
 //! - `settings`: [`Settings`], the typed result of the merge.
 
+mod default_file;
 mod keys;
 mod settings;
 mod toml_file;
 
+pub use default_file::{permission_warnings, write_default_file, DEFAULT_CONFIG_FILE};
 pub use keys::{key_def, normalize_value, KeyDef, KEYS};
 pub use settings::{HookCommands, Settings};
-pub use toml_file::{
-    parse_config_bytes, parse_config_text, permission_warnings, read_config_file, write_default_file,
-    DEFAULT_CONFIG_FILE,
-};
+pub use toml_file::{parse_config_bytes, parse_config_text, read_config_file};
 
 use std::collections::BTreeMap;
 
