@@ -145,10 +145,17 @@ fn unknown_key(entry: &Entry<'_>, line: usize) -> String {
         ),
         (None, _) => {
             // Inside `[hooks]`, `ondead` is a typo of `hooks.on_dead`, not of a top-level key.
+            // A typo of a top-level key under the header is both misspelt and misplaced.
             let hint = match (inner, entry.hooks_header_line) {
-                (Some(inner), Some(_)) => match nearest_key(&format!("{HOOKS_PREFIX}{inner}")) {
+                (Some(inner), Some(header)) => match nearest_key(&format!("{HOOKS_PREFIX}{inner}")) {
                     Some(near) => format!("; did you mean `{near}`?"),
-                    None => unknown_key_hint(&entry.name),
+                    None => match nearest_key(inner).filter(|near| !near.starts_with(HOOKS_PREFIX)) {
+                        Some(near) => format!(
+                            "; did you mean `{near}`? It would have to go above the `[hooks]` table \
+                             that starts at line {header}"
+                        ),
+                        None => unknown_key_hint(&entry.name),
+                    },
                 },
                 _ => unknown_key_hint(&entry.name),
             };
@@ -296,6 +303,12 @@ mod tests {
     fn an_unknown_key_suggests_the_nearest_one() {
         let e = parse("backoff_base = 2\n\nmax_retry = 3\n").unwrap_err();
         assert_eq!(e, "unknown key `max_retry` at line 3; did you mean `max_retries`?");
+        let e = parse("max_retries = 3\n[hooks]\nmax_retry = 5\n").unwrap_err();
+        assert_eq!(
+            e,
+            "unknown key `hooks.max_retry` at line 3; did you mean `max_retries`? It would have to go above \
+             the `[hooks]` table that starts at line 2"
+        );
         let e = parse("[hooks]\nondead = \"x\"\n").unwrap_err();
         assert_eq!(e, "unknown key `hooks.ondead` at line 2; did you mean `hooks.on_dead`?");
         let e = parse("colour = 1\n").unwrap_err();
