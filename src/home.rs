@@ -1,5 +1,7 @@
 //! The queue home: the directory that holds `queue.db`, `config/queuectl.toml` and `spool/`.
 
+use crate::error::{Error, Result};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// The database file's name inside a home.
@@ -46,6 +48,29 @@ impl Home {
     /// Where `worker start --detach` writes its output.
     pub fn log_dir(&self) -> PathBuf {
         self.root.join("logs")
+    }
+
+    /// Opens `logs/NAME` for appending, creating `logs/` with mode 0700 and the file with mode
+    /// 0600 whatever the umask: worker logs quote every command and its errors, which may hold
+    /// secrets. Returns the file's path and the open file.
+    pub fn create_log_file(&self, name: &str) -> Result<(PathBuf, File)> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let dir = self.log_dir();
+        if !dir.is_dir() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| Error::io(&dir, e))?;
+        }
+        let path = dir.join(name);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        Ok((path, file))
     }
 }
 

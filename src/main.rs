@@ -19,9 +19,13 @@ fn home_of(cli: &Cli) -> Home {
 
 fn run(cli: Cli) -> Result<()> {
     let home = home_of(&cli);
+    if !matches!(cli.command, Command::Init | Command::Completions { .. }) {
+        cli::warn_about_config_permissions(&home);
+    }
     match &cli.command {
         Command::Init => {
             let (queue, report) = Queue::init(&home)?;
+            cli::warn_about_config_permissions(&home);
             let settings = queue.settings()?;
             if report.already_initialised {
                 println!("already initialised: {} (jobs kept)", home.db_path().display());
@@ -41,19 +45,26 @@ fn run(cli: Cli) -> Result<()> {
         Command::Enqueue(args) => {
             // A refused batch writes nothing: validation happens before the one transaction.
             let mut queue = Queue::open(&home)?;
+            // Jobs take their defaults (retries, timeout) from the settings at run time: taking
+            // jobs in while those cannot be read would only hide the problem until later.
+            queue.settings()?;
             cli::enqueue::run(&mut queue, args)
         }
-        Command::List(args) => cli::inspect::list(&Queue::open(&home)?, args),
-        Command::Show(args) => cli::inspect::show(&Queue::open(&home)?, args),
+        // Commands that only read the queue, or act without settings, survive a broken config
+        // file with a warning; the others (enqueue, worker start, config, spool, init) need
+        // the settings to be right and refuse. `logs` and `wait` never read settings: they
+        // stay silent (a warning would mix into the job's stderr that `logs` prints).
+        Command::List(args) => cli::inspect::list(&cli::open_for_reading(&home)?, args),
+        Command::Show(args) => cli::inspect::show(&cli::open_for_reading(&home)?, args),
         Command::Logs(args) => cli::inspect::logs(&Queue::open(&home)?, args),
-        Command::Status(args) => cli::status::run(&mut Queue::open(&home)?, args),
-        Command::Dlq(command) => cli::dlq::run(&mut Queue::open(&home)?, command),
+        Command::Status(args) => cli::status::run(&mut cli::open_for_reading(&home)?, args),
+        Command::Dlq(command) => cli::dlq::run(&mut cli::open_for_reading(&home)?, command),
         Command::Config(command) => cli::config_cmd::run(&Queue::open(&home)?, command),
         Command::Worker(command) => cli::worker_cmd::run(&home, command),
         Command::Wait(args) => cli::wait::run(&Queue::open(&home)?, args),
         Command::Spool(command) => cli::spool_cmd::run(&home, command),
         Command::Recover => {
-            let mut queue = Queue::open(&home)?;
+            let mut queue = cli::open_for_reading(&home)?;
             let report = queue.recover()?;
             for worker in &report.removed_workers {
                 eprintln!("worker {} (PID {}) is gone", worker.id, worker.pid);

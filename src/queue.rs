@@ -2,7 +2,7 @@
 //! recover, and read or change config. Workers and the spool ingester open their own
 //! connections from the same [`Home`].
 
-use crate::config::{self, ConfigEntry, Settings, DEFAULT_CONFIG_FILE};
+use crate::config::{self, ConfigEntry, Settings};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::job::{Attempt, Job, JobSpec, Schedule, Source, State};
@@ -56,6 +56,8 @@ pub struct RecoverReport {
 pub struct Queue {
     home: Home,
     store: Store,
+    /// Set by [`Queue::tolerate_broken_config_file`]: settings leave the config file out.
+    ignore_config_file: bool,
 }
 
 impl Queue {
@@ -66,20 +68,16 @@ impl Queue {
         if let Some(parent) = home.db_path().parent() {
             create_dir(parent, 0o755)?;
         }
-        let config_path = home.config_path();
-        let wrote_config = if config_path.exists() {
-            false
-        } else {
-            if let Some(parent) = config_path.parent() {
-                create_dir(parent, 0o755)?;
-            }
-            std::fs::write(&config_path, DEFAULT_CONFIG_FILE).map_err(|e| Error::io(&config_path, e))?;
-            true
-        };
+        // 0600 in a 0700 directory whatever the umask: its hooks run commands.
+        let wrote_config = config::write_default_file(&home.config_path())?;
+        // A broken file is refused before the database is created, so a refused init leaves
+        // nothing behind.
+        config::read_config_file(&home.config_path())?;
         let (store, existed) = Store::create(home.db_path())?;
         let queue = Queue {
             home: home.clone(),
             store,
+            ignore_config_file: false,
         };
         let settings = queue.settings()?;
         crate::spool::create_layout(&settings.spool_dir)?;
@@ -99,7 +97,29 @@ impl Queue {
         Ok(Queue {
             home: home.clone(),
             store,
+            ignore_config_file: false,
         })
+    }
+
+    /// For commands that only read the queue (or act without settings): if the settings cannot
+    /// be read because of the config file (malformed, unreadable, a bad value), ignore the file
+    /// from now on, so that defaults and `config set` values apply, and return its error for
+    /// the caller to show as a warning. A problem that ignoring the file does not cure (say a
+    /// bad stored value) is left for the command itself to report.
+    pub fn tolerate_broken_config_file(&mut self) -> Option<Error> {
+        let problem = self.settings().err()?;
+        // A database error (a lock held too long) is not the file's fault: ignoring the file
+        // could only hide it, so the command meets it and reports it.
+        if !matches!(problem, Error::Config(_) | Error::Io { .. }) {
+            return None;
+        }
+        self.ignore_config_file = true;
+        if self.settings().is_ok() {
+            Some(problem)
+        } else {
+            self.ignore_config_file = false;
+            None
+        }
     }
 
     /// The queue's home.
@@ -119,6 +139,9 @@ impl Queue {
 
     /// Every config key with its effective value and where it came from.
     pub fn config_entries(&self) -> Result<Vec<ConfigEntry>> {
+        if self.ignore_config_file {
+            return Ok(config::effective(&BTreeMap::new(), &self.store.config_values()?));
+        }
         load_entries(&self.home, &self.store)
     }
 
@@ -155,8 +178,12 @@ impl Queue {
     /// Drops a stored value so the file (or default) applies again; returns whether one existed.
     pub fn config_unset(&self, key: &str) -> Result<(&'static str, bool)> {
         let def = config::key_def(key)?;
-        // As with `config_set`: a broken file must be seen (and fixed) before anything changes.
-        config::read_config_file(&self.home.config_path())?;
+        // As with `config_set`: a broken file must be seen (and fixed) before anything changes,
+        // and so must settings that would be unusable without the value.
+        let file = config::read_config_file(&self.home.config_path())?;
+        let mut stored = self.store.config_values()?;
+        stored.remove(def.name);
+        Settings::from_entries(self.home.root(), &config::effective(&file, &stored))?;
         Ok((def.name, self.store.config_unset(def.name)?))
     }
 

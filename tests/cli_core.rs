@@ -1772,26 +1772,40 @@ fn config_refuses_a_negative_max_retries_naming_the_key() {
 }
 
 #[test]
-fn config_malformed_toml_is_an_error_naming_line_and_column_for_every_command_that_reads_it() {
+fn config_malformed_toml_names_line_and_column_in_every_refusal_and_warning() {
     let home = TestHome::new();
     home.run(&["enqueue", "--id", "job1", "--command", "true"]).ok();
     home.run(&["config", "set", "backoff_base", "3"]).ok();
     let before = home.db_snapshot();
     let good = read_config(&home);
     write_config(&home, "max_retries = 4\nbackoff_base = = 2\n");
-    let commands: &[&[&str]] = &[
+    // Commands that only read the queue go on with one warning line (tests/config_file.rs).
+    let readers: &[&[&str]] = &[
         &["status"],
         &["status", "--json"],
         &["list"],
         &["list", "--json"],
         &["show", "job1"],
         &["show", "job1", "--json"],
+        &["dlq", "list", "--json"],
+        &["recover"],
+    ];
+    for args in readers {
+        let run = home.run(args);
+        assert_eq!(run.code, 0, "`queuectl {}`: {run:#?}", args.join(" "));
+        assert!(
+            run.stderr.contains("warning") && run.stderr.contains("line 2") && run.stderr.contains("queuectl.toml"),
+            "`queuectl {}` should warn naming the file and line 2: {run:#?}",
+            args.join(" ")
+        );
+        assert_eq!(run.stderr.trim_end().lines().count(), 1, "{run:#?}");
+    }
+    let commands: &[&[&str]] = &[
         &["config", "list"],
         &["config", "list", "--json"],
         &["config", "get", "max_retries"],
         &["config", "set", "max_retries", "5"],
-        &["dlq", "list"],
-        &["recover"],
+        &["enqueue", "--command", "true"],
         &["init"],
     ];
     for args in commands {
@@ -1847,10 +1861,10 @@ fn config_file_with_an_unknown_key_or_a_bad_value_is_refused() {
 
     write_config(&home, "max_retries = 3\ncolour = \"red\"\n");
     for args in [
-        &["status"][..],
+        &["enqueue", "--command", "true"][..],
         &["config", "list"],
         &["config", "get", "max_retries"],
-        &["list"],
+        &["config", "set", "max_retries", "4"],
     ] {
         let run = home.run(args);
         assert_eq!(run.code, 2, "{run:#?}");
@@ -1867,7 +1881,7 @@ fn config_file_with_an_unknown_key_or_a_bad_value_is_refused() {
         "{run:#?}"
     );
     write_config(&home, "max_retries = -1\n");
-    let run = home.run(&["status"]);
+    let run = home.run(&["config", "list"]);
     assert_eq!(run.code, 2, "{run:#?}");
     assert!(run.stderr.contains("max_retries"), "{run:#?}");
     write_config(&home, "backoff_base = 0.5\n");

@@ -115,7 +115,7 @@ fn review_9_lease_must_cover_three_heartbeats() {
         "heartbeat_seconds = 10\nlease_seconds = 20\n",
     )
     .unwrap();
-    let run = home.run(&["status"]).code(2);
+    let run = home.run(&["config", "list"]).code(2);
     assert!(run.stderr.contains("must be at least 3 times"), "{run:#?}");
 }
 

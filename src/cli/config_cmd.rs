@@ -40,6 +40,11 @@ pub enum ConfigCommand {
 
 /// Runs `queuectl config ...`.
 pub fn run(queue: &Queue, command: &ConfigCommand) -> Result<()> {
+    if matches!(command, ConfigCommand::Get { .. } | ConfigCommand::List { .. }) {
+        // Showing values that no command could use (say a lease shorter than three heartbeats)
+        // would hide the problem: name it instead, as every command that needs settings does.
+        queue.settings()?;
+    }
     match command {
         ConfigCommand::Set { key, value } => {
             let (key, value) = queue.config_set(key, value)?;

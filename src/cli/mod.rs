@@ -11,7 +11,29 @@ pub mod wait;
 pub mod worker_cmd;
 
 use clap::{Parser, Subcommand};
+use queuectl::{Home, Queue};
 use std::path::PathBuf;
+
+/// Opens the queue for a command that only reads it, or acts without needing settings
+/// (`status`, `list`, `show`, `worker stop`, `recover`, ...): a broken config file must not
+/// keep anyone from looking at the queue or stopping workers, so it is one warning line and
+/// the command goes on with the built-in defaults and `config set` values.
+pub fn open_for_reading(home: &Home) -> anyhow::Result<Queue> {
+    let mut queue = Queue::open(home)?;
+    if let Some(problem) = queue.tolerate_broken_config_file() {
+        eprintln!(
+            "queuectl: warning: {problem}; ignoring the config file for this command (defaults and `config set` values apply)"
+        );
+    }
+    Ok(queue)
+}
+
+/// Warns (one line each) when the config file or its directory is writable by other users.
+pub fn warn_about_config_permissions(home: &Home) {
+    for warning in queuectl::config::permission_warnings(&home.config_path()) {
+        eprintln!("queuectl: warning: {warning}");
+    }
+}
 
 /// A persistent background job queue for shell commands.
 ///

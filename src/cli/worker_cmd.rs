@@ -233,15 +233,8 @@ fn start(home: &Home, args: &StartArgs) -> Result<()> {
 
 fn detach(home: &Home, args: &StartArgs, count: usize) -> Result<()> {
     use std::os::unix::process::CommandExt;
-    let log_dir = home.log_dir();
-    std::fs::create_dir_all(&log_dir).map_err(|e| Error::io(&log_dir, e))?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
-    let log_path = log_dir.join(format!("worker-{stamp}.log"));
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| Error::io(&log_path, e))?;
+    let (log_path, log) = home.create_log_file(&format!("worker-{stamp}.log"))?;
     let log_err = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
     let exe = std::env::current_exe().context("finding the queuectl executable")?;
     let mut command = std::process::Command::new(exe);
@@ -320,7 +313,7 @@ fn count_stop_request(home: &Home) -> Result<()> {
 
 fn stop(home: &Home, args: &StopArgs) -> Result<()> {
     let timeout = parse_duration(&args.timeout).map_err(|e| Error::InvalidArgument(format!("--timeout: {e}")))?;
-    let mut queue = Queue::open(home)?;
+    let mut queue = super::open_for_reading(home)?;
     // Counted before the registry is read: a worker still starting (not registered yet) sees
     // the count change once it has registered, and stops.
     count_stop_request(home)?;

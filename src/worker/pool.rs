@@ -244,6 +244,9 @@ struct Coordinator {
     killer: OrphanKiller,
     /// Lost jobs held back at the last reap, with the reason reported (each reason once).
     held_reported: BTreeMap<String, String>,
+    /// Why the settings last failed to reload, if they did: the warning is emitted once per
+    /// distinct problem, not on every heartbeat.
+    settings_error: Option<String>,
 }
 
 impl Coordinator {
@@ -310,6 +313,7 @@ impl Coordinator {
             hooks: None,
             killer: OrphanKiller::default(),
             held_reported: BTreeMap::new(),
+            settings_error: None,
         };
         coordinator.emit(&WorkerEvent::Started {
             worker_id: coordinator.worker.id.clone(),
@@ -338,8 +342,15 @@ impl Coordinator {
                     hooks.set_commands(settings.hooks.clone());
                 }
                 self.settings = settings;
+                self.settings_error = None;
             }
-            Err(e) => self.emit(&WorkerEvent::Warning(format!("keeping the previous settings: {e}"))),
+            Err(e) => {
+                let text = e.to_string();
+                if self.settings_error.as_deref() != Some(text.as_str()) {
+                    self.emit(&WorkerEvent::Warning(format!("keeping the previous settings: {text}")));
+                    self.settings_error = Some(text);
+                }
+            }
         }
     }
 

@@ -1,0 +1,482 @@
+//! Reading `config/queuectl.toml` strictly: every problem (not UTF-8, malformed TOML, an
+//! unknown or misplaced key, a key set twice, a wrong TOML type, a bad value) is an error
+//! naming the line, never a silent default.
+
+use super::keys::{
+    canonical_name, find_key, nearest_key, normalize_value, unknown_key_hint, KeyDef, ValueType, HOOKS_PREFIX,
+};
+use crate::error::{Error, Result};
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::Path;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+/// Reads `config/queuectl.toml` into canonical key/value text. A missing file is empty.
+/// Any problem (not UTF-8, malformed TOML, an unknown key, a wrong type, a bad value) is an
+/// [`Error::Config`] naming the file and the line.
+pub fn read_config_file(path: &Path) -> Result<BTreeMap<&'static str, String>> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    parse_config_bytes(&bytes).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+}
+
+/// Parses the bytes of a config file; the error is one line without the file's name.
+pub fn parse_config_bytes(bytes: &[u8]) -> std::result::Result<BTreeMap<&'static str, String>, String> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse_config_text(text),
+        Err(e) => {
+            let offset = e.valid_up_to();
+            let line = bytes[..offset].iter().filter(|b| **b == b'\n').count() + 1;
+            Err(format!("not valid UTF-8 at byte {offset} (line {line})"))
+        }
+    }
+}
+
+/// One `key = value` of the file, with where it was written.
+struct Entry<'a> {
+    /// The key as written, with `hooks.` in front for keys of the hooks table.
+    name: String,
+    key_span: Range<usize>,
+    value: &'a Spanned<DeValue<'a>>,
+    /// The line of the `[hooks]` header when the key sits under one (not a dotted key).
+    hooks_header_line: Option<usize>,
+}
+
+/// Parses the TOML text of a config file; the error is one line without the file's name.
+///
+/// Keys are top-level (`max_retries = 3`) except the hooks, which are `hooks.on_dead = "..."`
+/// or the same keys in a `[hooks]` table. Each value must have the key's TOML type: a string
+/// for a command or a path, an integer for a count, an array of integers for uids.
+pub fn parse_config_text(text: &str) -> std::result::Result<BTreeMap<&'static str, String>, String> {
+    let document = DeTable::parse(text).map_err(|e| {
+        let mut message = e.message().trim().replace('\n', " ");
+        match e.span() {
+            Some(span) => {
+                let (line, column) = line_column(text, span.start);
+                // toml says only "duplicate key": name it, as the key may be far from its twin.
+                if message == "duplicate key" {
+                    if let Some(key) = text.get(span).filter(|k| !k.contains('\n')) {
+                        message = match first_line_setting(text, key, line) {
+                            Some(first) => {
+                                format!("duplicate key `{key}`: first set at line {first}; each key may be set once")
+                            }
+                            None => format!("duplicate key `{key}`: each key may be set once"),
+                        };
+                    }
+                }
+                format!("line {line}, column {column}: {message}")
+            }
+            None => message,
+        }
+    })?;
+    let mut entries = Vec::new();
+    for (key, value) in document.get_ref().iter() {
+        let key_line = line_of(text, key.span().start);
+        if canonical_name(key.get_ref()) != "hooks" {
+            entries.push(Entry {
+                name: key.get_ref().to_string(),
+                key_span: key.span(),
+                value,
+                hooks_header_line: None,
+            });
+            continue;
+        }
+        let DeValue::Table(hooks) = value.get_ref() else {
+            return Err(format!(
+                "line {key_line}: `hooks` must be a table of hook commands (`hooks.on_dead = \"...\"`), found {}",
+                describe(text, value)
+            ));
+        };
+        // A `[hooks]` header captures every key below it, up to the next header; the error for
+        // an unknown key there says so, since that is how a key appended at the end goes wrong.
+        let is_header = text
+            .lines()
+            .nth(key_line - 1)
+            .is_some_and(|l| l.trim_start().starts_with('['));
+        for (inner, inner_value) in hooks.iter() {
+            entries.push(Entry {
+                name: format!("{HOOKS_PREFIX}{}", inner.get_ref()),
+                key_span: inner.span(),
+                value: inner_value,
+                hooks_header_line: is_header.then_some(key_line),
+            });
+        }
+    }
+    // Report problems in reading order, so the first one named is the first in the file.
+    entries.sort_by_key(|e| e.key_span.start);
+    let mut values = BTreeMap::new();
+    let mut first_line: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for entry in &entries {
+        let line = line_of(text, entry.key_span.start);
+        let def = find_key(&canonical_name(&entry.name)).ok_or_else(|| unknown_key(entry, line))?;
+        if let Some(first) = first_line.get(def.name) {
+            return Err(format!(
+                "line {line}: `{}` sets `{}` again (first set at line {first})",
+                entry.name, def.name
+            ));
+        }
+        first_line.insert(def.name, line);
+        let value_line = line_of(text, entry.value.span().start);
+        let raw = value_text(def, entry.value, text).map_err(|e| format!("line {value_line}: {e}"))?;
+        let normalized = normalize_value(def, &raw).map_err(|e| format!("line {value_line}: {e}"))?;
+        values.insert(def.name, normalized);
+    }
+    Ok(values)
+}
+
+/// The error for a key queuectl does not know, with the likeliest fix.
+fn unknown_key(entry: &Entry<'_>, line: usize) -> String {
+    let inner = entry.name.strip_prefix(HOOKS_PREFIX);
+    let misplaced = inner.and_then(|inner| find_key(&canonical_name(inner)));
+    match (misplaced, entry.hooks_header_line) {
+        (Some(def), Some(header)) => format!(
+            "`{}` at line {line} is inside the `[hooks]` table that starts at line {header}, so it \
+             reads as `hooks.{}`: move it above that line",
+            inner.unwrap_or_default(),
+            def.name
+        ),
+        (Some(def), None) => format!(
+            "unknown key `{}` at line {line}; did you mean `{}`?",
+            entry.name, def.name
+        ),
+        (None, _) => {
+            // Inside `[hooks]`, `ondead` is a typo of `hooks.on_dead`, not of a top-level key.
+            // A typo of a top-level key under the header is both misspelt and misplaced.
+            let hint = match (inner, entry.hooks_header_line) {
+                (Some(inner), Some(header)) => match nearest_key(&format!("{HOOKS_PREFIX}{inner}")) {
+                    Some(near) => format!("; did you mean `{near}`?"),
+                    None => match nearest_key(inner).filter(|near| !near.starts_with(HOOKS_PREFIX)) {
+                        Some(near) => format!(
+                            "; did you mean `{near}`? It would have to go above the `[hooks]` table \
+                             that starts at line {header}"
+                        ),
+                        None => unknown_key_hint(&entry.name),
+                    },
+                },
+                _ => unknown_key_hint(&entry.name),
+            };
+            format!("unknown key `{}` at line {line}{hint}", entry.name)
+        }
+    }
+}
+
+/// The value as text for [`normalize_value`], if its TOML type is the key's; else an error
+/// naming the key, the type it needs and what was found.
+fn value_text(def: &KeyDef, value: &Spanned<DeValue<'_>>, text: &str) -> std::result::Result<String, String> {
+    let integer = |i: &toml::de::DeInteger<'_>| {
+        // Out of i64 range: hand the digits on, so the range error quotes them.
+        i64::from_str_radix(i.as_str(), i.radix())
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| i.to_string())
+    };
+    let found = match (def.value_type, value.get_ref()) {
+        (ValueType::Integer { .. } | ValueType::OptionalInteger { .. }, DeValue::Integer(i)) => return Ok(integer(i)),
+        (ValueType::Number { .. }, DeValue::Integer(i)) => return Ok(integer(i)),
+        (ValueType::Number { .. }, DeValue::Float(f)) => return Ok(f.as_str().to_string()),
+        (ValueType::Bool, DeValue::Boolean(b)) => return Ok(b.to_string()),
+        (ValueType::Path | ValueType::Command, DeValue::String(s)) => return Ok(s.to_string()),
+        (ValueType::UidList, DeValue::Array(items)) => {
+            let mut uids = Vec::with_capacity(items.len());
+            for item in items.iter() {
+                match item.get_ref() {
+                    DeValue::Integer(i) => uids.push(integer(i)),
+                    _ => {
+                        return Err(format!(
+                            "`{}` must be {}, found an array holding {}",
+                            def.name,
+                            def.value_type.expected(),
+                            describe(text, item)
+                        ))
+                    }
+                }
+            }
+            return Ok(uids.join(","));
+        }
+        _ => describe(text, value),
+    };
+    let none = if matches!(def.value_type, ValueType::OptionalInteger { .. }) {
+        " (leave the key out for none)"
+    } else {
+        ""
+    };
+    Err(format!(
+        "`{}` must be {}{none}, found {found}",
+        def.name,
+        def.value_type.expected()
+    ))
+}
+
+/// "a string (\"lots\")": a value's TOML type and, for scalars, how it was written.
+fn describe(text: &str, value: &Spanned<DeValue<'_>>) -> String {
+    let kind = match value.get_ref() {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a datetime",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => return "a table".to_string(),
+    };
+    let written = text.get(value.span()).unwrap_or("").lines().next().unwrap_or("");
+    let mut shown: String = written.chars().take(40).collect();
+    if shown.len() < written.len() {
+        shown.push('…');
+    }
+    format!("{kind} ({shown})")
+}
+
+/// The first line before `before` that sets `key` (`key = `, `key.x = ` or `[key]`), to point
+/// a duplicate key at its twin.
+fn first_line_setting(text: &str, key: &str, before: usize) -> Option<usize> {
+    text.lines()
+        .take(before.saturating_sub(1))
+        .position(|line| {
+            let line = line.trim_start();
+            let header = line.strip_prefix('[').and_then(|l| l.trim_start().strip_prefix(key));
+            if let Some(rest) = header {
+                return rest.trim_start().starts_with(']');
+            }
+            line.strip_prefix(key)
+                .map(|rest| rest.trim_start())
+                .is_some_and(|rest| rest.starts_with('=') || rest.starts_with('.'))
+        })
+        .map(|index| index + 1)
+}
+
+/// The 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    line_column(text, offset).0
+}
+
+/// The 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    // A span from the parser may point inside a multi-byte character of malformed input.
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> std::result::Result<BTreeMap<&'static str, String>, String> {
+        parse_config_text(text)
+    }
+
+    #[test]
+    fn hooks_are_read_as_dotted_keys_or_as_a_table() {
+        let dotted = parse("hooks.on_dead = \"echo dead\"\nhooks.timeout_seconds = 5\n").unwrap();
+        let table = parse("[hooks]\non_dead = \"echo dead\"\ntimeout_seconds = 5\n").unwrap();
+        assert_eq!(dotted, table);
+        assert_eq!(table["hooks.on_dead"], "echo dead");
+        assert_eq!(table["hooks.timeout_seconds"], "5");
+        let inline = parse("hooks = { on-dead = \"echo dead\" }\n").unwrap();
+        assert_eq!(inline["hooks.on_dead"], "echo dead");
+    }
+
+    #[test]
+    fn a_top_level_key_under_a_hooks_header_says_where_it_landed() {
+        let e = parse("max_retries = 3\n[hooks]\non_dead = \"x\"\nbackoff_base = 5\n").unwrap_err();
+        assert_eq!(
+            e,
+            "`backoff_base` at line 4 is inside the `[hooks]` table that starts at line 2, so it \
+             reads as `hooks.backoff_base`: move it above that line"
+        );
+        let e = parse("hooks.max_retries = 5\n").unwrap_err();
+        assert_eq!(
+            e,
+            "unknown key `hooks.max_retries` at line 1; did you mean `max_retries`?"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_suggests_the_nearest_one() {
+        let e = parse("backoff_base = 2\n\nmax_retry = 3\n").unwrap_err();
+        assert_eq!(e, "unknown key `max_retry` at line 3; did you mean `max_retries`?");
+        let e = parse("max_retries = 3\n[hooks]\nmax_retry = 5\n").unwrap_err();
+        assert_eq!(
+            e,
+            "unknown key `hooks.max_retry` at line 3; did you mean `max_retries`? It would have to go above \
+             the `[hooks]` table that starts at line 2"
+        );
+        let e = parse("[hooks]\nondead = \"x\"\n").unwrap_err();
+        assert_eq!(e, "unknown key `hooks.ondead` at line 2; did you mean `hooks.on_dead`?");
+        let e = parse("colour = 1\n").unwrap_err();
+        assert!(
+            e.starts_with("unknown key `colour` at line 1 (known keys: max_retries,"),
+            "{e}"
+        );
+        let e = parse("[colour]\nred = 1\n").unwrap_err();
+        assert!(e.starts_with("unknown key `colour` at line 1 (known keys:"), "{e}");
+    }
+
+    #[test]
+    fn the_first_problem_in_the_file_is_the_one_named() {
+        // Keys are stored sorted; the error must follow the file's order, not the alphabet.
+        let e = parse("zzz = 1\naaa = 2\n").unwrap_err();
+        assert!(e.starts_with("unknown key `zzz` at line 1"), "{e}");
+    }
+
+    #[test]
+    fn a_key_set_twice_is_refused_naming_both_lines() {
+        let e = parse("max_retries = 3\nmax-retries = 4\n").unwrap_err();
+        assert_eq!(
+            e,
+            "line 2: `max-retries` sets `max_retries` again (first set at line 1)"
+        );
+        let e = parse("max_retries = 3\nmax_retries = 4\n").unwrap_err();
+        assert_eq!(
+            e,
+            "line 2, column 1: duplicate key `max_retries`: first set at line 1; each key may be set once"
+        );
+        let e = parse("# x\nmax_retries = 3\n\n  max_retries=4\n").unwrap_err();
+        assert!(e.contains("first set at line 2;"), "{e}");
+        let e = parse("hooks.on_dead = \"a\"\n[hooks]\non_dead = \"b\"\n").unwrap_err();
+        assert!(
+            e.starts_with("line 2, column 2: duplicate key `hooks`: first set at line 1"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn every_wrong_type_names_key_line_and_expected_type() {
+        let cases = [
+            (
+                "[hooks]\non_dead = 5\n",
+                "line 2: `hooks.on_dead` must be a string (a shell command), found an integer (5)",
+            ),
+            (
+                "spool_dir = 5\n",
+                "line 1: `spool_dir` must be a non-empty string, found an integer (5)",
+            ),
+            (
+                "max_retries = \"lots\"\n",
+                "line 1: `max_retries` must be an integer from 0 to 1000, found a string (\"lots\")",
+            ),
+            (
+                "\nmax_retries = 2.5\n",
+                "line 2: `max_retries` must be an integer from 0 to 1000, found a float (2.5)",
+            ),
+            (
+                "backoff_base = \"2\"\n",
+                "line 1: `backoff_base` must be a number from 1 to 1000, found a string (\"2\")",
+            ),
+            (
+                "spool_keep_ingested = \"yes\"\n",
+                "line 1: `spool_keep_ingested` must be true or false, found a string (\"yes\")",
+            ),
+            (
+                "spool_keep_ingested = 1\n",
+                "line 1: `spool_keep_ingested` must be true or false, found an integer (1)",
+            ),
+            (
+                "spool_allowed_uids = 1000\n",
+                "line 1: `spool_allowed_uids` must be an array of uids (integers from 0 to 4294967295), \
+                 found an integer (1000)",
+            ),
+            (
+                "spool_allowed_uids = [1000, \"bob\"]\n",
+                "line 1: `spool_allowed_uids` must be an array of uids (integers from 0 to 4294967295), \
+                 found an array holding a string (\"bob\")",
+            ),
+            (
+                "job_timeout_seconds = \"none\"\n",
+                "line 1: `job_timeout_seconds` must be an integer from 1 to 2592000 (leave the key out for \
+                 none), found a string (\"none\")",
+            ),
+            (
+                "worker_count = 1979-05-27\n",
+                "line 1: `worker_count` must be an integer from 1 to 256, found a datetime (1979-05-27)",
+            ),
+            (
+                "[spool_dir]\nx = 1\n",
+                "line 1: `spool_dir` must be a non-empty string, found a table",
+            ),
+            (
+                "hooks = 5\n",
+                "line 1: `hooks` must be a table of hook commands (`hooks.on_dead = \"...\"`), found an \
+                 integer (5)",
+            ),
+            (
+                "[hooks.on_dead]\ncommand = \"x\"\n",
+                "line 1: `hooks.on_dead` must be a string (a shell command), found a table",
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse(text).unwrap_err(), expected, "for {text:?}");
+        }
+    }
+
+    #[test]
+    fn values_out_of_range_or_empty_name_the_line() {
+        let e = parse("\n\nmax_retries = 1001\n").unwrap_err();
+        assert_eq!(
+            e,
+            "line 3: invalid value `1001` for `max_retries`: must be an integer from 0 to 1000"
+        );
+        let e = parse("max_retries = 99999999999999999999999\n").unwrap_err();
+        assert!(
+            e.contains("invalid value `99999999999999999999999` for `max_retries`"),
+            "{e}"
+        );
+        let e = parse("spool_dir = \"  \"\n").unwrap_err();
+        assert_eq!(e, "line 1: invalid value for `spool_dir`: must not be empty");
+        let e = parse("spool_allowed_uids = [1000, -1]\n").unwrap_err();
+        assert!(
+            e.starts_with("line 1: invalid value `1000,-1` for `spool_allowed_uids`"),
+            "{e}"
+        );
+        let e = parse("backoff_base = inf\n").unwrap_err();
+        assert!(e.contains("`backoff_base`"), "{e}");
+        let e = parse("backoff_base = nan\n").unwrap_err();
+        assert!(e.contains("`backoff_base`"), "{e}");
+    }
+
+    #[test]
+    fn toml_number_forms_are_read_by_value() {
+        let values =
+            parse("max_retries = 1_0\nworker_count = 0x10\nbackoff_base = 1_5e-1\nbackoff_max_seconds = +60\n");
+        let values = values.unwrap();
+        assert_eq!(values["max_retries"], "10");
+        assert_eq!(values["worker_count"], "16");
+        assert_eq!(values["backoff_base"], "1.5");
+        assert_eq!(values["backoff_max_seconds"], "60");
+        let values = parse("backoff_base = 3\nspool_keep_ingested = true\nhooks.on_dead = \"\"\n").unwrap();
+        assert_eq!(values["backoff_base"], "3");
+        assert_eq!(values["spool_keep_ingested"], "true");
+        assert_eq!(values["hooks.on_dead"], "", "an empty hook is none");
+    }
+
+    #[test]
+    fn malformed_toml_names_line_and_column() {
+        let e = parse("max_retries = 3\nbackoff_base = = 2\n").unwrap_err();
+        assert!(e.starts_with("line 2, column"), "{e}");
+        assert!(!e.contains('\n'), "one line: {e:?}");
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_refused_naming_the_offset() {
+        let e = parse_config_bytes(b"max_retries = 3\n# caf\xe9\n").unwrap_err();
+        assert_eq!(e, "not valid UTF-8 at byte 21 (line 2)");
+        let e = parse_config_bytes(b"\xff").unwrap_err();
+        assert_eq!(e, "not valid UTF-8 at byte 0 (line 1)");
+        assert_eq!(parse_config_bytes(b"max_retries = 4\n").unwrap()["max_retries"], "4");
+    }
+
+    #[test]
+    fn line_column_never_splits_a_character() {
+        assert_eq!(line_column("é", 1), (1, 1));
+        assert_eq!(line_column("a\nbé", 5), (2, 3));
+        assert_eq!(line_column("a", 99), (1, 2));
+    }
+}
