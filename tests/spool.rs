@@ -319,7 +319,7 @@ fn rejections_go_to_failed_with_a_reason_and_good_files_still_ingest() {
         "{\"command\":\"echo good 1\"}\n{\"command\":\"echo good 2\"}\n",
     );
 
-    let run = home.run(&["spool", "ingest"]).ok();
+    let run = home.run(&["spool", "ingest"]).code(1);
     assert!(run.stdout.contains("ingested 3 jobs from 2 files"), "{run:#?}");
     let rejected: std::collections::BTreeSet<&str> = expect.iter().map(|(name, _)| *name).collect();
     assert!(
@@ -383,7 +383,7 @@ fn a_file_still_being_written_is_left_until_it_settles() {
     // Once older than spool_settle_ms, an unparsable file is refused.
     home.run(&["config", "set", "spool-settle-ms", "0"]).ok();
     fs::write(&path, "{\"command\": \"echo sl").unwrap();
-    let run = home.run(&["spool", "ingest"]).ok();
+    let run = home.run(&["spool", "ingest"]).code(1);
     assert!(run.stdout.contains("rejected slow.json"), "{run:#?}");
 }
 
@@ -607,7 +607,7 @@ fn failed_files_can_be_listed_fixed_and_retried() {
         .stdout
         .contains("no rejected spool files"));
     drop_renamed(&home, "broken.json", r#"{"command":"echo fixed","colour":"red"}"#);
-    home.run(&["spool", "ingest"]).ok();
+    home.run(&["spool", "ingest"]).code(1);
     let listed = home.run(&["spool", "failed", "--json"]).ok().json();
     assert_eq!(listed[0]["name"], "broken.json");
     assert!(
@@ -633,7 +633,7 @@ fn failed_files_can_be_listed_fixed_and_retried() {
     // The same name refused twice keeps both files.
     for _ in 0..2 {
         drop_renamed(&home, "again.json", "[]");
-        home.run(&["spool", "ingest"]).ok();
+        home.run(&["spool", "ingest"]).code(1);
     }
     assert_eq!(
         names_in(&failed(&home)),

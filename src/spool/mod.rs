@@ -31,14 +31,20 @@
 //!
 //! The library never prints: progress and problems are reported as [`SpoolEvent`]s.
 
+mod dispose;
 mod failed;
 mod identity;
 mod ingest;
+mod lease;
+mod read;
+mod status;
 mod submit;
 mod watch;
 
 pub use failed::{list_failed, retry_failed, FailedFile};
+pub use identity::escape_text;
 pub use ingest::ingest_once;
+pub use status::{status, IncomingFile, IncomingState, SpoolStatus};
 pub use submit::{submit, submit_to_dir};
 pub use watch::{spawn_watcher, watch};
 
@@ -118,6 +124,14 @@ pub enum SpoolEvent {
         /// The file's name in `incoming/`.
         file: String,
     },
+    /// A file is left in `incoming/` for a later pass (reported once per file and reason; by a
+    /// watching ingester only once the file has waited `spool_settle_ms`).
+    Waiting {
+        /// The file's name in `incoming/`.
+        file: String,
+        /// Why, and until when (e.g. it is open for writing).
+        reason: String,
+    },
     /// A file was refused and moved to `failed/`, next to `NAME.error.txt`.
     Rejected {
         /// The file's name in `incoming/`.
@@ -139,15 +153,22 @@ pub enum SpoolEvent {
     Warning(String),
 }
 
+/// A path as one safe line of text (see [`escape_text`]).
+fn shown(path: &Path) -> String {
+    identity::display_name(path.as_os_str())
+}
+
+/// Each event displays as one line: names, reasons and paths are escaped (see
+/// [`escape_text`]), so a file named with a newline cannot forge a line of the log.
 impl fmt::Display for SpoolEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SpoolEvent::Watching { dir, polling: false } => write!(f, "spool: watching {}", dir.display()),
+            SpoolEvent::Watching { dir, polling: false } => write!(f, "spool: watching {}", shown(dir)),
             SpoolEvent::Watching { dir, polling: true } => {
                 write!(
                     f,
                     "spool: polling {} every {} ms",
-                    dir.display(),
+                    shown(dir),
                     watch::POLL_INTERVAL.as_millis()
                 )
             }
@@ -155,31 +176,42 @@ impl fmt::Display for SpoolEvent {
                 write!(
                     f,
                     "spool: another process is ingesting {} (it holds {LOCK_FILE})",
-                    dir.display()
+                    shown(dir)
                 )
             }
             SpoolEvent::LockAcquired { dir } => {
-                write!(f, "spool: the other ingester is gone; now ingesting {}", dir.display())
+                write!(f, "spool: the other ingester is gone; now ingesting {}", shown(dir))
             }
             SpoolEvent::Ingested { file, jobs } => {
                 write!(
                     f,
-                    "spool: ingested {jobs} job{} from {file}",
-                    if *jobs == 1 { "" } else { "s" }
+                    "spool: ingested {jobs} job{} from {}",
+                    if *jobs == 1 { "" } else { "s" },
+                    escape_text(file)
                 )
             }
             SpoolEvent::AlreadyIngested { file } => {
                 write!(
                     f,
-                    "spool: {file} had already been ingested (before an interruption); removed it"
+                    "spool: {} had already been ingested (before an interruption); removed it",
+                    escape_text(file)
                 )
+            }
+            SpoolEvent::Waiting { file, reason } => {
+                write!(f, "spool: waiting for {}: {}", escape_text(file), escape_text(reason))
             }
             SpoolEvent::Rejected {
                 file,
                 failed_as,
                 reason,
             } => {
-                write!(f, "spool: rejected {file}: {reason} (moved to failed/{failed_as})")
+                write!(
+                    f,
+                    "spool: rejected {}: {} (moved to failed/{})",
+                    escape_text(file),
+                    escape_text(reason),
+                    escape_text(failed_as)
+                )
             }
             SpoolEvent::Insecure { dir, mode } => {
                 let who = if mode & 0o002 != 0 { "world" } else { "group" };
@@ -187,12 +219,12 @@ impl fmt::Display for SpoolEvent {
                     f,
                     "spool: warning: {} is {who}-writable (mode {:04o}): whoever can write there can run \
                      commands as this user; run `chmod 700 {}`",
-                    dir.display(),
+                    shown(dir),
                     mode & 0o7777,
-                    dir.display()
+                    shown(dir)
                 )
             }
-            SpoolEvent::Warning(text) => write!(f, "spool: warning: {text}"),
+            SpoolEvent::Warning(text) => write!(f, "spool: warning: {}", escape_text(text)),
         }
     }
 }
@@ -208,6 +240,8 @@ pub struct IngestReport {
     pub files_rejected: usize,
     /// Files left in `incoming/` for a later pass because they may still be being written.
     pub files_left: usize,
+    /// Names in `incoming/` that are not spool files (dotfiles, other extensions), left alone.
+    pub files_ignored: usize,
     /// Another ingester holds the lock: nothing was done.
     pub lock_held: bool,
 }
@@ -244,14 +278,39 @@ mod tests {
         assert!(e.to_string().contains("is group-writable (mode 0770)"), "{e}");
         for event in [
             SpoolEvent::Rejected {
-                file: "a.json".into(),
-                failed_as: "a.json".into(),
-                reason: "file is empty".into(),
+                file: "a\nspool: ingested 5 jobs from b.json".into(),
+                failed_as: "a\n.json".into(),
+                reason: "unknown field `x\ny`".into(),
             },
-            SpoolEvent::Warning("x".into()),
-            SpoolEvent::LockHeld { dir: "/s".into() },
+            SpoolEvent::Ingested {
+                file: "a\rb.json".into(),
+                jobs: 1,
+            },
+            SpoolEvent::AlreadyIngested {
+                file: "a\nb.json".into(),
+            },
+            SpoolEvent::Waiting {
+                file: "a\nb.json".into(),
+                reason: "it is\nopen".into(),
+            },
+            SpoolEvent::Warning("x\ny".into()),
+            SpoolEvent::LockHeld { dir: "/s\n/x".into() },
+            SpoolEvent::Watching {
+                dir: "/s\n/incoming".into(),
+                polling: false,
+            },
         ] {
-            assert!(!event.to_string().contains('\n'));
+            let line = event.to_string();
+            assert!(!line.contains('\n') && !line.contains('\r'), "{line}");
         }
+        let e = SpoolEvent::Rejected {
+            file: "a\nb.json".into(),
+            failed_as: "a\nb.json".into(),
+            reason: "file is empty".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "spool: rejected a\\nb.json: file is empty (moved to failed/a\\nb.json)"
+        );
     }
 }
