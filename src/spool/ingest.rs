@@ -50,9 +50,10 @@ pub fn ingest_once(home: &Home, on_event: &dyn Fn(&SpoolEvent)) -> Result<Ingest
             ..IngestReport::default()
         });
     };
-    forget_old_files(queue.store());
     let mut memory = Memory::single_pass();
     let outcome = run_pass(queue.store_mut(), &settings, &paths, &mut memory, on_event)?;
+    // After the pass: housekeeping must not delay ingestion (it waits for the write lock).
+    forget_old_files(queue.store());
     Ok(outcome.report)
 }
 
