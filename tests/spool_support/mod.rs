@@ -159,6 +159,19 @@ impl Watch {
         let _ = self.child.wait();
     }
 
+    /// Waits (with a deadline) for the process to exit on its own; returns its exit code and
+    /// all its output.
+    pub fn wait_exit(mut self) -> (i32, String) {
+        wait_until("the process to exit", Duration::from_secs(30), || {
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        });
+        let code = self.child.wait().unwrap().code().unwrap_or(-1);
+        for reader in std::mem::take(&mut self.readers) {
+            let _ = reader.join();
+        }
+        (code, self.output())
+    }
+
     /// SIGINT, then waits for a clean exit.
     pub fn stop(mut self) -> String {
         signal(self.child.id(), libc::SIGINT);
