@@ -37,6 +37,8 @@ mod identity;
 mod ingest;
 mod lease;
 mod read;
+#[cfg(test)]
+mod reader_props;
 mod status;
 mod submit;
 mod watch;
