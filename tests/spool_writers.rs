@@ -343,7 +343,7 @@ fn a_file_name_that_is_not_utf8_is_refused_and_can_be_retried() {
     home.run(&["spool", "ingest"]).ok();
     assert_exactly_once(&home, &["echo cafe".to_string()]);
     assert_eq!(
-        home.job(&jobs(&home)[0]["id"].as_str().unwrap().to_string())["source"],
+        home.job(jobs(&home)[0]["id"].as_str().unwrap())["source"],
         "spool:caf\u{fffd}.json"
     );
 }
