@@ -11,23 +11,29 @@
 //!
 //! ## The writer's contract
 //!
-//! Write `spool/tmp/NAME.json` (or `.ndjson`), then rename it into `spool/incoming/`. Use a
-//! unique NAME: renaming over a file that was not ingested yet replaces it. A `*.json` file
-//! holds one job object or a JSON array of them; a `*.ndjson` file holds one job per line. The
-//! fields are those of `queuectl enqueue`. Dotfiles and other names are ignored. A small file
-//! written in place works too: a file that does not parse yet is given `spool_settle_ms` to
-//! be completed before it is refused. [`submit`] writes a file by this contract.
+//! Write `spool/tmp/NAME.json` (or `.ndjson`, in any case), then rename it into
+//! `spool/incoming/`. Use a unique NAME: renaming over a file that was not ingested yet
+//! replaces it. A `*.json` file holds one job object or a JSON array of them; a `*.ndjson` file
+//! holds one job per line; a leading UTF-8 byte order mark is skipped. The fields are those of
+//! `queuectl enqueue`. Dotfiles and other names are ignored; a name that is not UTF-8 is
+//! refused. A file written in place works too: it is not read while anyone has it open for
+//! writing (a read lease says so, see `lease.rs`), and one that does not parse yet is given
+//! `spool_settle_ms` to be completed before it is refused. [`submit`] writes a file by this
+//! contract.
 //!
 //! ## Ingestion
 //!
 //! One ingester per spool at a time (an exclusive lock on `spool/.ingest.lock`). File events
 //! are only wake-up hints: on any event, at start and on a periodic tick the ingester re-lists
 //! `incoming/`, so a lost event (an inotify overflow) delays a file but never loses it. For
-//! each file: checks (regular file, one link, owner, size), read, parse, validate, then the
-//! jobs of many files are inserted in one durable transaction (each file all or nothing), and
-//! only after the commit are the files removed. The commit records each file's identity, and
-//! jobs without an `id` get one derived from that identity, so a file re-read after a crash
-//! adds nothing twice.
+//! each file: checks (regular file, one link, owner, size), no writer (a lease), read, parse,
+//! validate (`read.rs`), then the jobs of many files are inserted in one durable transaction
+//! (each file all or nothing), and only after the commit are the files removed, each only if
+//! it still holds what was read and no one has it open for writing; otherwise it goes to
+//! `failed/` with a reason (`dispose.rs`). The commit records each file's identity, and jobs
+//! without an `id` get one derived from that identity, so a file re-read after a crash adds
+//! nothing twice. [`status`] shows, without changing anything, what a pass would do with
+//! each file and why.
 //!
 //! The library never prints: progress and problems are reported as [`SpoolEvent`]s.
 
