@@ -12,6 +12,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
@@ -56,7 +57,7 @@ impl PausedWriter {
             // Non-blocking: fails (ENXIO) until the writer is waiting on the FIFO.
             match fs::OpenOptions::new()
                 .write(true)
-                .custom_flags_nonblock()
+                .custom_flags(libc::O_NONBLOCK)
                 .open(&self.gate)
             {
                 Ok(file) => break file,
@@ -72,17 +73,6 @@ impl PausedWriter {
             matches!(self.child.try_wait(), Ok(Some(_)))
         });
         assert!(self.child.wait().unwrap().success());
-    }
-}
-
-trait NonBlock {
-    fn custom_flags_nonblock(&mut self) -> &mut Self;
-}
-
-impl NonBlock for fs::OpenOptions {
-    fn custom_flags_nonblock(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.custom_flags(libc::O_NONBLOCK)
     }
 }
 
