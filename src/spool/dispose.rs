@@ -34,6 +34,9 @@ pub(crate) enum Finished {
     /// It was written to after it was read, or is open for writing: it must not be deleted.
     /// It goes to `failed/` with this reason; it is at `at` now.
     Changed { at: PathBuf, reason: String, size: u64 },
+    /// A writer opened it while it was being deleted in place (only where it cannot first be
+    /// moved out of `incoming/`): what it writes is lost, and this warning is the trace.
+    Lost(String),
 }
 
 /// Removes (or moves to `done/`) the committed file `name` if it still holds what was read.
@@ -98,13 +101,12 @@ pub(crate) fn finish_committed(
         // incoming/ is a mount of its own: delete it in place, still under the lease.
         fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         return Ok(match &lease {
-            Some(lease) if !lease.intact() => Finished::Changed {
-                at: path,
-                size: meta.len(),
-                reason: "the file was opened for writing while it was being deleted after its jobs were \
-                         added; what was written to it then is lost"
-                    .into(),
-            },
+            // Deleted already, so there is no file left to keep: say so loudly instead.
+            Some(lease) if !lease.intact() => Finished::Lost(format!(
+                "{} was opened for writing while it was being deleted after its jobs were added; \
+                 anything written to it then is lost (write in spool/tmp/ and rename into incoming/)",
+                identity::escape_text(name)
+            )),
             _ => Finished::Removed,
         });
     }

@@ -310,6 +310,7 @@ impl Pass<'_> {
                 size: Some(size),
                 uid: Some(uid),
             }),
+            Ok(Finished::Lost(warning)) => (self.on_event)(&SpoolEvent::Warning(warning)),
             // The jobs are committed; the file will be recognised and removed by a later pass.
             Err(e) => (self.on_event)(&SpoolEvent::Warning(format!("could not remove ingested file: {e}"))),
         }
