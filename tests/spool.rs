@@ -1,194 +1,13 @@
 //! The spool directory, black-box: real files, real `queuectl` processes.
 
 mod common;
+mod spool_support;
 
-use common::{signal, wait_until, TestHome};
-use serde_json::Value;
-use std::collections::BTreeMap;
+use common::{wait_until, TestHome};
+use spool_support::*;
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
-
-fn spool(home: &TestHome) -> PathBuf {
-    home.path().join("spool")
-}
-
-fn incoming(home: &TestHome) -> PathBuf {
-    spool(home).join("incoming")
-}
-
-fn failed(home: &TestHome) -> PathBuf {
-    spool(home).join("failed")
-}
-
-/// Writes `spool/tmp/NAME` and renames it into `incoming/`: the writer's contract.
-fn drop_renamed(home: &TestHome, name: &str, content: &str) {
-    let scratch = spool(home).join("tmp").join(name);
-    fs::write(&scratch, content).unwrap();
-    fs::rename(&scratch, incoming(home).join(name)).unwrap();
-}
-
-/// Sets a file's modification time an hour back, so it counts as settled (not being written).
-fn age(path: &Path) {
-    let file = fs::OpenOptions::new().write(true).open(path).unwrap();
-    file.set_modified(SystemTime::now() - Duration::from_secs(3600))
-        .unwrap();
-}
-
-/// Every job as JSON, in enqueue order.
-fn jobs(home: &TestHome) -> Vec<Value> {
-    home.run(&["list", "--json"])
-        .ok()
-        .json()
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-/// How many times each command occurs among the jobs.
-fn command_counts(home: &TestHome) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for job in jobs(home) {
-        *counts.entry(job["command"].as_str().unwrap().to_string()).or_insert(0) += 1;
-    }
-    counts
-}
-
-/// Asserts that the jobs are exactly `expected`, each once.
-#[track_caller]
-fn assert_exactly_once(home: &TestHome, expected: &[String]) {
-    let counts = command_counts(home);
-    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(5).collect();
-    assert!(twice.is_empty(), "jobs added more than once: {twice:?}");
-    let missing: Vec<_> = expected.iter().filter(|c| !counts.contains_key(*c)).take(5).collect();
-    assert!(
-        missing.is_empty(),
-        "jobs missing: {missing:?} ({} of {} present)",
-        counts.len(),
-        expected.len()
-    );
-    assert_eq!(counts.len(), expected.len(), "unexpected extra jobs");
-}
-
-fn total(home: &TestHome) -> u64 {
-    home.status()["total"].as_u64().unwrap()
-}
-
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
-/// A background `queuectl spool watch` whose output is collected; SIGKILLed if still running
-/// when dropped, so a failing test leaves no process behind.
-struct Watch {
-    child: Child,
-    output: Arc<Mutex<String>>,
-    readers: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Watch {
-    fn start(home: &TestHome) -> Watch {
-        let mut child = home
-            .command(&["spool", "watch"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn spool watch");
-        let output = Arc::new(Mutex::new(String::new()));
-        let mut readers = Vec::new();
-        // Drain both pipes: a watcher blocked on a full pipe would stop ingesting.
-        let stdout: Box<dyn Read + Send> = Box::new(child.stdout.take().unwrap());
-        let stderr: Box<dyn Read + Send> = Box::new(child.stderr.take().unwrap());
-        for pipe in [stdout, stderr] {
-            let output = Arc::clone(&output);
-            readers.push(std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    let mut text = output.lock().unwrap();
-                    text.push_str(&line);
-                    text.push('\n');
-                }
-            }));
-        }
-        Watch { child, output, readers }
-    }
-
-    fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
-    }
-
-    fn wait_for_output(&self, what: &str) {
-        wait_until(
-            &format!("watch output containing {what:?}"),
-            Duration::from_secs(10),
-            || self.output().contains(what),
-        );
-    }
-
-    fn kill(&mut self) {
-        signal(self.child.id(), libc::SIGKILL);
-        let _ = self.child.wait();
-    }
-
-    /// SIGINT, then waits for a clean exit.
-    fn stop(mut self) -> String {
-        signal(self.child.id(), libc::SIGINT);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "spool watch exited with {status}: {}", self.output());
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "spool watch did not stop on SIGINT: {}",
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        // The pipes close with the process: read them to the end.
-        for reader in std::mem::take(&mut self.readers) {
-            let _ = reader.join();
-        }
-        self.output()
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.kill();
-        }
-    }
-}
-
-/// A cheap pseudo-random sequence seeded from the clock (xorshift).
-struct Rng(u64);
-
-impl Rng {
-    fn from_clock() -> Rng {
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
-        Rng(nanos | 1)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
+use std::io::Write;
+use std::time::{Duration, Instant};
 
 #[test]
 fn each_writer_style_is_ingested_once() {
@@ -319,7 +138,7 @@ fn rejections_go_to_failed_with_a_reason_and_good_files_still_ingest() {
         "{\"command\":\"echo good 1\"}\n{\"command\":\"echo good 2\"}\n",
     );
 
-    let run = home.run(&["spool", "ingest"]).ok();
+    let run = home.run(&["spool", "ingest"]).code(1);
     assert!(run.stdout.contains("ingested 3 jobs from 2 files"), "{run:#?}");
     let rejected: std::collections::BTreeSet<&str> = expect.iter().map(|(name, _)| *name).collect();
     assert!(
@@ -370,10 +189,18 @@ fn rejections_go_to_failed_with_a_reason_and_good_files_still_ingest() {
 #[test]
 fn a_file_still_being_written_is_left_until_it_settles() {
     let home = TestHome::new();
+    // Settling takes an hour here, so the test does not depend on how fast it runs.
+    home.run(&["config", "set", "spool-settle-ms", "3600000"]).ok();
     let path = incoming(&home).join("slow.json");
     fs::write(&path, "{\"command\": \"echo sl").unwrap();
     let run = home.run(&["spool", "ingest"]).ok();
     assert!(run.stdout.contains("left 1 file still being written"), "{run:#?}");
+    assert!(
+        run.stdout.contains(
+            "spool: waiting for slow.json: it does not parse yet; refused if it still does not after spool_settle_ms"
+        ),
+        "{run:#?}"
+    );
     assert!(path.exists());
     assert!(names_in(&failed(&home)).is_empty());
     fs::write(&path, "{\"command\": \"echo slow\"}").unwrap();
@@ -383,7 +210,7 @@ fn a_file_still_being_written_is_left_until_it_settles() {
     // Once older than spool_settle_ms, an unparsable file is refused.
     home.run(&["config", "set", "spool-settle-ms", "0"]).ok();
     fs::write(&path, "{\"command\": \"echo sl").unwrap();
-    let run = home.run(&["spool", "ingest"]).ok();
+    let run = home.run(&["spool", "ingest"]).code(1);
     assert!(run.stdout.contains("rejected slow.json"), "{run:#?}");
 }
 
@@ -413,13 +240,15 @@ fn watch_picks_up_a_backlog_and_then_renamed_files() {
 #[test]
 fn watch_waits_for_a_file_written_in_place_line_by_line() {
     let home = TestHome::new();
+    home.run(&["config", "set", "spool-settle-ms", "100"]).ok();
     let watch = Watch::start(&home);
     watch.wait_for_output("spool: watching");
     let mut file = fs::File::create(incoming(&home).join("lines.ndjson")).unwrap();
     file.write_all(b"{\"command\":\"echo part 1\"}\n").unwrap();
     file.flush().unwrap();
-    // A slow writer: the first line is complete JSON, but the file is still open.
-    std::thread::sleep(Duration::from_millis(300));
+    // A slow writer: the first line is complete JSON, but the file is still open. The watcher
+    // says it is waiting once the file has lingered past spool_settle_ms.
+    watch.wait_for_output("spool: waiting for lines.ndjson: it is open for writing");
     assert_eq!(total(&home), 0, "a file open for writing was ingested early");
     file.write_all(b"{\"command\":\"echo part 2\"}\n").unwrap();
     drop(file);
@@ -492,7 +321,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     const ROUNDS: usize = 8;
     const FILES_PER_ROUND: usize = 150;
     let home = TestHome::new();
-    let mut rng = Rng::from_clock();
+    let mut rng = Rng::seeded("sigkill_at_random_moments_loses_and_duplicates_nothing");
     let mut expected = Vec::new();
     let mut next = 0;
     for round in 0..ROUNDS {
@@ -607,7 +436,7 @@ fn failed_files_can_be_listed_fixed_and_retried() {
         .stdout
         .contains("no rejected spool files"));
     drop_renamed(&home, "broken.json", r#"{"command":"echo fixed","colour":"red"}"#);
-    home.run(&["spool", "ingest"]).ok();
+    home.run(&["spool", "ingest"]).code(1);
     let listed = home.run(&["spool", "failed", "--json"]).ok().json();
     assert_eq!(listed[0]["name"], "broken.json");
     assert!(
@@ -633,7 +462,7 @@ fn failed_files_can_be_listed_fixed_and_retried() {
     // The same name refused twice keeps both files.
     for _ in 0..2 {
         drop_renamed(&home, "again.json", "[]");
-        home.run(&["spool", "ingest"]).ok();
+        home.run(&["spool", "ingest"]).code(1);
     }
     assert_eq!(
         names_in(&failed(&home)),
@@ -700,4 +529,253 @@ fn a_writable_spool_draws_a_loud_warning() {
     fs::set_permissions(incoming(&home), fs::Permissions::from_mode(0o700)).unwrap();
     let run = home.run(&["spool", "ingest"]).ok();
     assert!(!run.stderr.contains("writable"), "{run:#?}");
+}
+
+#[test]
+fn spool_ingest_exits_1_only_when_it_rejected_a_file() {
+    let home = TestHome::new();
+    let run = home.run(&["spool", "ingest"]).ok();
+    assert!(run.stdout.contains("ingested 0 jobs from 0 files"), "{run:#?}");
+    drop_renamed(&home, "good.json", r#"{"command":"echo good"}"#);
+    home.run(&["spool", "ingest"]).ok();
+
+    drop_renamed(&home, "bad.json", r#"{"command":"echo bad","colour":"red"}"#);
+    drop_renamed(&home, "fine.json", r#"{"command":"echo fine"}"#);
+    let run = home.run(&["spool", "ingest"]).code(1);
+    assert!(
+        run.stdout.contains("ingested 1 job from 1 file, rejected 1 file"),
+        "{run:#?}"
+    );
+    assert_eq!(
+        run.stderr, "queuectl: error: rejected 1 file (see `queuectl spool failed`)\n",
+        "{run:#?}"
+    );
+    assert_exactly_once(&home, &["echo good", "echo fine"].map(String::from));
+
+    // The rejection belongs to that pass: the next one, with only failed/ left, is fine.
+    home.run(&["spool", "ingest"]).ok();
+    // Skipping because another process ingests is not a failure either.
+    let watch = Watch::start(&home);
+    watch.wait_for_output("spool: watching");
+    let run = home.run(&["spool", "ingest"]).ok();
+    assert!(run.stdout.contains("skipped: another process is ingesting"), "{run:#?}");
+    watch.stop();
+}
+
+#[test]
+fn jobs_are_committed_before_their_file_is_removed() {
+    let home = TestHome::new();
+    drop_renamed(&home, "ordered.json", r#"{"id":"ordered","command":"echo ordered"}"#);
+    let path = incoming(&home).join("ordered.json");
+    let reads = ReadWatch::new(&path);
+    // The ingester reads the file, then waits for the database: hold the write lock.
+    let lock = DbLock::take(&home);
+    let mut ingest = Watch::start_with(&home, &["spool", "ingest"]);
+    reads.wait_for_read(Duration::from_secs(10));
+    wait_until_waiting_for_a_lock(ingest.child.id());
+    assert!(
+        path.exists(),
+        "the file was removed before its jobs were committed: {}",
+        ingest.output()
+    );
+    lock.release();
+    let status = ingest.child.wait().unwrap();
+    assert!(status.success(), "{}", ingest.output());
+    assert!(!path.exists());
+    assert_eq!(home.job("ordered")["source"], "spool:ordered.json");
+}
+
+#[test]
+fn a_failed_commit_leaves_the_file_for_the_next_pass() {
+    let home = TestHome::new();
+    drop_renamed(&home, "kept.json", r#"{"command":"echo kept"}"#);
+    // A commit that fails like a full disk would.
+    let db = rusqlite::Connection::open(home.path().join("queue.db")).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER test_refuse BEFORE INSERT ON jobs BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+    )
+    .unwrap();
+    let run = home.run(&["spool", "ingest"]).code(1);
+    assert!(
+        run.stderr.contains("could not add the jobs of kept.json") && run.stderr.contains("disk is full"),
+        "{run:#?}"
+    );
+    assert_eq!(names_in(&incoming(&home)), vec!["kept.json"]);
+    assert!(names_in(&failed(&home)).is_empty());
+    assert_eq!(total(&home), 0);
+
+    db.execute_batch("DROP TRIGGER test_refuse").unwrap();
+    home.run(&["spool", "ingest"]).ok();
+    assert_exactly_once(&home, &["echo kept".to_string()]);
+    assert!(names_in(&incoming(&home)).is_empty());
+}
+
+/// The rows of `spool_files`: (name, jobs).
+fn spool_file_records(home: &TestHome) -> Vec<(String, i64)> {
+    let db = rusqlite::Connection::open(home.path().join("queue.db")).unwrap();
+    let mut statement = db.prepare("SELECT name, jobs FROM spool_files ORDER BY name").unwrap();
+    let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?))).unwrap();
+    rows.map(|r| r.unwrap()).collect()
+}
+
+#[test]
+fn a_file_found_again_after_its_commit_is_removed_without_adding_twice() {
+    let home = TestHome::new();
+    // Keeping the ingested file in done/ and putting it back is what a crash between the
+    // commit and the unlink leaves: the same file (inode, size, time stamps, content, name).
+    home.run(&["config", "set", "spool-keep-ingested", "true"]).ok();
+    drop_renamed(
+        &home,
+        "again.ndjson",
+        "{\"command\":\"echo again 1\"}\n{\"command\":\"echo again 2\"}\n",
+    );
+    home.run(&["spool", "ingest"]).ok();
+    assert_eq!(spool_file_records(&home), vec![("again.ndjson".to_string(), 2)]);
+    let done = spool(&home).join("done");
+    fs::rename(done.join("again.ndjson"), incoming(&home).join("again.ndjson")).unwrap();
+    home.run(&["config", "set", "spool-keep-ingested", "false"]).ok();
+
+    let run = home.run(&["spool", "ingest"]).ok();
+    assert!(
+        run.stdout
+            .contains("spool: again.ndjson had already been ingested (before an interruption); removed it"),
+        "{run:#?}"
+    );
+    assert_exactly_once(&home, &["echo again 1", "echo again 2"].map(String::from));
+    assert!(names_in(&incoming(&home)).is_empty());
+    assert!(names_in(&failed(&home)).is_empty());
+    assert!(names_in(&done).is_empty());
+
+    // Without the record, the same file still maps to the same job ids: it is refused as a
+    // clash, never added twice.
+    home.run(&["config", "set", "spool-keep-ingested", "true"]).ok();
+    drop_renamed(&home, "forgotten.json", r#"{"command":"echo forgotten"}"#);
+    home.run(&["spool", "ingest"]).ok();
+    let db = rusqlite::Connection::open(home.path().join("queue.db")).unwrap();
+    db.execute("DELETE FROM spool_files WHERE name = 'forgotten.json'", [])
+        .unwrap();
+    fs::rename(done.join("forgotten.json"), incoming(&home).join("forgotten.json")).unwrap();
+    let run = home.run(&["spool", "ingest"]).code(1);
+    assert!(
+        run.stdout.contains("already exists, added by spool:forgotten.json"),
+        "{run:#?}"
+    );
+    assert_exactly_once(
+        &home,
+        &["echo again 1", "echo again 2", "echo forgotten"].map(String::from),
+    );
+}
+
+#[test]
+fn spool_retry_takes_only_names_inside_failed() {
+    let home = TestHome::new();
+    // A file that a path through a subdirectory would reach, and a directory in incoming/
+    // that would take it: without the name check, `d/x.json` would be moved.
+    fs::create_dir(failed(&home).join("d")).unwrap();
+    fs::write(failed(&home).join("d").join("x.json"), r#"{"command":"echo x"}"#).unwrap();
+    fs::create_dir(incoming(&home).join("d")).unwrap();
+    let outside = TestHome::empty();
+    let outside_file = outside.path().join("outside.json");
+    fs::write(&outside_file, "{}").unwrap();
+    let before = home.db_snapshot();
+    for name in [
+        "d/x.json",
+        "../../queue.db",
+        "..",
+        ".",
+        "",
+        outside_file.to_str().unwrap(),
+        "x.json.error.txt",
+    ] {
+        let run = home.run(&["spool", "retry", name]).code(2);
+        assert!(
+            run.stderr.contains("is not the name of a rejected spool file"),
+            "{name}: {run:#?}"
+        );
+        assert_eq!(run.stderr.lines().count(), 1, "{run:#?}");
+    }
+    assert!(failed(&home).join("d").join("x.json").exists());
+    assert!(!incoming(&home).join("d").join("x.json").exists());
+    assert!(home.path().join("queue.db").exists() && outside_file.exists());
+    assert_eq!(home.db_snapshot(), before);
+}
+
+#[test]
+fn spool_keep_ingested_moves_files_to_done() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = TestHome::new();
+    home.run(&["config", "set", "spool-keep-ingested", "true"]).ok();
+    let first = r#"{"command":"echo first"}"#;
+    let second = r#"{"command":"echo second"}"#;
+    drop_renamed(&home, "same.json", first);
+    home.run(&["spool", "ingest"]).ok();
+    drop_renamed(&home, "same.json", second);
+    home.run(&["spool", "ingest"]).ok();
+    let done = spool(&home).join("done");
+    assert_eq!(names_in(&done), vec!["same-2.json", "same.json"]);
+    assert_eq!(fs::read_to_string(done.join("same.json")).unwrap(), first);
+    assert_eq!(fs::read_to_string(done.join("same-2.json")).unwrap(), second);
+    assert_eq!(fs::metadata(&done).unwrap().permissions().mode() & 0o777, 0o700);
+    assert!(names_in(&incoming(&home)).is_empty());
+    assert_exactly_once(&home, &["echo first", "echo second"].map(String::from));
+
+    // Off again: ingested files are deleted.
+    home.run(&["config", "set", "spool-keep-ingested", "false"]).ok();
+    drop_renamed(&home, "third.json", r#"{"command":"echo third"}"#);
+    home.run(&["spool", "ingest"]).ok();
+    assert_eq!(names_in(&done).len(), 2);
+    assert!(names_in(&incoming(&home)).is_empty());
+}
+
+#[test]
+fn spool_allowed_uids_admits_other_owners() {
+    // SAFETY: geteuid(2) cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: cannot create files owned by another uid; nothing to check here");
+        return;
+    }
+    let home = TestHome::new();
+    let chown = |name: &str, uid: u32| {
+        std::os::unix::fs::chown(incoming(&home).join(name), Some(uid), None).unwrap();
+    };
+    drop_renamed(&home, "stranger.json", r#"{"command":"echo stranger"}"#);
+    chown("stranger.json", 54321);
+    let run = home.run(&["spool", "ingest"]).code(1);
+    assert!(
+        run.stdout
+            .contains("file is owned by uid 54321, not by this user (uid 0) or a uid in spool_allowed_uids"),
+        "{run:#?}"
+    );
+
+    home.run(&["config", "set", "spool-allowed-uids", "54321"]).ok();
+    drop_renamed(&home, "friend.json", r#"{"command":"echo friend"}"#);
+    chown("friend.json", 54321);
+    drop_renamed(&home, "other.json", r#"{"command":"echo other"}"#);
+    chown("other.json", 54322);
+    let run = home.run(&["spool", "ingest"]).code(1);
+    assert!(run.stdout.contains("ingested 1 job from friend.json"), "{run:#?}");
+    assert!(
+        run.stdout.contains("rejected other.json: file is owned by uid 54322"),
+        "{run:#?}"
+    );
+    assert_exactly_once(&home, &["echo friend".to_string()]);
+}
+
+#[test]
+fn worker_start_ingests_the_spool_and_runs_the_job() {
+    let home = TestHome::new();
+    let worker = Watch::start_with(&home, &["worker", "start", "--count", "1"]);
+    worker.wait_for_output("spool: watching");
+    drop_renamed(
+        &home,
+        "dropped.json",
+        r#"{"id":"dropped","command":"echo ran > ran.txt"}"#,
+    );
+    wait_until("the dropped job completed", Duration::from_secs(20), || {
+        home.run(&["show", "dropped", "--json"]).code == 0 && home.job("dropped")["state"] == "completed"
+    });
+    assert_eq!(fs::read_to_string(home.path().join("ran.txt")).unwrap(), "ran\n");
+    assert!(names_in(&incoming(&home)).is_empty());
+    let output = worker.stop();
+    assert!(output.contains("spool: ingested 1 job from dropped.json"), "{output}");
 }

@@ -1,12 +1,13 @@
-//! `queuectl spool`: ingest once, watch, submit a file, list and retry rejected files.
+//! `queuectl spool`: ingest once, watch, submit a file, show what is waiting, list and retry
+//! rejected files.
 
 use super::enqueue::{print_ids, read_jobs_text};
 use super::output::{cut, print_json, print_table};
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use clap::{Args, Subcommand};
 use queuectl::error::Error;
 use queuectl::job::{parse_jobs, JobSpec};
-use queuectl::spool::{self, SpoolEvent};
+use queuectl::spool::{self, escape_text, SpoolEvent};
 use queuectl::time::format_ms;
 use queuectl::{Home, Shutdown};
 use std::path::PathBuf;
@@ -16,8 +17,9 @@ use std::path::PathBuf;
 pub enum SpoolCommand {
     /// Ingest every file in spool/incoming once and exit (for cron)
     #[command(
-        after_help = "Example:\n  queuectl spool ingest\n\nIf another process is ingesting the spool, \
-                            this one does nothing (exit code 0)."
+        after_help = "Example:\n  queuectl spool ingest\n\nExit code 1 if any file was rejected (moved to \
+                            spool/failed), else 0. If another process is ingesting the spool, this one \
+                            does nothing (exit code 0)."
     )]
     Ingest,
 
@@ -35,6 +37,14 @@ pub enum SpoolCommand {
                             Prints the jobs' ids; an ingester adds them."
     )]
     Submit(SubmitArgs),
+
+    /// Show every file in spool/incoming and what becomes of it (ready, waiting and why, ...)
+    #[command(after_help = "Example:\n  queuectl spool status --json")]
+    Status {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
 
     /// List rejected files (in spool/failed) with the reason for each
     #[command(after_help = "Example:\n  queuectl spool failed --json")]
@@ -106,7 +116,24 @@ pub fn run(home: &Home, command: &SpoolCommand) -> Result<()> {
                     plural(report.files_left, "file")
                 ));
             }
+            if report.files_ignored > 0 {
+                summary.push_str(&format!(
+                    ", ignored {} not named *.json or *.ndjson (see `queuectl spool status`)",
+                    plural(report.files_ignored, "file")
+                ));
+            }
             println!("{summary}");
+            if report.files_rejected > 0 {
+                // Exit code 1 so that cron mail or a script notices; the files are in failed/.
+                return Err(anyhow!(
+                    "rejected {} (see `queuectl spool failed`)",
+                    plural(report.files_rejected, "file")
+                ));
+            }
+            Ok(())
+        }
+        SpoolCommand::Status { json } => {
+            print_status(&spool::status(home)?, *json);
             Ok(())
         }
         SpoolCommand::Watch => {
@@ -156,9 +183,9 @@ pub fn run(home: &Home, command: &SpoolCommand) -> Result<()> {
                     .iter()
                     .map(|f| {
                         vec![
-                            cut(&f.name, 60),
+                            cut(&escape_text(&f.name), 60),
                             f.rejected_at.map(format_ms).unwrap_or_else(|| "-".into()),
-                            f.reason.clone(),
+                            escape_text(&f.reason).into_owned(),
                         ]
                     })
                     .collect();
@@ -168,8 +195,71 @@ pub fn run(home: &Home, command: &SpoolCommand) -> Result<()> {
         }
         SpoolCommand::Retry { name } => {
             let path = spool::retry_failed(home, name)?;
-            println!("moved {name} back to {}", path.display());
+            println!(
+                "moved {} back to {}",
+                escape_text(name),
+                escape_text(&path.to_string_lossy())
+            );
             Ok(())
         }
     }
+}
+
+/// Prints `spool status`: the directory, the ingester, then one row per name in incoming/.
+fn print_status(status: &spool::SpoolStatus, json: bool) {
+    if json {
+        let files: Vec<serde_json::Value> = status
+            .files
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "name": f.name,
+                    "state": f.state.as_str(),
+                    "reason": f.reason,
+                    "size": f.size,
+                    "unchanged_ms": f.unchanged_ms,
+                })
+            })
+            .collect();
+        print_json(&serde_json::json!({
+            "dir": status.dir,
+            "ingester_pid": status.ingester_pid,
+            "failed": status.failed,
+            "files": files,
+        }));
+        return;
+    }
+    println!("spool: {}", escape_text(&status.dir.to_string_lossy()));
+    match status.ingester_pid {
+        Some(pid) => println!("ingester: PID {pid}"),
+        None => println!(
+            "ingester: none running (start `queuectl worker start` or `queuectl spool watch`, or run `queuectl spool ingest`)"
+        ),
+    }
+    if status.failed > 0 {
+        println!(
+            "failed: {} (see `queuectl spool failed`)",
+            plural(status.failed, "file")
+        );
+    }
+    if status.files.is_empty() {
+        println!("incoming: empty");
+        return;
+    }
+    let rows: Vec<Vec<String>> = status
+        .files
+        .iter()
+        .map(|f| {
+            vec![
+                cut(&f.name, 60),
+                f.state.as_str().to_string(),
+                f.size.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+                f.unchanged_ms
+                    .map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
+                    .unwrap_or_else(|| "-".into()),
+                f.reason.clone(),
+            ]
+        })
+        .collect();
+    print_table(&["NAME", "STATE", "SIZE", "UNCHANGED", "REASON"], &rows);
 }

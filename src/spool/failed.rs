@@ -42,7 +42,7 @@ fn modified_ms(meta: &fs::Metadata) -> Option<Millis> {
         .map(|d| d.as_millis() as Millis)
 }
 
-fn list_failed_in(failed: &Path) -> Result<Vec<FailedFile>> {
+pub(crate) fn list_failed_in(failed: &Path) -> Result<Vec<FailedFile>> {
     let entries = match fs::read_dir(failed) {
         Ok(entries) => entries,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),

@@ -7,6 +7,7 @@
 //! every wake re-lists the whole directory, which also covers the rescan (overflow) event.
 
 use super::ingest::{check_permissions, forget_old_files, run_pass};
+use super::read::Memory;
 use super::{SpoolEvent, SpoolPaths};
 use crate::config::Settings;
 use crate::error::{Error, Result};
@@ -16,7 +17,6 @@ use crate::shutdown::Shutdown;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher};
-use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::time::{Duration, Instant};
@@ -169,7 +169,7 @@ struct Ingester<'a> {
     wake_rx: Receiver<()>,
     hint_tx: Sender<Hint>,
     hint_rx: Receiver<Hint>,
-    writing: HashSet<String>,
+    memory: Memory,
     armed: Armed,
     /// Skips file events as if they were unavailable: lets tests exercise the polling fallback.
     force_polling: bool,
@@ -195,7 +195,7 @@ impl<'a> Ingester<'a> {
             wake_rx,
             hint_tx,
             hint_rx,
-            writing: HashSet::new(),
+            memory: Memory::default(),
             armed: Armed {
                 watcher: None,
                 identity: None,
@@ -339,9 +339,9 @@ impl<'a> Ingester<'a> {
             self.rearm_if_replaced();
             for hint in self.hint_rx.try_iter() {
                 if hint.writing {
-                    self.writing.insert(hint.name);
+                    self.memory.writing.insert(hint.name);
                 } else {
-                    self.writing.remove(&hint.name);
+                    self.memory.writing.remove(&hint.name);
                 }
             }
             let interval = if self.armed.watcher.is_some() {
@@ -354,7 +354,7 @@ impl<'a> Ingester<'a> {
                 self.queue.store_mut(),
                 &self.settings,
                 &self.paths,
-                &mut self.writing,
+                &mut self.memory,
                 self.on_event,
             ) {
                 Ok(outcome) => {
