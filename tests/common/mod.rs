@@ -1,8 +1,10 @@
 //! Shared helpers for the black-box tests: a temporary queue home, running the built
 //! `queuectl` binary in it, a logical dump of its database, and waiting on conditions with a
-//! deadline (never a fixed sleep). Worker processes with kill guards live in [`process`].
+//! deadline (never a fixed sleep). Worker processes with kill guards live in [`process`], library
+//! pools joined with a deadline in [`pool`].
 #![allow(dead_code)]
 
+pub mod pool;
 pub mod process;
 
 use std::path::{Path, PathBuf};
