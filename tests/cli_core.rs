@@ -1569,13 +1569,20 @@ fn dlq_retry_all_moves_every_dead_job_back_to_pending_and_nothing_else() {
         make_dead(&home, id, 4);
     }
     home.db()
-        .execute("UPDATE jobs SET state = 'completed', attempts = 1 WHERE id = 'done'", [])
+        .execute(
+            "UPDATE jobs SET state = 'completed', attempts = 1 WHERE id = 'done'",
+            [],
+        )
         .unwrap();
     let run = home.run(&["dlq", "retry", "--all"]).ok();
     assert_eq!(run.stdout, "moved 3 jobs from the DLQ back to pending\n", "{run:#?}");
     for id in ["dead1", "dead2", "dead3"] {
         let job = home.job(id);
-        assert_eq!((job["state"].as_str(), job["attempts"].as_u64()), (Some("pending"), Some(0)), "{job:#}");
+        assert_eq!(
+            (job["state"].as_str(), job["attempts"].as_u64()),
+            (Some("pending"), Some(0)),
+            "{job:#}"
+        );
     }
     assert_eq!(home.job("alive")["state"], "pending");
     assert_eq!(home.job("alive")["attempts"], 0);

@@ -935,8 +935,11 @@ fn a_running_worker_keeps_its_last_good_settings_when_the_config_file_breaks() {
 #[test]
 fn wait_exits_0_when_done_1_on_timeout_and_2_for_an_unknown_id() {
     let home = TestHome::new();
+    let before = home.db_snapshot();
     let unknown = home.run(&["wait", "nope", "--timeout", "5s"]).code(2);
     assert!(unknown.stderr.contains("nope"), "{unknown:?}");
+    assert_eq!(unknown.stderr.trim_end().lines().count(), 1, "{unknown:?}");
+    assert_eq!(home.db_snapshot(), before);
     enqueue(&home, json!({"id": "w1", "command": "true"}));
     let started = Instant::now();
     let timed_out = home.run(&["wait", "w1", "--timeout", "300ms"]).code(1);

@@ -225,7 +225,7 @@ pub fn dump_database(conn: &rusqlite::Connection) -> String {
         let mut rows: Vec<String> = select
             .query_map([], |row| {
                 let values: Vec<String> = (0..columns)
-                    .map(|i| row.get_ref(i).map(|v| format!("{v:?}")))
+                    .map(|i| row.get_ref(i).map(show_value))
                     .collect::<rusqlite::Result<_>>()?;
                 Ok(values.join(" | "))
             })
@@ -238,6 +238,18 @@ pub fn dump_database(conn: &rusqlite::Connection) -> String {
         }
     }
     out
+}
+
+/// One SQLite value as text that tells the types apart: `NULL`, `42`, `1.5`, `"text"`, `x'00ff'`.
+fn show_value(value: rusqlite::types::ValueRef<'_>) -> String {
+    use rusqlite::types::ValueRef;
+    match value {
+        ValueRef::Null => "NULL".to_string(),
+        ValueRef::Integer(i) => i.to_string(),
+        ValueRef::Real(f) => format!("{f:?}"),
+        ValueRef::Text(t) => format!("{:?}", String::from_utf8_lossy(t)),
+        ValueRef::Blob(b) => format!("x'{}'", b.iter().map(|byte| format!("{byte:02x}")).collect::<String>()),
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.
