@@ -209,7 +209,7 @@ fn recover_takes_the_job_of_a_reused_pid_on_this_host_and_leaves_a_live_pid_alon
         run.stdout, "j-reused: worker lost, now failed\nrecovered 1 job\n",
         "{run:#?}"
     );
-    assert_eq!(worker_ids(&home), [live.id.clone()]);
+    assert_eq!(worker_ids(&home), [live.id]);
     assert_eq!(home.job("j-live")["state"], "processing");
 }
 
