@@ -1061,6 +1061,8 @@ timeout_seconds = 1
 "#,
     );
     let mut worker = Worker::start(&home, &["--count", "2"]);
+    // The hanging hooks are killed by their timeout; should the test fail first, by this guard.
+    let _cleanup = KillListedOnDrop(home.path().join("hook.pids"));
     enqueue(&home, json!({"id": "good", "command": "true"}));
     enqueue(&home, json!({"id": "bad", "command": "exit 2", "max_retries": 1}));
     wait_jobs(&home, &["good", "bad"]);
