@@ -1,6 +1,7 @@
-//! Black-box tests of the core CLI (issue 2, items 2-13): init, enqueue and every refusal,
-//! list, show, logs, status, dlq, config, recover, persistence, completions and help. Each test
-//! runs the built `queuectl` binary in its own temporary home.
+//! Black-box tests of the core CLI: init, enqueue and every refusal, list, show, logs, status,
+//! dlq, config, recover, persistence, completions and help. Each test runs the built `queuectl`
+//! binary in its own temporary home; a refusal is checked against a logical dump of the whole
+//! database (`TestHome::db_snapshot`).
 
 mod common;
 
@@ -464,8 +465,10 @@ fn enqueue_a_missing_file_is_an_error_naming_the_file() {
     let home = TestHome::new();
     let before = home.db_snapshot();
     let run = home.run(&["enqueue", "--file", "no-such-file.json"]);
-    assert_ne!(run.code, 0, "{run:#?}");
+    // An I/O error: exit code 1 as documented (README, "Exit codes"), not a crash (101).
+    assert_eq!(run.code, 1, "{run:#?}");
     assert!(run.stderr.contains("no-such-file.json"), "{run:#?}");
+    assert_eq!(run.stderr.trim_end().lines().count(), 1, "{run:#?}");
     assert_eq!(home.db_snapshot(), before);
 }
 
@@ -939,6 +942,20 @@ fn enqueue_refuses_bad_flag_values_and_usage() {
 }
 
 #[test]
+fn absurd_durations_are_refused_with_a_message_not_a_panic() {
+    let home = TestHome::new();
+    for args in [
+        &["wait", "--timeout", "1e300"][..],
+        &["wait", "--timeout", "1e19"],
+        &["worker", "stop", "--timeout", "1e300"],
+        &["enqueue", "--command", "true", "--delay", "1e300"],
+        &["enqueue", "--command", "true", "--timeout", "99999999999h"],
+    ] {
+        assert_refused(&home, args, None, &["100 years"]);
+    }
+}
+
+#[test]
 fn enqueue_refuses_an_unknown_field_listing_the_known_ones() {
     let home = TestHome::new();
     let run = assert_refused(
@@ -1386,8 +1403,10 @@ fn show_an_unknown_id_exits_2() {
     assert_refused(&home, &["show", "nope"], None, &["nope"]);
     assert_refused(&home, &["show", "nope", "--json"], None, &["nope"]);
     assert_refused(&home, &["logs", "nope"], None, &["nope"]);
+    let before = home.db_snapshot();
     let run = home.run(&["show"]);
     assert_eq!(run.code, 2, "show without an id is a usage error: {run:#?}");
+    assert_eq!(home.db_snapshot(), before);
 }
 
 #[test]
@@ -1522,9 +1541,62 @@ fn dlq_retry_without_an_id_is_a_usage_error() {
         assert_eq!(home.db_snapshot(), before);
     }
     // --all with nothing dead moves nothing.
+    let before = home.db_snapshot();
     let run = home.run(&["dlq", "retry", "--all"]).ok();
-    assert!(run.stdout.contains('0'), "{run:#?}");
-    assert_eq!(home.job("job1")["state"], "pending");
+    assert_eq!(run.stdout, "moved 0 jobs from the DLQ back to pending\n", "{run:#?}");
+    assert_eq!(home.db_snapshot(), before);
+}
+
+/// Moves jobs to the DLQ the way a worker would, without running one: `dead` with attempts.
+fn make_dead(home: &TestHome, id: &str, attempts: u32) {
+    let changed = home
+        .db()
+        .execute(
+            "UPDATE jobs SET state = 'dead', attempts = ?2, last_error = 'exit 1' WHERE id = ?1",
+            rusqlite::params![id, attempts],
+        )
+        .unwrap();
+    assert_eq!(changed, 1, "no job {id}");
+}
+
+#[test]
+fn dlq_retry_all_moves_every_dead_job_back_to_pending_and_nothing_else() {
+    let home = TestHome::new();
+    for id in ["dead1", "dead2", "dead3", "alive", "done"] {
+        home.run(&["enqueue", "--id", id, "--command", "true"]).ok();
+    }
+    for id in ["dead1", "dead2", "dead3"] {
+        make_dead(&home, id, 4);
+    }
+    home.db()
+        .execute(
+            "UPDATE jobs SET state = 'completed', attempts = 1 WHERE id = 'done'",
+            [],
+        )
+        .unwrap();
+    let run = home.run(&["dlq", "retry", "--all"]).ok();
+    assert_eq!(run.stdout, "moved 3 jobs from the DLQ back to pending\n", "{run:#?}");
+    for id in ["dead1", "dead2", "dead3"] {
+        let job = home.job(id);
+        assert_eq!(
+            (job["state"].as_str(), job["attempts"].as_u64()),
+            (Some("pending"), Some(0)),
+            "{job:#}"
+        );
+    }
+    assert_eq!(home.job("alive")["state"], "pending");
+    assert_eq!(home.job("alive")["attempts"], 0);
+    assert_eq!(home.job("done")["state"], "completed");
+    assert_eq!(home.job("done")["attempts"], 1);
+    let status = home.status();
+    assert_eq!(status["jobs"]["dead"], 0, "{status:#}");
+    assert_eq!(status["jobs"]["pending"], 4, "{status:#}");
+    assert_eq!(home.run(&["dlq", "list", "--json"]).ok().json(), serde_json::json!([]));
+
+    // One dead job: the message is in the singular.
+    make_dead(&home, "alive", 1);
+    let run = home.run(&["dlq", "retry", "--all"]).ok();
+    assert_eq!(run.stdout, "moved 1 job from the DLQ back to pending\n", "{run:#?}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1536,10 +1608,7 @@ fn config_set_and_get_accept_dashes_and_underscores() {
     let home = TestHome::new();
     assert_eq!(home.run(&["config", "get", "max_retries"]).ok().stdout, "3\n");
     let run = home.run(&["config", "set", "max-retries", "5"]).ok();
-    assert!(
-        run.stdout.contains("max_retries") && run.stdout.contains('5'),
-        "{run:#?}"
-    );
+    assert_eq!(run.stdout, "max_retries = 5\n", "{run:#?}");
     assert_eq!(home.run(&["config", "get", "max_retries"]).ok().stdout, "5\n");
     assert_eq!(home.run(&["config", "get", "max-retries"]).ok().stdout, "5\n");
     home.run(&["config", "set", "max_retries", "6"]).ok();
@@ -1630,8 +1699,8 @@ fn config_precedence_default_file_set_unset() {
     );
 
     let run = home.run(&["config", "unset", "max_retries"]).ok();
-    assert!(
-        run.stdout.contains('7') && run.stdout.contains("file"),
+    assert_eq!(
+        run.stdout, "max_retries unset; now 7 (from file)\n",
         "unset says what applies now: {run:#?}"
     );
     assert_eq!(home.run(&["config", "get", "max_retries"]).ok().stdout, "7\n");
@@ -1644,7 +1713,7 @@ fn config_precedence_default_file_set_unset() {
 
     // Unsetting again is harmless; dashes work.
     let run = home.run(&["config", "unset", "max-retries"]).ok();
-    assert!(run.stdout.contains('7'), "{run:#?}");
+    assert_eq!(run.stdout, "max_retries was not set; it is 7 (from file)\n", "{run:#?}");
 
     // The file is read by every command: editing it is enough.
     write_config(&home, "max_retries = 4\n");
@@ -1772,6 +1841,39 @@ fn config_refuses_a_negative_max_retries_naming_the_key() {
 }
 
 #[test]
+fn config_refuses_a_lease_shorter_than_three_heartbeats() {
+    // Such a lease would make live workers on other hosts look dead between two heartbeats.
+    let home = TestHome::new();
+    assert_refused(
+        &home,
+        &["config", "set", "heartbeat-seconds", "30"],
+        None,
+        &["`lease_seconds` (15) must be at least 3 times `heartbeat_seconds` (30)"],
+    );
+    assert_refused(
+        &home,
+        &["config", "set", "lease-seconds", "2"],
+        None,
+        &["lease_seconds"],
+    );
+    assert_eq!(home.run(&["config", "get", "heartbeat_seconds"]).ok().stdout, "1\n");
+    // The same rule for the file: a worker, which runs by these settings, refuses to start.
+    let before = home.db_snapshot();
+    let good = read_config(&home);
+    write_config(&home, "heartbeat_seconds = 10\nlease_seconds = 20\n");
+    let run = home.run(&["worker", "start", "--until-empty", "--no-spool"]);
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(
+        run.stderr
+            .contains("`lease_seconds` (20) must be at least 3 times `heartbeat_seconds` (10)"),
+        "{run:#?}"
+    );
+    assert_eq!(run.stderr.trim_end().lines().count(), 1, "{run:#?}");
+    write_config(&home, &good);
+    assert_eq!(home.db_snapshot(), before, "a refused command changed the queue");
+}
+
+#[test]
 fn config_malformed_toml_names_line_and_column_in_every_refusal_and_warning() {
     let home = TestHome::new();
     home.run(&["enqueue", "--id", "job1", "--command", "true"]).ok();
@@ -1836,6 +1938,7 @@ fn config_unset_with_a_malformed_toml_file_changes_nothing() {
     let home = TestHome::new();
     home.run(&["config", "set", "max_retries", "9"]).ok();
     let good = read_config(&home);
+    let before = home.db_snapshot();
     write_config(&home, "max_retries = = 7\n");
     let run = home.run(&["config", "unset", "max_retries"]);
     assert_eq!(run.code, 2, "{run:#?}");
@@ -1844,6 +1947,7 @@ fn config_unset_with_a_malformed_toml_file_changes_nothing() {
         "{run:#?}"
     );
     write_config(&home, &good);
+    assert_eq!(home.db_snapshot(), before, "a refused `config unset` changed the queue");
     let entry = config_entry(&home, "max_retries");
     assert_eq!(
         (entry["value"].as_str(), entry["source"].as_str()),

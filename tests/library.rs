@@ -1,11 +1,19 @@
-//! The public API used exactly as an outside crate would: only `pub` items of `queuectl`.
+//! The public API used exactly as an outside crate would: only `pub` items of `queuectl`. Every
+//! pool runs on a thread of its own and is joined with a deadline, so a broken shutdown fails
+//! its test instead of hanging.
 
+mod common;
+
+use common::pool::{run_pool, PoolThread};
 use queuectl::{
     Error, ExecContext, Home, Job, JobSpec, Outcome, PoolBuilder, Queue, Shutdown, Source, State, WorkerEvent,
 };
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// The most any pool run in these tests may take.
+const POOL_DEADLINE: Duration = Duration::from_secs(60);
 
 fn new_queue() -> (tempfile::TempDir, Home, Queue) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -32,7 +40,7 @@ fn custom_executor_runs_to_completion_retry_and_dead() {
         .unwrap();
     let calls = Arc::new(Mutex::new(Vec::new()));
     let seen = calls.clone();
-    let ran = PoolBuilder::new(&home)
+    let pool = PoolBuilder::new(&home)
         .without_shell()
         .threads(2)
         .executor("math", move |job: &Job, context: &ExecContext| {
@@ -45,9 +53,8 @@ fn custom_executor_runs_to_completion_retry_and_dead() {
             }
         })
         .until_empty(true)
-        .shell_hooks(false)
-        .run(&Shutdown::new())
-        .unwrap();
+        .shell_hooks(false);
+    let ran = run_pool(pool, POOL_DEADLINE).unwrap();
     assert_eq!(ran, 3, "ok once, bad twice (max_retries 1)");
     let ok = queue.get("ok").unwrap();
     assert_eq!(
@@ -100,30 +107,26 @@ fn two_pools_with_different_kinds_share_one_queue() {
     assert_eq!(status.waiting_by_kind.get("alpha"), Some(&20));
     assert_eq!(status.waiting_by_kind.get("beta"), Some(&20));
 
-    let run_pool = |kind: &'static str| {
-        let home = home.clone();
-        std::thread::spawn(move || {
-            let seen = Arc::new(Mutex::new(Vec::new()));
-            let record = seen.clone();
-            PoolBuilder::new(&home)
-                .without_shell()
-                .threads(2)
-                .executor(kind, move |job: &Job, _: &ExecContext| {
-                    record.lock().unwrap().push(job.kind.clone());
-                    Outcome::success()
-                })
-                .until_empty(true)
-                .shell_hooks(false)
-                .run(&Shutdown::new())
-                .unwrap();
-            let kinds = seen.lock().unwrap().clone();
-            kinds
-        })
+    let pool_for = |kind: &'static str| {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let pool = PoolBuilder::new(&home)
+            .without_shell()
+            .threads(2)
+            .executor(kind, move |job: &Job, _: &ExecContext| {
+                record.lock().unwrap().push(job.kind.clone());
+                Outcome::success()
+            })
+            .until_empty(true)
+            .shell_hooks(false);
+        (PoolThread::spawn(pool, &Shutdown::new()), seen)
     };
-    let alpha = run_pool("alpha");
-    let beta = run_pool("beta");
-    let alpha = alpha.join().unwrap();
-    let beta = beta.join().unwrap();
+    let (alpha_pool, alpha) = pool_for("alpha");
+    let (beta_pool, beta) = pool_for("beta");
+    alpha_pool.join(POOL_DEADLINE).unwrap();
+    beta_pool.join(POOL_DEADLINE).unwrap();
+    let alpha = alpha.lock().unwrap().clone();
+    let beta = beta.lock().unwrap().clone();
     assert_eq!(alpha.len(), 20);
     assert!(alpha.iter().all(|k| k == "alpha"), "{alpha:?}");
     assert_eq!(beta.len(), 20);
@@ -140,7 +143,7 @@ fn observers_see_each_event_once_with_the_right_data() {
         .unwrap();
     let events = Arc::new(Mutex::new(Vec::new()));
     let record = events.clone();
-    PoolBuilder::new(&home)
+    let pool = PoolBuilder::new(&home)
         .threads(1)
         .observer(move |event: &WorkerEvent| {
             let line = match event {
@@ -170,9 +173,8 @@ fn observers_see_each_event_once_with_the_right_data() {
             };
             record.lock().unwrap().push(line);
         })
-        .until_empty(true)
-        .run(&Shutdown::new())
-        .unwrap();
+        .until_empty(true);
+    run_pool(pool, POOL_DEADLINE).unwrap();
     let events = events.lock().unwrap().clone();
     assert_eq!(
         events,
@@ -194,13 +196,12 @@ fn a_panicking_executor_or_observer_fails_the_job_not_the_pool() {
         .enqueue(JobSpec::kind("boom", json!(null)).with_id("p").with_max_retries(0))
         .unwrap();
     queue.enqueue(JobSpec::shell("true").with_id("fine")).unwrap();
-    PoolBuilder::new(&home)
+    let pool = PoolBuilder::new(&home)
         .executor("boom", |_: &Job, _: &ExecContext| -> Outcome { panic!("kaboom") })
         .observer(|_: &WorkerEvent| panic!("observer bug"))
         .until_empty(true)
-        .shell_hooks(false)
-        .run(&Shutdown::new())
-        .unwrap();
+        .shell_hooks(false);
+    run_pool(pool, POOL_DEADLINE).unwrap();
     let p = queue.get("p").unwrap();
     assert_eq!(p.state, State::Dead);
     assert_eq!(p.last_error.as_deref(), Some("executor panicked: kaboom"));
@@ -211,8 +212,13 @@ fn a_panicking_executor_or_observer_fails_the_job_not_the_pool() {
 fn a_caller_controlled_shutdown_stops_the_pool_gracefully() {
     let (_dir, home, mut queue) = new_queue();
     queue
-        .enqueue(JobSpec::shell("sleep 0.3; echo finished").with_id("slow"))
+        .enqueue(
+            JobSpec::shell("sleep 0.3; echo finished")
+                .with_id("slow")
+                .with_priority(1),
+        )
         .unwrap();
+    queue.enqueue(JobSpec::shell("true").with_id("not-started")).unwrap();
     let shutdown = Shutdown::new();
     let trigger = shutdown.clone();
     let pool = PoolBuilder::new(&home).observer(move |event: &WorkerEvent| {
@@ -221,13 +227,112 @@ fn a_caller_controlled_shutdown_stops_the_pool_gracefully() {
             trigger.request_stop();
         }
     });
-    let handle = std::thread::spawn(move || pool.run(&shutdown));
-    handle.join().unwrap().unwrap();
+    PoolThread::spawn(pool, &shutdown).join(POOL_DEADLINE).unwrap();
     let job = queue.get("slow").unwrap();
     assert_eq!(job.state, State::Completed);
     assert_eq!(job.stdout.as_deref(), Some("finished\n"));
+    // Nothing is claimed after the stop request.
+    assert_eq!(queue.get("not-started").unwrap().state, State::Pending);
     assert!(queue.status().unwrap().workers.is_empty());
-    let _ = Duration::ZERO;
+}
+
+#[test]
+fn a_custom_executor_is_told_when_its_job_times_out_and_its_outcome_is_recorded() {
+    let (_dir, home, mut queue) = new_queue();
+    queue
+        .enqueue(
+            JobSpec::kind("slow", json!(null))
+                .with_id("own")
+                .with_timeout_seconds(1)
+                .with_max_retries(0),
+        )
+        .unwrap();
+    // Without a timeout of its own, a job gets config's job_timeout_seconds.
+    queue.config_set("job-timeout-seconds", "1").unwrap();
+    queue
+        .enqueue(
+            JobSpec::kind("slow", json!(null))
+                .with_id("inherited")
+                .with_max_retries(0),
+        )
+        .unwrap();
+    queue
+        .enqueue(
+            JobSpec::kind("fast", json!(null))
+                .with_id("fast")
+                .with_timeout_seconds(30),
+        )
+        .unwrap();
+
+    // What each executor saw: the timeout in its context, the flag at the start, and whether
+    // the flag was raised before its own 30 s safety limit.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let slow_seen = seen.clone();
+    let fast_seen = seen.clone();
+    let timeouts = Arc::new(Mutex::new(Vec::new()));
+    let record_timeouts = timeouts.clone();
+    let pool = PoolBuilder::new(&home)
+        .without_shell()
+        .threads(3)
+        .shell_hooks(false)
+        .until_empty(true)
+        .executor("slow", move |job: &Job, context: &ExecContext| {
+            let at_start = context.is_timed_out();
+            let safety = std::time::Instant::now() + Duration::from_secs(30);
+            while !context.is_timed_out() && std::time::Instant::now() < safety {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let told = context.is_timed_out();
+            slow_seen
+                .lock()
+                .unwrap()
+                .push((job.id.clone(), context.timeout, at_start, told));
+            if told {
+                Outcome::failure("gave up after the timeout")
+            } else {
+                Outcome::failure("never told about the timeout")
+            }
+        })
+        .executor("fast", move |job: &Job, context: &ExecContext| {
+            fast_seen
+                .lock()
+                .unwrap()
+                .push((job.id.clone(), context.timeout, context.is_timed_out(), false));
+            Outcome::success()
+        })
+        .observer(move |event: &WorkerEvent| {
+            if let WorkerEvent::JobTimedOut { job_id, signal, .. } = event {
+                record_timeouts.lock().unwrap().push((job_id.clone(), *signal));
+            }
+        });
+    run_pool(pool, POOL_DEADLINE).unwrap();
+
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    let one_second = Some(Duration::from_secs(1));
+    assert_eq!(
+        seen,
+        [
+            ("fast".to_string(), Some(Duration::from_secs(30)), false, false),
+            ("inherited".to_string(), one_second, false, true),
+            ("own".to_string(), one_second, false, true),
+        ]
+    );
+    let mut timeouts = timeouts.lock().unwrap().clone();
+    timeouts.sort();
+    assert_eq!(
+        timeouts,
+        [
+            ("inherited".to_string(), "none (custom executor)"),
+            ("own".to_string(), "none (custom executor)"),
+        ]
+    );
+    for id in ["own", "inherited"] {
+        let job = queue.get(id).unwrap();
+        assert_eq!((job.state, job.attempts), (State::Dead, 1), "{job:#?}");
+        assert_eq!(job.last_error.as_deref(), Some("gave up after the timeout"));
+    }
+    assert_eq!(queue.get("fast").unwrap().state, State::Completed);
 }
 
 #[test]
