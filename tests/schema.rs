@@ -87,8 +87,6 @@ fn a_migration_that_fails_midway_leaves_the_database_at_its_old_version() {
 }
 
 #[test]
-#[ignore = "bug: the error quotes the whole failing migration statement over ten lines \
-            (src/store/mod.rs `migrate` passes rusqlite's execute_batch error through)"]
 fn a_failed_migration_is_reported_in_one_line() {
     let home = home_with_a_conflicting_table();
     let run = home.run(&["init"]);

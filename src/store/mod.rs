@@ -385,7 +385,14 @@ impl Store {
                 Ok(()) => self.conn.execute_batch("COMMIT")?,
                 Err(e) => {
                     let _ = self.conn.execute_batch("ROLLBACK");
-                    return Err(e.into());
+                    // SQLite's message may quote the whole migration statement: keep one line.
+                    let message = e.to_string();
+                    let first = message.lines().next().unwrap_or("").trim();
+                    return Err(Error::Other(format!(
+                        "{}: migrating the schema from version {version} to {} failed (nothing was changed): {first}",
+                        self.path.display(),
+                        version + 1
+                    )));
                 }
             }
         }
