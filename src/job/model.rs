@@ -167,6 +167,16 @@ impl Job {
         object.insert("payload".into(), self.payload.clone().unwrap_or(Value::Null));
         object.insert("priority".into(), self.priority.into());
         object.insert("run_at".into(), format_ms(self.run_at).into());
+        // Other implementations of the spec call a failed job's retry time `next_retry_at`;
+        // it is `run_at` under the name scripts written for them look for (null otherwise).
+        object.insert(
+            "next_retry_at".into(),
+            if self.state == State::Failed {
+                format_ms(self.run_at).into()
+            } else {
+                Value::Null
+            },
+        );
         object.insert(
             "timeout_seconds".into(),
             self.timeout_seconds.map(Value::from).unwrap_or(Value::Null),

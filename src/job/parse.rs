@@ -1,6 +1,7 @@
 //! Job JSON (one object, an array, NDJSON) into [`JobSpec`]s.
 
 use super::spec::{JobSpec, Schedule, MAX_RETRIES_LIMIT, MAX_TIMEOUT_SECONDS, PRIORITY_LIMIT, SHELL_KIND};
+use super::strict::{self, ReadError, Step};
 use crate::error::InvalidJob;
 use crate::time::{parse_rfc3339, Millis};
 use serde_json::{Map, Value};
@@ -20,18 +21,53 @@ pub const KNOWN_FIELDS: &[&str] = &[
     "env",
 ];
 
+/// Which of [`KNOWN_FIELDS`] a job's JSON gave (with a value other than `null`).
+///
+/// Batch-wide values (the CLI's `--priority` and friends) are applied only to jobs that do not
+/// give the field themselves; this says which do, including ones whose value equals the
+/// default (`"priority": 0`), which the [`JobSpec`] alone cannot tell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GivenFields(u16);
+
+impl GivenFields {
+    /// True if the job's JSON gave `field` (one of [`KNOWN_FIELDS`]).
+    pub fn contains(self, field: &str) -> bool {
+        KNOWN_FIELDS
+            .iter()
+            .position(|known| *known == field)
+            .is_some_and(|index| self.0 & (1 << index) != 0)
+    }
+
+    fn insert(&mut self, field: &str) {
+        if let Some(index) = KNOWN_FIELDS.iter().position(|known| *known == field) {
+            self.0 |= 1 << index;
+        }
+    }
+}
+
 /// Parses the text of `enqueue`, a `--file` or a spool file into job specs.
 ///
 /// The text may be one JSON object, a JSON array of objects, or NDJSON (one object a line).
-/// Errors name the field and, in a batch, the line (NDJSON) or index (array). The specs are
-/// also validated, so a successful parse is a batch that only the database can still refuse
+/// Errors name the field and, in a batch, the line (NDJSON) or index (array). An object that
+/// gives a key twice is refused (naming the key), never read as "the last one wins". The specs
+/// are also validated, so a successful parse is a batch that only the database can still refuse
 /// (a duplicate id).
 pub fn parse_jobs(text: &str) -> Result<Vec<(Option<String>, JobSpec)>, InvalidJob> {
+    parse_jobs_with(text, |_, _| Ok(()))
+}
+
+/// [`parse_jobs`], calling `adjust` on each job after it is read and before it is validated,
+/// with the fields its JSON gave. This is how values given once for a whole batch are applied;
+/// an error from `adjust` is placed at the job's line or index like any other refusal.
+pub fn parse_jobs_with(
+    text: &str,
+    mut adjust: impl FnMut(&mut JobSpec, GivenFields) -> Result<(), InvalidJob>,
+) -> Result<Vec<(Option<String>, JobSpec)>, InvalidJob> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err(InvalidJob::whole("empty input: no jobs given"));
     }
-    let items: Vec<(Option<String>, Value)> = match serde_json::from_str::<Value>(trimmed) {
+    let items: Vec<(Option<String>, Value)> = match strict::from_str(trimmed) {
         Ok(Value::Array(items)) => {
             if items.is_empty() {
                 return Err(InvalidJob::whole("empty batch: the array holds no jobs"));
@@ -51,23 +87,24 @@ pub fn parse_jobs(text: &str) -> Result<Vec<(Option<String>, JobSpec)>, InvalidJ
                 .map(|(i, line)| (i + 1, line))
                 .collect();
             // NDJSON only if the first line is a complete value on its own; otherwise this is one
-            // (pretty-printed) document and its own error names the right line.
+            // (pretty-printed) document and its own error names the right line. Completeness is
+            // a matter of syntax, so a first line with a duplicate key still counts as NDJSON
+            // and is refused below with its line number.
             let first_line_complete = lines
                 .first()
-                .map(|(_, l)| serde_json::from_str::<Value>(l).is_ok())
+                .map(|(_, l)| serde_json::from_str::<serde::de::IgnoredAny>(l).is_ok())
                 .unwrap_or(false);
             if lines.len() < 2 || !trimmed.starts_with('{') || !first_line_complete {
-                return Err(json_error(&whole_error, None));
+                return Err(read_error(whole_error, None));
             }
             // Line by line, so the whole input never exists as parsed JSON values at once
             // (a 100k-line file would otherwise hold 100k `Value` trees).
-            return parse_ndjson(text);
+            return parse_ndjson_with(text, adjust);
         }
     };
     let mut specs = Vec::with_capacity(items.len());
     for (location, value) in items {
-        let spec = spec_from_value(value).and_then(|spec| spec.validate().map(|_| spec));
-        match spec {
+        match read_job(value, &mut adjust) {
             Ok(spec) => specs.push((location, spec)),
             Err(e) => {
                 return Err(match location {
@@ -82,22 +119,93 @@ pub fn parse_jobs(text: &str) -> Result<Vec<(Option<String>, JobSpec)>, InvalidJ
 
 /// Parses NDJSON strictly line by line (the `*.ndjson` spool format).
 pub fn parse_ndjson(text: &str) -> Result<Vec<(Option<String>, JobSpec)>, InvalidJob> {
+    parse_ndjson_with(text, |_, _| Ok(()))
+}
+
+fn parse_ndjson_with(
+    text: &str,
+    mut adjust: impl FnMut(&mut JobSpec, GivenFields) -> Result<(), InvalidJob>,
+) -> Result<Vec<(Option<String>, JobSpec)>, InvalidJob> {
     let mut specs = Vec::new();
     for (index, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         let location = format!("line {}", index + 1);
-        let value = serde_json::from_str::<Value>(line).map_err(|e| json_error(&e, Some(location.clone())))?;
-        let spec = spec_from_value(value)
-            .and_then(|spec| spec.validate().map(|_| spec))
-            .map_err(|e| e.at(location.clone()))?;
+        let value = strict::from_str(line).map_err(|e| read_error(e, Some(location.clone())))?;
+        let spec = read_job(value, &mut adjust).map_err(|e| e.at(location.clone()))?;
         specs.push((Some(location), spec));
     }
     if specs.is_empty() {
         return Err(InvalidJob::whole("empty input: no jobs given"));
     }
     Ok(specs)
+}
+
+/// One job of a batch: read, adjusted, validated.
+fn read_job(
+    value: Value,
+    adjust: &mut impl FnMut(&mut JobSpec, GivenFields) -> Result<(), InvalidJob>,
+) -> Result<JobSpec, InvalidJob> {
+    let (mut spec, given) = read_spec(value)?;
+    adjust(&mut spec, given)?;
+    spec.validate()?;
+    Ok(spec)
+}
+
+/// The refusal for JSON that could not be read. `location` is the NDJSON line, if any; a
+/// duplicate key inside a top-level array gets the element's index as its location.
+fn read_error(error: ReadError, location: Option<String>) -> InvalidJob {
+    let (key, path, line, column) = match error {
+        ReadError::Json(error) => return json_error(&error, location),
+        ReadError::Duplicate {
+            key,
+            path,
+            line,
+            column,
+        } => (key, path, line, column),
+    };
+    let mut steps = path.as_slice();
+    let mut location = location;
+    if location.is_none() {
+        if let Some((Step::Index(index), rest)) = steps.split_first() {
+            location = Some(format!("index {index}"));
+            steps = rest;
+        }
+    }
+    let inside = if steps.is_empty() {
+        String::new()
+    } else {
+        format!(" in `{}`", render_path(steps))
+    };
+    // An NDJSON line is parsed on its own, so serde_json's line number would always be 1 there.
+    let position = if location.as_deref().is_some_and(|l| l.starts_with("line ")) {
+        format!("column {column}")
+    } else {
+        format!("line {line}, column {column}")
+    };
+    let invalid = InvalidJob::whole(format!("duplicate key `{}`{inside} ({position})", key.escape_debug()));
+    match location {
+        Some(location) => invalid.at(location),
+        None => invalid,
+    }
+}
+
+/// `env`, `payload.items[2].name`: the path to a value inside a job, for messages.
+fn render_path(steps: &[Step]) -> String {
+    let mut text = String::new();
+    for step in steps {
+        match step {
+            Step::Key(key) => {
+                if !text.is_empty() {
+                    text.push('.');
+                }
+                text.push_str(&key.escape_debug().to_string());
+            }
+            Step::Index(index) => text.push_str(&format!("[{index}]")),
+        }
+    }
+    text
 }
 
 fn json_error(error: &serde_json::Error, location: Option<String>) -> InvalidJob {
@@ -159,6 +267,11 @@ fn expect_integer(field: &str, value: &Value, min: i64, max: i64) -> Result<i64,
 
 /// Converts one JSON object into a spec, refusing unknown fields and wrong types.
 pub fn spec_from_value(value: Value) -> Result<JobSpec, InvalidJob> {
+    read_spec(value).map(|(spec, _)| spec)
+}
+
+/// [`spec_from_value`], also saying which fields the object gave.
+fn read_spec(value: Value) -> Result<(JobSpec, GivenFields), InvalidJob> {
     let object: Map<String, Value> = match value {
         Value::Object(object) => object,
         other => {
@@ -172,7 +285,11 @@ pub fn spec_from_value(value: Value) -> Result<JobSpec, InvalidJob> {
     let mut has_command = false;
     let mut run_at: Option<Millis> = None;
     let mut delay: Option<f64> = None;
+    let mut given = GivenFields::default();
     for (key, value) in object {
+        if !value.is_null() {
+            given.insert(&key);
+        }
         match key.as_str() {
             "id" => spec.id = Some(expect_string("id", value)?),
             "command" => {
@@ -245,7 +362,7 @@ pub fn spec_from_value(value: Value) -> Result<JobSpec, InvalidJob> {
         (None, Some(seconds)) => Schedule::After(seconds),
         (None, None) => Schedule::Now,
     };
-    Ok(spec)
+    Ok((spec, given))
 }
 
 #[cfg(test)]
@@ -307,6 +424,31 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "invalid job at index 1: expected a JSON object, got a number"
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_with_the_key_and_the_place() {
+        let e = one(r#"{"command":"a","command":"b"}"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid job: duplicate key `command` (line 1, column 24)"
+        );
+        let e =
+            parse_jobs("[{\"command\":\"a\"},\n {\"command\":\"b\",\"env\":{\"X\":\"1\",\"X\":\"2\"}}]").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid job at index 1: duplicate key `X` in `env` (line 2, column 34)"
+        );
+        let e = parse_jobs("{\"command\":\"a\"}\n{\"command\":\"b\",\"payload\":[{\"k\":1,\"k\":2}]}").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid job at line 2: duplicate key `k` in `payload[0]` (column 36)"
+        );
+        let e = parse_jobs("{\"id\":\"a\",\"id\":\"b\",\"command\":\"x\"}\n{\"command\":\"y\"}").unwrap_err();
+        assert!(
+            e.to_string().starts_with("invalid job at line 1: duplicate key `id`"),
+            "{e}"
         );
     }
 
