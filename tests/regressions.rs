@@ -65,7 +65,8 @@ fn review_4_timeout_ends_a_job_whose_descendant_holds_the_pipe() {
     .ok();
     home.run(&["config", "set", "max-retries", "0"]).ok();
     let started = Instant::now();
-    let run = home.run(&["worker", "start", "--until-empty", "--no-spool"]).ok();
+    // Exit code 3: the job died (timed out with no retries left) during the run.
+    let run = home.run(&["worker", "start", "--until-empty", "--no-spool"]).code(3);
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "took {:?}: {run:#?}",
