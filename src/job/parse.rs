@@ -428,6 +428,52 @@ mod tests {
     }
 
     #[test]
+    fn given_fields_include_default_values_but_not_nulls() {
+        let mut seen = Vec::new();
+        parse_jobs_with(
+            r#"[{"command":"a","priority":0,"timeout_seconds":null},{"command":"b","run_at":"2030-01-01T00:00:00Z"}]"#,
+            |_, given| {
+                seen.push(
+                    KNOWN_FIELDS
+                        .iter()
+                        .filter(|f| given.contains(f))
+                        .copied()
+                        .collect::<Vec<_>>(),
+                );
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(seen, vec![vec!["command", "priority"], vec!["command", "run_at"]]);
+        assert!(!GivenFields::default().contains("no such field"));
+    }
+
+    #[test]
+    fn an_adjustment_is_validated_and_its_refusal_is_placed_at_the_job() {
+        let specs = parse_jobs_with("{\"command\":\"a\"}\n{\"command\":\"b\"}", |spec, _| {
+            spec.priority = 5;
+            Ok(())
+        })
+        .unwrap();
+        assert!(specs.iter().all(|(_, spec)| spec.priority == 5));
+        let e = parse_jobs_with(r#"[{"command":"a"},{"command":"b","priority":1}]"#, |_, given| {
+            if given.contains("priority") {
+                Err(InvalidJob::whole("clash"))
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap_err();
+        assert_eq!(e.to_string(), "invalid job at index 1: clash");
+        let e = parse_jobs_with(r#"{"command":"a"}"#, |spec, _| {
+            spec.priority = PRIORITY_LIMIT + 1;
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("field `priority` must be from"), "{e}");
+    }
+
+    #[test]
     fn duplicate_keys_are_refused_with_the_key_and_the_place() {
         let e = one(r#"{"command":"a","command":"b"}"#).unwrap_err();
         assert_eq!(

@@ -210,6 +210,87 @@ mod tests {
         assert!(from_str(r#"[{"command":"a"},{"command":"b","env":{"command":"c"}}]"#).is_ok());
     }
 
+    /// Runs a property from a printed seed (`QUEUECTL_PROPTEST_SEED` replays one).
+    fn check<S: proptest::strategy::Strategy>(
+        name: &str,
+        strategy: S,
+        test: impl Fn(S::Value) -> Result<(), proptest::test_runner::TestCaseError>,
+    ) where
+        S::Value: std::fmt::Debug,
+    {
+        use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+        let seed: u64 = std::env::var("QUEUECTL_PROPTEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| crate::time::now_ms() as u64 ^ u64::from(std::process::id()).rotate_left(32));
+        eprintln!("{name}: proptest seed {seed} (replay with QUEUECTL_PROPTEST_SEED={seed})");
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&seed.to_le_bytes());
+        let config = Config {
+            cases: 1000,
+            failure_persistence: None,
+            ..Config::default()
+        };
+        let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes));
+        if let Err(error) = runner.run(&strategy, test) {
+            panic!("{name} failed with seed {seed}: {error}");
+        }
+    }
+
+    fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_filter_map("finite", |f| Number::from_f64(f).map(Value::Number)),
+            ".{0,10}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 40, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(".{0,6}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    #[test]
+    fn any_document_without_duplicates_reads_as_serde_json_reads_it() {
+        check("strict = serde_json without duplicates", any_json(), |value| {
+            for text in [
+                value.to_string(),
+                serde_json::to_string_pretty(&value).unwrap_or_default(),
+            ] {
+                let lenient: Value = serde_json::from_str(&text).map_err(|e| {
+                    proptest::test_runner::TestCaseError::fail(format!("serde_json refused its own output: {e}"))
+                })?;
+                match from_str(&text) {
+                    Ok(strict) => proptest::prop_assert_eq!(strict, lenient),
+                    Err(e) => proptest::prop_assert!(false, "refused {text}: {e:?}"),
+                }
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn strict_reading_accepts_only_what_serde_json_accepts_and_reads_it_the_same() {
+        use proptest::prelude::*;
+        let text = prop_oneof![any::<String>(), "[\\[\\]{}\",:0-9a-z \\n]{0,80}"];
+        check("strict refuses what serde_json refuses", text, |text| {
+            let lenient = serde_json::from_str::<Value>(&text);
+            match from_str(&text) {
+                Ok(strict) => prop_assert_eq!(Some(strict), lenient.ok()),
+                Err(ReadError::Json(_)) => prop_assert!(lenient.is_err(), "strict refused valid JSON {text}"),
+                // A duplicate key may come before a syntax error further on: either refusal is right.
+                Err(ReadError::Duplicate { .. }) => {}
+            }
+            Ok(())
+        });
+    }
+
     #[test]
     fn other_errors_are_serde_jsons_own() {
         assert!(matches!(from_str(r#"{"a":1} x"#), Err(ReadError::Json(_))));
