@@ -52,7 +52,12 @@ job4
 job5
 job6" "$(jobs_table --state pending | cut -d' ' -f1)"
 
+# Exit code 3 says jobs died during the run: the demo's failing jobs, as intended.
+set +o pipefail
 step worker start --count 2 --until-empty | tee "$LOG"
+worker_exit=${PIPESTATUS[0]}
+set -o pipefail
+expect "worker exit code (3: jobs died, as intended)" 3 "$worker_exit"
 step status
 step dlq list
 step show job2

@@ -1,5 +1,5 @@
 //! The `queuectl` binary: parses arguments, calls the library, prints. Exit codes: 0 ok,
-//! 2 bad input or usage, 1 anything else.
+//! 2 bad input or usage, 3 jobs died (`wait`, `worker start --until-*`), 1 anything else.
 
 mod cli;
 
@@ -107,6 +107,10 @@ fn main() {
     }
     let cli = Cli::parse();
     if let Err(error) = run(cli) {
+        if let Some(verdict) = error.downcast_ref::<cli::Verdict>() {
+            eprintln!("queuectl: {verdict}");
+            std::process::exit(verdict.code);
+        }
         // Library errors already include their cause's text; print each new part once.
         let mut message = String::new();
         for cause in error.chain() {

@@ -35,10 +35,38 @@ pub fn warn_about_config_permissions(home: &Home) {
     }
 }
 
+/// The exit code of a run that finished but saw jobs die: `wait` when a waited-for job is dead,
+/// `worker start --until-empty/--until-idle` when a job moved to the DLQ during the run.
+pub const EXIT_JOBS_DEAD: i32 = 3;
+
+/// A command that did its work but must end with a non-zero exit code to tell scripts how it
+/// went (jobs died). Not an error: the binary prints the message without "error:".
+#[derive(Debug)]
+pub struct Verdict {
+    /// The process exit code.
+    pub code: i32,
+    /// One line for stderr.
+    pub message: String,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Verdict {}
+
+/// "1 job", "3 jobs".
+pub fn jobs(n: u64) -> String {
+    format!("{n} job{}", if n == 1 { "" } else { "s" })
+}
+
 /// A persistent background job queue for shell commands.
 ///
 /// Jobs persist in one SQLite file (queue.db) in the queue home: --home DIR, else $QUEUECTL_HOME,
-/// else the current directory. Exit codes: 0 ok, 2 bad input or usage, 1 anything else.
+/// else the current directory. Exit codes: 0 ok, 2 bad input or usage, 3 jobs died (`wait`,
+/// `worker start --until-empty/--until-idle`), 1 anything else.
 #[derive(Debug, Parser)]
 #[command(name = "queuectl", version, propagate_version = true, max_term_width = 100)]
 #[command(
@@ -118,7 +146,7 @@ pub enum Command {
 
     /// Block until the given jobs (or all jobs) are completed or dead
     #[command(
-        after_help = "Examples:\n  queuectl wait job1 job2 --timeout 60s\n  queuectl wait              # every job\n\nExit code 1 on timeout."
+        after_help = "Examples:\n  queuectl wait job1 job2 --timeout 60s\n  queuectl wait              # every job\n\nExit codes: 0 all completed, 3 all finished but some are dead (in the DLQ), 1 timeout,\n2 unknown id."
     )]
     Wait(wait::WaitArgs),
 

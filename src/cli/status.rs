@@ -20,6 +20,14 @@ pub struct StatusArgs {
 pub fn run(queue: &mut Queue, args: &StatusArgs) -> Result<()> {
     let status = queue.status()?;
     let now = now_ms();
+    // `worker start --count 3` says "Started 3 workers": those are threads of one process, so
+    // the totals count threads and name the processes separately, and the numbers agree.
+    let total_threads: u64 = status.workers.iter().map(|w| u64::from(w.threads)).sum();
+    let total_busy: usize = status
+        .workers
+        .iter()
+        .map(|w| w.slots.as_array().map(|s| s.len()).unwrap_or(0))
+        .sum();
     if args.json {
         let mut jobs = serde_json::Map::new();
         for state in State::ALL {
@@ -57,6 +65,9 @@ pub fn run(queue: &mut Queue, args: &StatusArgs) -> Result<()> {
                 .iter()
                 .map(|(id, reason)| json!({"id": id, "reason": reason}))
                 .collect::<Vec<_>>(),
+            "worker_processes": status.workers.len(),
+            "worker_threads": total_threads,
+            "worker_threads_busy": total_busy,
             "home": queue.home().root(),
         }));
         return Ok(());
@@ -86,9 +97,12 @@ pub fn run(queue: &mut Queue, args: &StatusArgs) -> Result<()> {
         out.push_str("workers: none running\n");
     } else {
         let pids: Vec<String> = status.workers.iter().map(|w| w.pid.to_string()).collect();
+        let processes = status.workers.len();
         out.push_str(&format!(
-            "workers: {} (PIDs: {})\n",
-            status.workers.len(),
+            "workers: {total_threads} thread{} in {processes} process{}, {total_busy} busy (PID{}: {})\n",
+            if total_threads == 1 { "" } else { "s" },
+            if processes == 1 { "" } else { "es" },
+            if processes == 1 { "" } else { "s" },
             pids.join(", ")
         ));
         for w in &status.workers {

@@ -1,6 +1,7 @@
 //! `queuectl wait`: block until jobs are completed or dead (scripts and tests use it instead of
-//! sleeping).
+//! sleeping). The exit code says how they ended: 0 all completed, 3 some dead, 1 timed out.
 
+use super::{jobs, Verdict, EXIT_JOBS_DEAD};
 use anyhow::Result;
 use clap::Args;
 use queuectl::error::Error;
@@ -14,7 +15,8 @@ pub struct WaitArgs {
     /// The jobs to wait for (default: every job in the queue)
     pub ids: Vec<String>,
 
-    /// Give up after this long (exit code 1), e.g. 60s; default: wait forever
+    /// Give up after this long (exit code 1), e.g. 60s; default: wait forever. A job that is
+    /// dead when the wait ends makes the exit code 3
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
 
@@ -43,14 +45,14 @@ pub fn run(queue: &Queue, args: &WaitArgs) -> Result<()> {
             last_version = Some(version);
             if args.ids.is_empty() {
                 if !store.has_unfinished(&[])? {
+                    let counts = store.counts()?;
                     if !args.quiet {
-                        let counts = store.counts()?;
                         println!(
                             "all jobs finished: {} completed, {} dead",
                             counts.completed, counts.dead
                         );
                     }
-                    return Ok(());
+                    return verdict(counts.dead, "in the queue");
                 }
             } else {
                 let states = store.job_states(&args.ids)?;
@@ -60,7 +62,8 @@ pub fn run(queue: &Queue, args: &WaitArgs) -> Result<()> {
                             println!("{id} {}", states.get(id).copied().unwrap_or(State::Pending));
                         }
                     }
-                    return Ok(());
+                    let dead = states.values().filter(|s| **s == State::Dead).count() as u64;
+                    return verdict(dead, "waited for");
                 }
             }
         }
@@ -83,4 +86,21 @@ pub fn run(queue: &Queue, args: &WaitArgs) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Success when no job is dead; otherwise exit code 3, so a script can tell "done" from "done,
+/// but something died" without parsing the output.
+fn verdict(dead: u64, which: &str) -> Result<()> {
+    if dead == 0 {
+        return Ok(());
+    }
+    Err(Verdict {
+        code: EXIT_JOBS_DEAD,
+        message: format!(
+            "{} {which} {} dead (in the DLQ)",
+            jobs(dead),
+            if dead == 1 { "is" } else { "are" }
+        ),
+    }
+    .into())
 }

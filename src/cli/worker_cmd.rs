@@ -1,13 +1,16 @@
 //! `queuectl worker start|stop`.
 
+use super::{jobs, Verdict, EXIT_JOBS_DEAD};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use queuectl::error::Error;
 use queuectl::time::{format_duration, parse_duration};
 use queuectl::worker::registry;
 use queuectl::worker::{PoolBuilder, WorkerEvent};
-use queuectl::{Home, Queue, Shutdown};
+use queuectl::{Home, Queue, Shutdown, State};
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// `queuectl worker` subcommands.
@@ -15,7 +18,7 @@ use std::time::{Duration, Instant};
 pub enum WorkerCommand {
     /// Run jobs: one process with N executor threads (foreground unless --detach)
     #[command(
-        after_help = "Examples:\n  queuectl worker start --count 2\n  queuectl worker start --count 4 --detach\n  queuectl worker start --until-empty        # drain the queue, then exit (cron)\n\nSIGINT/SIGTERM: stop claiming, let running jobs finish, exit 0. A second signal kills\nrunning jobs and puts them back to pending without counting the attempt."
+        after_help = "Examples:\n  queuectl worker start --count 2\n  queuectl worker start --count 4 --detach\n  queuectl worker start --until-idle         # run what is due now, then exit (cron)\n  queuectl worker start --until-empty        # wait out scheduled jobs and retries too\n\nExit codes with --until-empty or --until-idle: 0 no job died during the run, 3 some job\nmoved to the DLQ during the run. With --detach the exit code only says whether the worker\nstarted; its log has the rest.\n\nSIGINT/SIGTERM: stop claiming, let running jobs finish, exit 0. A second signal kills\nrunning jobs and puts them back to pending without counting the attempt."
     )]
     Start(StartArgs),
     /// Stop every worker of this home gracefully and wait for them to exit
@@ -36,9 +39,16 @@ pub struct StartArgs {
     #[arg(long, short = 'd')]
     pub detach: bool,
 
-    /// Exit once no job is pending, processing or waiting for a retry
-    #[arg(long)]
+    /// Exit once no job is left unfinished: none pending, failed (waiting for a retry) or
+    /// processing, in any worker. Jobs scheduled for later and retries in their backoff keep
+    /// the worker up until they have run
+    #[arg(long, conflicts_with = "until_idle")]
     pub until_empty: bool,
+
+    /// Exit once no job is due now and this worker runs none: jobs scheduled for later,
+    /// retries in their backoff and jobs other workers run are left alone
+    #[arg(long)]
+    pub until_idle: bool,
 
     /// Do not ingest the spool directory in this worker
     #[arg(long)]
@@ -200,13 +210,17 @@ fn start(home: &Home, args: &StartArgs) -> Result<()> {
     let spool_thread = if args.no_spool {
         None
     } else {
-        start_ingester(home, &shutdown, args.until_empty, pid)?
+        start_ingester(home, &shutdown, args.until_empty || args.until_idle, pid)?
     };
     let (stop_home, stop_shutdown) = (home.clone(), shutdown.clone());
+    let died = Arc::new(AtomicU64::new(0));
+    let died_seen = died.clone();
     let pool = PoolBuilder::new(home)
         .threads(count)
         .until_empty(args.until_empty)
+        .until_idle(args.until_idle)
         .observer(move |event: &WorkerEvent| {
+            died_seen.fetch_add(jobs_died(event), Ordering::Relaxed);
             if let Some(line) = event_line(pid, event, quiet) {
                 print_line(line);
             }
@@ -228,7 +242,27 @@ fn start(home: &Home, args: &StartArgs) -> Result<()> {
         }
     }
     result?;
+    let died = died.load(Ordering::Relaxed);
+    if (args.until_empty || args.until_idle) && died > 0 {
+        // A cron job or script running the queue dry needs to know that something failed for
+        // good without parsing the log.
+        return Err(Verdict {
+            code: EXIT_JOBS_DEAD,
+            message: format!("{} moved to the DLQ during this run", jobs(died)),
+        }
+        .into());
+    }
     Ok(())
+}
+
+/// How many jobs an event moves to the DLQ: a job of this worker, or jobs of a lost worker
+/// this worker recovered straight into the DLQ (their last retry was the lost attempt).
+fn jobs_died(event: &WorkerEvent) -> u64 {
+    match event {
+        WorkerEvent::JobDead { .. } => 1,
+        WorkerEvent::Recovered { jobs } => jobs.iter().filter(|(_, state)| *state == State::Dead).count() as u64,
+        _ => 0,
+    }
 }
 
 fn detach(home: &Home, args: &StartArgs, count: usize) -> Result<()> {
@@ -242,6 +276,9 @@ fn detach(home: &Home, args: &StartArgs, count: usize) -> Result<()> {
     command.args(["worker", "start", "--count", &count.to_string()]);
     if args.until_empty {
         command.arg("--until-empty");
+    }
+    if args.until_idle {
+        command.arg("--until-idle");
     }
     if args.no_spool {
         command.arg("--no-spool");
@@ -259,14 +296,23 @@ fn detach(home: &Home, args: &StartArgs, count: usize) -> Result<()> {
     let pid = child.id();
     // Wait until it has registered, so a mistake shows here rather than only in the log.
     let deadline = Instant::now() + Duration::from_secs(10);
+    let mut finished = None;
     loop {
         if let Some(status) = child.try_wait().context("checking the background worker")? {
             let log_text = std::fs::read_to_string(&log_path).unwrap_or_default();
             let last = log_text.lines().last().unwrap_or("").to_string();
-            anyhow::bail!(
-                "background worker exited at once ({status}): {last} (log: {})",
-                log_path.display()
-            );
+            // A worker that drained a small queue may be done before we see it registered:
+            // that is a worker that started and did its job, not a failure to start.
+            let until = args.until_empty || args.until_idle;
+            let ran = status.success() || (until && status.code() == Some(EXIT_JOBS_DEAD));
+            if !ran {
+                anyhow::bail!(
+                    "background worker exited at once ({status}): {last} (log: {})",
+                    log_path.display()
+                );
+            }
+            finished = Some(last);
+            break;
         }
         let mut queue = Queue::open(home)?;
         if queue.status()?.workers.iter().any(|w| w.pid == pid) {
@@ -281,6 +327,9 @@ fn detach(home: &Home, args: &StartArgs, count: usize) -> Result<()> {
         "Started {count} worker{} in the background (PID {pid})",
         if count == 1 { "" } else { "s" }
     );
+    if let Some(last) = finished {
+        println!("finished already: {last}");
+    }
     println!("log: {}", log_path.display());
     Ok(())
 }
@@ -413,8 +462,8 @@ fn wait_for_exit(
     }
 }
 
-/// Starts the spool ingester beside the pool. With `--until-empty`, one pass runs first so a
-/// backlog of spool files counts as work before the pool decides the queue is empty.
+/// Starts the spool ingester beside the pool. With `--until-empty` or `--until-idle`, one pass
+/// runs first so a backlog of spool files counts as work before the pool decides it is done.
 fn start_ingester(
     home: &Home,
     shutdown: &Shutdown,

@@ -52,6 +52,7 @@ pub struct PoolBuilder {
     executors: BTreeMap<String, Arc<dyn Executor>>,
     observers: Vec<Arc<dyn Observer>>,
     until_empty: bool,
+    until_idle: bool,
     shell_hooks: bool,
 }
 
@@ -62,6 +63,7 @@ impl std::fmt::Debug for PoolBuilder {
             .field("threads", &self.threads)
             .field("kinds", &self.executors.keys().collect::<Vec<_>>())
             .field("until_empty", &self.until_empty)
+            .field("until_idle", &self.until_idle)
             .finish()
     }
 }
@@ -77,6 +79,7 @@ impl PoolBuilder {
             executors,
             observers: Vec::new(),
             until_empty: false,
+            until_idle: false,
             shell_hooks: true,
         }
     }
@@ -111,6 +114,14 @@ impl PoolBuilder {
         self
     }
 
+    /// Exit once no job of the pool's kinds is due now and none of this pool's jobs runs. Unlike
+    /// [`until_empty`](Self::until_empty), jobs scheduled for later (including retries waiting
+    /// for their backoff) and jobs other workers run do not keep the pool up.
+    pub fn until_idle(mut self, until_idle: bool) -> Self {
+        self.until_idle = until_idle;
+        self
+    }
+
     /// Whether to run the `[hooks]` shell commands of the config file (default true).
     pub fn shell_hooks(mut self, enabled: bool) -> Self {
         self.shell_hooks = enabled;
@@ -118,7 +129,8 @@ impl PoolBuilder {
     }
 
     /// Runs the pool on the calling thread until `shutdown` fires (or, with
-    /// [`until_empty`](Self::until_empty), the queue is drained). Returns how many jobs it ran.
+    /// [`until_empty`](Self::until_empty) or [`until_idle`](Self::until_idle), the queue is
+    /// drained). Returns how many jobs it ran.
     pub fn run(self, shutdown: &Shutdown) -> Result<u64> {
         if self.executors.is_empty() {
             return Err(Error::InvalidArgument(
@@ -151,6 +163,7 @@ impl PoolBuilder {
             self.until_empty,
         )?;
         coordinator.hooks = hooks;
+        coordinator.until_idle = self.until_idle;
         let result = coordinator.run(shutdown);
         coordinator.finish();
         result.map(|_| coordinator.jobs_run)
@@ -232,6 +245,7 @@ struct Coordinator {
     kinds: Vec<String>,
     observers: Vec<Arc<dyn Observer>>,
     until_empty: bool,
+    until_idle: bool,
     worker: WorkerRecord,
     slots: Vec<Slot>,
     done_rx: Receiver<Done>,
@@ -305,6 +319,7 @@ impl Coordinator {
             kinds,
             observers,
             until_empty,
+            until_idle: false,
             worker,
             slots,
             done_rx,
@@ -489,6 +504,11 @@ impl Coordinator {
                 } else {
                     st.next_due = self.store.next_run_at(&self.kinds)?;
                     if self.until_empty && self.busy() == 0 && !self.store.has_unfinished(&self.kinds)? {
+                        return Ok(true);
+                    }
+                    // Fewer claimed than asked for: nothing else is due now, unless a job fell
+                    // due since the claim (then the next pass claims it).
+                    if self.until_idle && self.busy() == 0 && !st.next_due.is_some_and(|due| due <= now_ms()) {
                         return Ok(true);
                     }
                 }

@@ -1,0 +1,20 @@
+//! The job model: what callers submit ([`JobSpec`]), what is stored ([`Job`]), its [`State`],
+//! and the one validation path every entry point (CLI, library, spool) goes through.
+//!
+//! - `spec`: [`JobSpec`], [`Schedule`], the limits and [`JobSpec::validate`].
+//! - `parse`: JSON text (object, array, NDJSON) into specs, with errors that name the field and
+//!   the place in the batch.
+//! - `strict`: JSON reading that refuses duplicate keys (serde_json keeps the last one).
+//! - `model`: what is stored and shown: [`Job`], [`State`], [`Attempt`], [`Source`].
+
+mod model;
+mod parse;
+mod spec;
+mod strict;
+
+pub use model::{Attempt, Job, Source, State};
+pub use parse::{parse_jobs, parse_jobs_with, parse_ndjson, spec_from_value, GivenFields, KNOWN_FIELDS};
+pub use spec::{
+    validate_id, JobSpec, Schedule, MAX_COMMAND_BYTES, MAX_DELAY_SECONDS, MAX_ID_BYTES, MAX_PAYLOAD_BYTES,
+    MAX_RETRIES_LIMIT, MAX_TIMEOUT_SECONDS, PRIORITY_LIMIT, SHELL_KIND,
+};
