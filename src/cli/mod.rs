@@ -97,7 +97,7 @@ pub enum Command {
 
     /// Add jobs: one JSON object, a JSON array, NDJSON, or flags
     #[command(
-        after_help = "Examples:\n  queuectl enqueue '{\"id\":\"job1\",\"command\":\"echo hi\"}'\n  queuectl enqueue --command 'make backup' --max-retries 5 --delay 30s\n  queuectl enqueue --file jobs.ndjson\n  generate-jobs | queuectl enqueue -\n\nJob fields: id, command, kind, payload, max_retries, priority, run_at (RFC 3339),\ndelay_seconds, timeout_seconds, cwd, env. A batch is all or nothing."
+        after_help = "Examples:\n  queuectl enqueue '{\"id\":\"job1\",\"command\":\"echo hi\"}'\n  queuectl enqueue --command 'make backup' --max-retries 5 --delay 30s\n  queuectl enqueue --file jobs.ndjson\n  generate-jobs | queuectl enqueue -\n  queuectl enqueue --file nightly.ndjson --delay 1h --priority -5\n\nJob fields: id, command, kind, payload, max_retries, priority, run_at (RFC 3339),\ndelay_seconds, timeout_seconds, cwd, env. A batch is all or nothing. The flags --id,\n--max-retries, --priority, --delay, --run-at and --timeout apply to every job of JSON input\n(--id only to a single job); a job that sets the same field itself is refused."
     )]
     Enqueue(enqueue::EnqueueArgs),
 
