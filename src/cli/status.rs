@@ -47,7 +47,7 @@ pub fn run(queue: &mut Queue, args: &StatusArgs) -> Result<()> {
                     "started_at": format_ms(w.started_at),
                     "heartbeat_at": format_ms(w.heartbeat_at),
                     "stopping": w.stopping,
-                    "running": w.slots,
+                    "running": running_json(&w.slots),
                     "version": w.version,
                 })
             })
@@ -145,4 +145,15 @@ pub fn run(queue: &mut Queue, args: &StatusArgs) -> Result<()> {
     }
     print!("{out}");
     Ok(())
+}
+
+/// The worker row's running slots for `--json`, with times in RFC 3339 like every other time.
+fn running_json(slots: &serde_json::Value) -> serde_json::Value {
+    let mut slots = slots.clone();
+    for slot in slots.as_array_mut().into_iter().flatten() {
+        if let Some(started) = slot.get("started_at").and_then(|v| v.as_i64()) {
+            slot["started_at"] = format_ms(started).into();
+        }
+    }
+    slots
 }

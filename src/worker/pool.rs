@@ -749,7 +749,8 @@ impl Coordinator {
                     RetryDecision::RetryAfter(delay) => (
                         FinishedAttempt {
                             new_state: State::Failed,
-                            run_at: Some(now + delay.as_millis() as i64),
+                            // base^attempts after the attempt ended, however late it is recorded.
+                            run_at: Some(done.finished_at + delay.as_millis() as i64),
                             ..base
                         },
                         WorkerEvent::JobRetrying {

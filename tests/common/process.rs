@@ -125,10 +125,16 @@ impl Worker {
     /// Waits for the worker to exit and asserts it exited with code 0.
     #[track_caller]
     pub fn wait_success(&mut self, timeout: Duration) {
+        self.wait_code(timeout, 0);
+    }
+
+    /// Waits for the worker to exit and asserts its exit code (3: jobs died during the run).
+    #[track_caller]
+    pub fn wait_code(&mut self, timeout: Duration, code: i32) {
         let status = self.wait_exit(timeout);
         assert_eq!(
             status.code(),
-            Some(0),
+            Some(code),
             "worker exit status {status}; output:\n{}",
             self.output()
         );
