@@ -19,7 +19,7 @@ const EXIT_CHECK: Duration = Duration::from_millis(20);
 /// reaches every process the command started. Output is captured with a byte cap (the tail).
 ///
 /// The attempt's result is decided when the shell exits. Its output is read for a short drain
-/// after that ([`DRAIN_AFTER_EXIT`]), then whatever the command left running in its process
+/// after that (100 ms), then whatever the command left running in its process
 /// group is killed (SIGKILL), so a forgotten `server &` neither holds the job open nor outlives
 /// it. A process that should outlive its job must leave the job's session (`setsid`) before
 /// the job's shell exits, with its output redirected; it keeps running and is no longer the

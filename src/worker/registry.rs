@@ -69,7 +69,7 @@ pub fn worker_id_host(worker_id: &str) -> Option<&str> {
 /// Recovers the jobs of workers that are not alive, and removes those workers' rows.
 ///
 /// A lost job on this host is recovered only once nothing of its run is left: `killer` stops
-/// the run's leftover processes first (see [`orphans`](super::orphans)), over as many calls as
+/// the run's leftover processes first (see `worker/orphans.rs`), over as many calls as
 /// that takes. A lost job on another host is recovered at once: its host is presumed dead, but
 /// if it is not (a partition), its run may still be going there, so across hosts delivery is
 /// at-least-once. The recovery itself is one transaction.
