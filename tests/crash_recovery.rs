@@ -8,78 +8,24 @@
 
 mod common;
 
+use common::process::{process_gone, read_pid, KillOnDrop, Worker};
 use common::{signal, wait_until, TestHome};
 use serde_json::json;
 use std::path::Path;
-use std::process::Child;
 use std::time::Duration;
 
 const SHORT: Duration = Duration::from_secs(20);
 
-/// Kills the processes it holds when dropped, so a failing test leaves nothing running.
-struct KillGuard(Vec<u32>);
-
-impl Drop for KillGuard {
-    fn drop(&mut self) {
-        for &pid in &self.0 {
-            signal(pid, libc::SIGKILL);
-        }
-    }
+/// SIGKILLs a worker and reaps it.
+fn kill(worker: &mut Worker) {
+    worker.signal(libc::SIGKILL);
+    worker.wait_exit(SHORT);
 }
 
-/// A worker process, killed when dropped.
-struct Worker {
-    child: Option<Child>,
-}
-
-impl Worker {
-    fn start(home: &TestHome, args: &[&str]) -> Worker {
-        let mut full = vec!["worker", "start", "--no-spool"];
-        full.extend_from_slice(args);
-        Worker {
-            child: Some(home.spawn(&full)),
-        }
-    }
-
-    fn child(&mut self) -> &mut Child {
-        self.child.as_mut().expect("worker child")
-    }
-
-    fn kill(&mut self) {
-        let child = self.child();
-        signal(child.id(), libc::SIGKILL);
-        let _ = child.wait();
-    }
-
-    /// Waits for the exit with a deadline; returns the exit code and all output.
-    fn wait_exit(mut self, timeout: Duration) -> (i32, String) {
-        wait_until("worker exit", timeout, || {
-            matches!(self.child().try_wait(), Ok(Some(_)))
-        });
-        let output = self
-            .child
-            .take()
-            .expect("worker child")
-            .wait_with_output()
-            .expect("worker output");
-        (
-            output.status.code().unwrap_or(-1),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ),
-        )
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            signal(child.id(), libc::SIGKILL);
-            let _ = child.wait();
-        }
-    }
+/// Waits for a worker's exit; its exit code and everything it printed.
+fn finish(mut worker: Worker, timeout: Duration) -> (i32, String) {
+    let status = worker.wait_exit(timeout);
+    (status.code().unwrap_or(-1), worker.output())
 }
 
 fn enqueue(home: &TestHome, job: serde_json::Value) {
@@ -88,21 +34,6 @@ fn enqueue(home: &TestHome, job: serde_json::Value) {
 
 fn read(path: impl AsRef<Path>) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
-}
-
-fn pid_alive(pid: u32) -> bool {
-    // A zombie (exited, not reaped) counts as gone.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s[s.rfind(')').unwrap() + 1..].trim_start().starts_with('Z'))
-        .unwrap_or(false)
-}
-
-fn read_pid(path: impl AsRef<Path>) -> u32 {
-    let path = path.as_ref();
-    wait_until(&format!("{} to hold a pid", path.display()), SHORT, || {
-        read(path).trim().parse::<u32>().is_ok()
-    });
-    read(path).trim().parse().unwrap()
 }
 
 /// The job's command, wrapped so that a run starting while an earlier run of the same job is
@@ -138,13 +69,13 @@ fn a_killed_workers_job_never_overlaps_its_rerun() {
         &home,
         json!({"id": "long", "command": exclusive("long", "sleep 6 & echo $! > child.pid; wait"), "max_retries": 2}),
     );
-    let mut first = Worker::start(&home, &["--count", "1"]);
+    let mut first = Worker::spawn(&home, &["--count", "1"]);
     let child = read_pid(home.path().join("child.pid"));
-    let _guard = KillGuard(vec![child]);
-    first.kill();
+    let _guard = KillOnDrop(vec![child]);
+    kill(&mut first);
 
-    let second = Worker::start(&home, &["--count", "1", "--until-empty"]);
-    let (code, output) = second.wait_exit(Duration::from_secs(40));
+    let second = Worker::spawn(&home, &["--count", "1", "--until-empty"]);
+    let (code, output) = finish(second, Duration::from_secs(40));
     assert_eq!(code, 0, "{output}");
     let log = read(home.path().join("log"));
     assert!(
@@ -152,7 +83,7 @@ fn a_killed_workers_job_never_overlaps_its_rerun() {
         "a rerun started while the first run lived:\n{log}\n{output}"
     );
     assert_eq!(log.matches("start long").count(), 2, "{log}");
-    assert!(!pid_alive(child), "the first run's child outlived recovery");
+    assert!(process_gone(child), "the first run's child outlived recovery");
     let job = home.job("long");
     assert_eq!(job["state"], "completed", "{job:#}");
     assert_eq!(outcomes(&job), ["lost", "completed"], "{job:#}");
@@ -165,11 +96,11 @@ fn recover_stops_a_lost_runs_leftovers_before_the_job_can_run_again() {
         &home,
         json!({"id": "orphan", "command": "sleep 30 & echo $! > child.pid; wait", "max_retries": 1}),
     );
-    let mut worker = Worker::start(&home, &["--count", "1"]);
+    let mut worker = Worker::spawn(&home, &["--count", "1"]);
     let child = read_pid(home.path().join("child.pid"));
-    let _guard = KillGuard(vec![child]);
-    worker.kill();
-    assert!(pid_alive(child), "the child runs on after its worker died");
+    let _guard = KillOnDrop(vec![child]);
+    kill(&mut worker);
+    assert!(!process_gone(child), "the child runs on after its worker died");
     let status = home.status();
     let lost = &status["lost_jobs"];
     assert_eq!(lost[0]["id"], "orphan", "{status:#}");
@@ -179,7 +110,7 @@ fn recover_stops_a_lost_runs_leftovers_before_the_job_can_run_again() {
         recover.stdout.contains("orphan: worker lost, now failed"),
         "{recover:?}"
     );
-    assert!(!pid_alive(child), "recover left the lost run's child running");
+    assert!(process_gone(child), "recover left the lost run's child running");
     assert_eq!(home.status()["lost_jobs"], json!([]));
 }
 
@@ -192,19 +123,19 @@ fn a_leftover_that_cannot_be_confirmed_holds_the_job_and_status_says_why() {
         &home,
         json!({"id": "anon", "command": "env -i sh -c 'echo $$ > child.pid; exec sleep 60' & wait", "max_retries": 1}),
     );
-    let mut worker = Worker::start(&home, &["--count", "1"]);
+    let mut worker = Worker::spawn(&home, &["--count", "1"]);
     let child = read_pid(home.path().join("child.pid"));
-    let _guard = KillGuard(vec![child]);
+    let _guard = KillOnDrop(vec![child]);
     // Recovery can only find the group if the worker recorded its leader: wait for that.
     wait_until("the worker row records the job's process", SHORT, || {
         home.status()["workers"][0]["running"][0]["pid_start"].is_u64()
     });
-    worker.kill();
+    kill(&mut worker);
 
     let recover = home.run(&["recover"]).ok();
     assert!(recover.stdout.contains("anon: not recovered"), "{recover:?}");
     assert!(recover.stdout.contains("cannot be confirmed"), "{recover:?}");
-    assert!(pid_alive(child), "an unconfirmed process was signalled");
+    assert!(!process_gone(child), "an unconfirmed process was signalled");
     assert_eq!(home.job("anon")["state"], "processing");
     let status = home.run(&["status"]).ok();
     assert!(status.stdout.contains("job anon: worker lost;"), "{status:?}");
@@ -212,7 +143,7 @@ fn a_leftover_that_cannot_be_confirmed_holds_the_job_and_status_says_why() {
 
     // Once it ends, the job is recovered.
     signal(child, libc::SIGKILL);
-    wait_until("the leftover to exit", SHORT, || !pid_alive(child));
+    wait_until("the leftover to exit", SHORT, || process_gone(child));
     let recover = home.run(&["recover"]).ok();
     assert!(recover.stdout.contains("anon: worker lost, now failed"), "{recover:?}");
 }
@@ -225,15 +156,15 @@ fn a_job_ends_when_its_shell_exits_and_its_leftovers_are_killed() {
         &home,
         json!({"id": "bg", "command": "sh -c 'echo $$ > child.pid; exec sleep 60' & echo hi"}),
     );
-    let worker = Worker::start(&home, &["--count", "1", "--until-empty"]);
+    let worker = Worker::spawn(&home, &["--count", "1", "--until-empty"]);
     let child = read_pid(home.path().join("child.pid"));
-    let _guard = KillGuard(vec![child]);
-    let (code, output) = worker.wait_exit(SHORT);
+    let _guard = KillOnDrop(vec![child]);
+    let (code, output) = finish(worker, SHORT);
     assert_eq!(code, 0, "{output}");
     let job = home.job("bg");
     assert_eq!(job["state"], "completed", "{job:#}");
     assert_eq!(job["stdout"].as_str().unwrap_or("").trim(), "hi", "{job:#}");
-    wait_until("the leftover child to be killed", SHORT, || !pid_alive(child));
+    wait_until("the leftover child to be killed", SHORT, || process_gone(child));
 }
 
 #[test]
@@ -246,13 +177,13 @@ fn a_process_that_left_the_session_outlives_its_job() {
         json!({"id": "daemon", "command": "setsid sh -c 'echo $$ > child.pid; exec sleep 60' >/dev/null 2>&1 & \
               until [ -s child.pid ]; do sleep 0.01; done; echo started"}),
     );
-    let worker = Worker::start(&home, &["--count", "1", "--until-empty"]);
+    let worker = Worker::spawn(&home, &["--count", "1", "--until-empty"]);
     let child = read_pid(home.path().join("child.pid"));
-    let _guard = KillGuard(vec![child]);
-    let (code, output) = worker.wait_exit(SHORT);
+    let _guard = KillOnDrop(vec![child]);
+    let (code, output) = finish(worker, SHORT);
     assert_eq!(code, 0, "{output}");
     assert_eq!(home.job("daemon")["state"], "completed");
-    assert!(pid_alive(child), "a detached process was killed with its job");
+    assert!(!process_gone(child), "a detached process was killed with its job");
 }
 
 #[test]
@@ -262,8 +193,8 @@ fn a_timed_out_job_is_recorded_as_timed_out_even_if_its_shell_exits_zero() {
         &home,
         json!({"id": "slow", "command": "trap 'exit 0' TERM; sleep 30 & wait", "timeout_seconds": 1, "max_retries": 0}),
     );
-    let worker = Worker::start(&home, &["--count", "1", "--until-empty"]);
-    let (_, output) = worker.wait_exit(SHORT);
+    let worker = Worker::spawn(&home, &["--count", "1", "--until-empty"]);
+    let (_, output) = finish(worker, SHORT);
     let job = home.job("slow");
     assert_eq!(job["state"], "dead", "{job:#}\n{output}");
     assert!(
@@ -282,7 +213,7 @@ fn a_reported_duration_excludes_time_spent_waiting_to_record_it() {
         &home,
         json!({"id": "quick", "command": "touch began; until [ -e go ]; do sleep 0.05; done"}),
     );
-    let worker = Worker::start(&home, &["--count", "1", "--until-empty"]);
+    let worker = Worker::spawn(&home, &["--count", "1", "--until-empty"]);
     wait_until("the job to start", SHORT, || home.path().join("began").exists());
     // Hold the database's write lock while the job finishes, well past the worker's 5 s busy
     // timeout, so recording the result has to wait.
@@ -291,7 +222,7 @@ fn a_reported_duration_excludes_time_spent_waiting_to_record_it() {
     std::fs::write(home.path().join("go"), "").unwrap();
     std::thread::sleep(Duration::from_secs(7)); // the condition under test: a long-held lock
     db.execute_batch("COMMIT").unwrap();
-    let (code, output) = worker.wait_exit(SHORT);
+    let (code, output) = finish(worker, SHORT);
     assert_eq!(code, 0, "{output}");
     let job = home.job("quick");
     let started = chrono::DateTime::parse_from_rfc3339(job["started_at"].as_str().unwrap()).unwrap();
@@ -311,7 +242,7 @@ fn a_reported_duration_excludes_time_spent_waiting_to_record_it() {
 fn worker_stop_never_signals_a_pid_it_cannot_identify() {
     let home = TestHome::new();
     let mut stranger = std::process::Command::new("sleep").arg("60").spawn().unwrap();
-    let _guard = KillGuard(vec![stranger.id()]);
+    let _guard = KillOnDrop(vec![stranger.id()]);
     let db = rusqlite::Connection::open(home.path().join("queue.db")).unwrap();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     db.execute(
@@ -332,10 +263,10 @@ fn worker_stop_never_signals_a_pid_it_cannot_identify() {
 fn worker_stop_reaches_a_worker_that_is_still_starting() {
     let home = TestHome::new();
     for _ in 0..3 {
-        let worker = Worker::start(&home, &["--count", "1"]);
+        let worker = Worker::spawn(&home, &["--count", "1"]);
         // No wait for registration: the stop may run before the worker is in the registry.
         home.run(&["worker", "stop", "--timeout", "5s"]).ok();
-        let (code, output) = worker.wait_exit(SHORT);
+        let (code, output) = finish(worker, SHORT);
         assert_eq!(code, 0, "{output}");
     }
 }
@@ -347,13 +278,13 @@ fn worker_stop_also_stops_what_a_lost_worker_left_running() {
         &home,
         json!({"id": "left", "command": "sleep 30 & echo $! > child.pid; wait", "max_retries": 1}),
     );
-    let mut worker = Worker::start(&home, &["--count", "1"]);
+    let mut worker = Worker::spawn(&home, &["--count", "1"]);
     let child = read_pid(home.path().join("child.pid"));
-    let _guard = KillGuard(vec![child]);
-    worker.kill();
+    let _guard = KillOnDrop(vec![child]);
+    kill(&mut worker);
     let stop = home.run(&["worker", "stop"]).ok();
     assert!(stop.stdout.contains("Job left: its worker was lost"), "{stop:?}");
-    assert!(!pid_alive(child), "worker stop left the lost run running");
+    assert!(process_gone(child), "worker stop left the lost run running");
 }
 
 /// Several worker processes, killed and restarted at random while a few hundred jobs run: no
@@ -400,7 +331,7 @@ fn chaos_kills_lose_nothing_and_never_overlap_a_job() {
         .collect();
     home.run_with_stdin(&["enqueue", "-"], &batch).ok();
 
-    let mut workers: Vec<Worker> = (0..3).map(|_| Worker::start(&home, &["--count", "2"])).collect();
+    let mut workers: Vec<Worker> = (0..3).map(|_| Worker::spawn(&home, &["--count", "2"])).collect();
     let mut kills = 0;
     for _ in 0..12 {
         let done_before = states(&home)["completed"].as_u64().unwrap_or(0);
@@ -408,9 +339,9 @@ fn chaos_kills_lose_nothing_and_never_overlap_a_job() {
             states(&home)["completed"].as_u64().unwrap_or(0) >= (done_before + 5).min(jobs)
         });
         let victim = next(workers.len() as u64) as usize;
-        workers[victim].kill();
+        kill(&mut workers[victim]);
         kills += 1;
-        workers[victim] = Worker::start(&home, &["--count", "2"]);
+        workers[victim] = Worker::spawn(&home, &["--count", "2"]);
     }
     wait_until("every job completed", Duration::from_secs(120), || {
         states(&home)["completed"].as_u64() == Some(jobs)
