@@ -117,20 +117,25 @@ fn recover_stops_a_lost_runs_leftovers_before_the_job_can_run_again() {
 #[test]
 fn a_leftover_that_cannot_be_confirmed_holds_the_job_and_status_says_why() {
     let home = TestHome::new();
-    // `env -i` clears the markers; once the shell is gone, nothing ties the sleep to the job
-    // but its process group number, which is not proof enough to signal it.
+    // `env -i` clears the markers; once the job's shell has exited (after its worker died),
+    // nothing ties the sleep to the job but its process group number, which is not proof
+    // enough to signal it.
     enqueue(
         &home,
-        json!({"id": "anon", "command": "env -i sh -c 'echo $$ > child.pid; exec sleep 60' & wait", "max_retries": 1}),
+        json!({"id": "anon", "command": "echo $$ > shell.pid; env -i sh -c 'echo $$ > child.pid; exec sleep 60' & \
+              until [ -e release ]; do sleep 0.02; done", "max_retries": 1}),
     );
     let mut worker = Worker::spawn(&home, &["--count", "1"]);
     let child = read_pid(home.path().join("child.pid"));
-    let _guard = KillOnDrop(vec![child]);
+    let shell = read_pid(home.path().join("shell.pid"));
+    let _guard = KillOnDrop(vec![child, shell]);
     // Recovery can only find the group if the worker recorded its leader: wait for that.
     wait_until("the worker row records the job's process", SHORT, || {
         home.status()["workers"][0]["running"][0]["pid_start"].is_u64()
     });
     kill(&mut worker);
+    std::fs::write(home.path().join("release"), "").unwrap();
+    wait_until("the orphaned shell to exit", SHORT, || process_gone(shell));
 
     let recover = home.run(&["recover"]).ok();
     assert!(recover.stdout.contains("anon: not recovered"), "{recover:?}");

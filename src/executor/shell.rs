@@ -25,10 +25,11 @@ const EXIT_CHECK: Duration = Duration::from_millis(20);
 /// the job's shell exits, with its output redirected; it keeps running and is no longer the
 /// job's.
 ///
-/// If the worker dies, the kernel kills the shell (`PR_SET_PDEATHSIG`); recovery stops what the
-/// shell started before the job runs again (see `worker::orphans`). Every process of the job
-/// inherits `QUEUECTL_JOB_ID` and `QUEUECTL_LEASE` (the claim's number), by which recovery
-/// recognises it.
+/// If the worker dies, the job's processes run on until recovery stops them before the job runs
+/// again (see `worker::orphans`). Every process of the job inherits `QUEUECTL_JOB_ID` and
+/// `QUEUECTL_LEASE` (the claim's number), by which recovery recognises it. There is deliberately
+/// no `pre_exec` hook (such as `PR_SET_PDEATHSIG`): any hook makes std fork instead of using
+/// `posix_spawn`, which measured 1.7× slower for a queue of `true` jobs.
 #[derive(Debug, Clone, Default)]
 pub struct ShellExecutor;
 
@@ -54,23 +55,6 @@ impl Executor for ShellExecutor {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        let parent = std::process::id();
-        // SAFETY: the closure runs in the forked child before exec and calls only
-        // async-signal-safe functions (prctl, getppid).
-        unsafe {
-            command.pre_exec(move || {
-                // If this worker dies, the kernel kills the shell at once; recovery then stops
-                // what the shell started before the job runs again.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // The worker may have died between fork and prctl: then nobody would kill us.
-                if libc::getppid() as u32 != parent {
-                    return Err(std::io::Error::other("the worker exited while starting the job"));
-                }
-                Ok(())
-            });
-        }
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(e) => {

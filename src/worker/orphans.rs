@@ -1,9 +1,8 @@
 //! The processes a lost job left behind on this host, and how they are stopped before the job
 //! runs again.
 //!
-//! When a worker dies (SIGKILL, OOM, a crash), the shells of its running jobs are killed by the
-//! kernel (`PR_SET_PDEATHSIG`, set by the shell executor), but what those shells started lives
-//! on in their process groups, and a job that runs again while its first run's `sleep; curl …`
+//! When a worker dies (SIGKILL, OOM, a crash), its running jobs' processes live on (the shells
+//! are reparented to init), and a job that runs again while its first run's `sleep; curl …`
 //! still runs would run twice at the same time. So before a lost job on this host is retried,
 //! recovery finds what is left of its run and stops it: SIGTERM, then SIGKILL after
 //! `stop_grace_seconds`. Only when nothing is left does the job go back to the queue.
