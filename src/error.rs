@@ -118,6 +118,18 @@ pub enum Error {
         supported: i64,
     },
 
+    /// The database has an older schema and this command does not upgrade it: only
+    /// `queuectl migrate`, `init` and `worker start` do, taking a backup first.
+    #[error("database {} at schema version {found}, this queuectl needs {needed}: run `queuectl migrate` (it takes a backup first)", path.display())]
+    SchemaTooOld {
+        /// The database file.
+        path: PathBuf,
+        /// Its schema version.
+        found: i64,
+        /// The schema version this build needs.
+        needed: i64,
+    },
+
     /// SQLite reported an error.
     #[error("database error: {0}")]
     Storage(#[from] rusqlite::Error),

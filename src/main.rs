@@ -32,6 +32,11 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 println!("initialised {}", home.db_path().display());
             }
+            if let Some(migrated) = &report.migrated {
+                for line in cli::migrate::migrated_lines(&home, migrated) {
+                    println!("{line}");
+                }
+            }
             if report.wrote_config {
                 println!("wrote {}", home.config_path().display());
             }
@@ -63,6 +68,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Worker(command) => cli::worker_cmd::run(&home, command),
         Command::Wait(args) => cli::wait::run(&Queue::open(&home)?, args),
         Command::Spool(command) => cli::spool_cmd::run(&home, command),
+        Command::Backup(args) => cli::backup::run(&home, args),
+        Command::Migrate(args) => cli::migrate::run(&home, args),
         Command::Recover => {
             let mut queue = cli::open_for_reading(&home)?;
             let report = queue.recover()?;
@@ -89,7 +96,11 @@ fn run(cli: Cli) -> Result<()> {
 fn exit_code(error: &anyhow::Error) -> i32 {
     for cause in error.chain() {
         if let Some(e) = cause.downcast_ref::<queuectl::Error>() {
-            return if e.is_user_error() || matches!(e, queuectl::Error::NotInitialised(_)) {
+            return if e.is_user_error()
+                || matches!(
+                    e,
+                    queuectl::Error::NotInitialised(_) | queuectl::Error::SchemaTooOld { .. }
+                ) {
                 2
             } else {
                 1

@@ -6,6 +6,7 @@ use crate::config::{self, ConfigEntry, Settings};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::job::{Attempt, Job, JobSpec, Schedule, Source, State};
+use crate::store::backup::{BackupReport, Overwrite};
 use crate::store::{NewJob, StateCounts, Store, WorkerRecord};
 use crate::time::{now_ms, Millis};
 use crate::worker::registry;
@@ -19,6 +20,21 @@ pub struct InitReport {
     pub already_initialised: bool,
     /// `config/queuectl.toml` was written because none existed.
     pub wrote_config: bool,
+    /// The database had an older schema and was migrated (after a backup).
+    pub migrated: Option<MigrateReport>,
+}
+
+/// What [`Queue::migrate`] (or the migration in `init`) found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrateReport {
+    /// The schema version found.
+    pub from: i64,
+    /// The schema version now (this build's).
+    pub to: i64,
+    /// The backup written before migrating; `None` when there was nothing to migrate.
+    pub backup: Option<BackupReport>,
+    /// The queuectl that last migrated the database (after this run), if recorded.
+    pub last_migrated_by: Option<String>,
 }
 
 /// The numbers `queuectl status` shows.
@@ -73,7 +89,14 @@ impl Queue {
         // A broken file is refused before the database is created, so a refused init leaves
         // nothing behind.
         config::read_config_file(&home.config_path())?;
-        let (store, existed) = Store::create(home.db_path())?;
+        let (store, version) = Store::create(home.db_path())?;
+        // Version 0 is a new file (or an interrupted `init`): nothing in it to keep.
+        let migrated = if version > 0 {
+            upgrade(&store, version)?
+        } else {
+            store.migrate()?;
+            None
+        };
         let queue = Queue {
             home: home.clone(),
             store,
@@ -84,14 +107,16 @@ impl Queue {
         Ok((
             queue,
             InitReport {
-                already_initialised: existed,
+                already_initialised: version > 0,
                 wrote_config,
+                migrated,
             },
         ))
     }
 
-    /// Opens the queue in `home`; [`Error::NotInitialised`] (naming the home) if `init` never ran.
-    /// Creates nothing.
+    /// Opens the queue in `home`; [`Error::NotInitialised`] (naming the home) if `init` never ran,
+    /// [`Error::SchemaTooOld`] if its schema needs [`Queue::migrate`] first. Creates and changes
+    /// nothing.
     pub fn open(home: &Home) -> Result<Queue> {
         let store = Store::open(home.db_path())?;
         Ok(Queue {
@@ -99,6 +124,36 @@ impl Queue {
             store,
             ignore_config_file: false,
         })
+    }
+
+    /// Opens the queue in `home`, first bringing an older schema up to date after writing a
+    /// backup beside the database (`queue.db.bak-v{N}-{time}`). A current database is opened
+    /// unchanged (the report's `backup` is `None`). `queuectl migrate` and `worker start`.
+    pub fn migrate(home: &Home) -> Result<(Queue, MigrateReport)> {
+        let (store, version) = Store::open_existing(home.db_path())?;
+        let report = match upgrade(&store, version)? {
+            Some(report) => report,
+            None => MigrateReport {
+                from: version,
+                to: version,
+                backup: None,
+                last_migrated_by: store.last_migrated_by()?,
+            },
+        };
+        let queue = Queue {
+            home: home.clone(),
+            store,
+            ignore_config_file: false,
+        };
+        Ok((queue, report))
+    }
+
+    /// Writes a consistent copy of the queue database to `dest` while workers run (see
+    /// [`Store::backup_to`] for the refusals). Works on an older schema too, which is what one
+    /// wants before an upgrade; the copy keeps that schema.
+    pub fn backup(home: &Home, dest: &Path, overwrite: Overwrite) -> Result<BackupReport> {
+        let (store, _) = Store::open_existing(home.db_path())?;
+        store.backup_to(dest, overwrite)
     }
 
     /// For commands that only read the queue (or act without settings): if the settings cannot
@@ -273,6 +328,22 @@ impl Queue {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
+}
+
+/// Migrates a database at `version` (not 0) to the current schema after a backup; `None` when it
+/// is current already.
+fn upgrade(store: &Store, version: i64) -> Result<Option<MigrateReport>> {
+    if version >= crate::store::schema::SCHEMA_VERSION {
+        return Ok(None);
+    }
+    let backup = store.backup_before_migration(version)?;
+    store.migrate()?;
+    Ok(Some(MigrateReport {
+        from: version,
+        to: store.schema_version()?,
+        backup: Some(backup),
+        last_migrated_by: store.last_migrated_by()?,
+    }))
 }
 
 /// Reads the config file and the stored values into effective entries.

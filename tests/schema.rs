@@ -1,6 +1,6 @@
 //! The database schema's versions (`PRAGMA user_version`): an older database is migrated to the
-//! current schema, a migration that fails leaves the old version intact, and a database written
-//! by a newer queuectl is refused by every command and left alone.
+//! current schema by `migrate`, a migration that fails leaves the old version intact, and a
+//! database written by a newer queuectl is refused by every command and left alone.
 
 mod common;
 
@@ -44,8 +44,9 @@ fn an_older_database_is_migrated_to_the_current_schema() {
                 .unwrap();
         }
         // Version 0 is a file without a schema (an interrupted `init`): only `init` takes it
-        // up; any command opens and migrates a database with an older schema.
-        let command: &[&str] = if previous == 0 { &["init"] } else { &["status"] };
+        // up; `migrate` takes up an older schema (the other commands refuse it: see
+        // tests/migrations.rs).
+        let command: &[&str] = if previous == 0 { &["init"] } else { &["migrate"] };
         home.run(command).ok();
         assert_eq!(
             dump_database(&home.db()),
@@ -123,6 +124,8 @@ fn a_database_from_a_newer_queuectl_is_refused_by_every_command_and_left_alone()
         &["worker", "start", "--until-empty", "--no-spool"],
         &["worker", "stop"],
         &["spool", "ingest"],
+        &["migrate"],
+        &["backup", "copy.db"],
     ];
     for args in commands {
         let run = home.run(args);
@@ -140,4 +143,5 @@ fn a_database_from_a_newer_queuectl_is_refused_by_every_command_and_left_alone()
         );
     }
     assert_eq!(home.db_snapshot(), before, "a refused command changed the database");
+    assert!(!home.path().join("copy.db").exists(), "a refused backup wrote a copy");
 }

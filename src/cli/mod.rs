@@ -1,9 +1,11 @@
 //! The command line: clap definitions and printing only. Every decision lives in the library.
 
+pub mod backup;
 pub mod config_cmd;
 pub mod dlq;
 pub mod enqueue;
 pub mod inspect;
+pub mod migrate;
 pub mod output;
 pub mod spool_cmd;
 pub mod status;
@@ -155,6 +157,18 @@ pub enum Command {
         after_help = "Example:\n  queuectl recover\n\nEach recovered job counts as a failed attempt (error \"worker lost\")."
     )]
     Recover,
+
+    /// Write a consistent copy of the queue database while workers run
+    #[command(
+        after_help = "Examples:\n  queuectl backup /var/backups/queue.db\n  queuectl backup --force /var/backups/queue.db\n\nThe copy is written beside FILE under a temporary name and renamed when complete (mode\n0600); it is a queue database: `queuectl --db FILE status` reads it. Restore by stopping\nthe workers and putting the copy in place of queue.db."
+    )]
+    Backup(backup::BackupArgs),
+
+    /// Upgrade the database to this queuectl's schema, writing a backup first
+    #[command(
+        after_help = "Example:\n  queuectl migrate\n\nThe backup is queue.db.bak-v{OLD VERSION}-{UTC TIME} beside the database. On a current\ndatabase it changes nothing and says so. `init` and `worker start` migrate the same way;\nevery other command refuses an older schema (exit 2)."
+    )]
+    Migrate(migrate::MigrateArgs),
 
     /// Print a shell completion script
     #[command(after_help = "Example:\n  queuectl completions bash > /etc/bash_completion.d/queuectl")]

@@ -192,7 +192,14 @@ fn start(home: &Home, args: &StartArgs) -> Result<()> {
     // if it ran before we registered and so could not see us (see `stop`).
     let stop_requests_at_start = stop_requests(home);
     // Fail early, in the foreground, if the home is not initialised or the config is broken.
-    let queue = Queue::open(home)?;
+    // A worker is started after installing a new queuectl, so it takes an older schema up
+    // (backup first), like `queuectl migrate`.
+    let (queue, migrated) = Queue::migrate(home)?;
+    if migrated.backup.is_some() {
+        for line in super::migrate::migrated_lines(home, &migrated) {
+            eprintln!("{line}");
+        }
+    }
     let settings = queue.settings()?;
     drop(queue);
     let count = args.count.unwrap_or(settings.worker_count);

@@ -5,6 +5,7 @@
 //! so two workers can never claim the same job, and finishing an attempt checks that the job is
 //! still `processing` and held by the same worker, so a stale worker cannot overwrite a result.
 
+pub mod backup;
 pub mod schema;
 mod spool_sql;
 
@@ -182,6 +183,40 @@ fn file_identity(path: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
+/// Opens an existing database file read-write and reads its schema version, changing nothing
+/// (no WAL switch yet): refuses a missing file or one without a schema (never initialised, or
+/// an interrupted `init`) and a schema newer than this build's.
+fn open_checked(path: &Path) -> Result<(Connection, i64)> {
+    if !path.is_file() {
+        return Err(Error::NotInitialised(path.to_path_buf()));
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    // Checked before switching to WAL: that switch writes, and a home that was never
+    // initialised (an empty or foreign file) or a schema this build must not touch is left
+    // untouched.
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version == 0 {
+        return Err(Error::NotInitialised(path.to_path_buf()));
+    }
+    too_new(path, version)?;
+    Ok((conn, version))
+}
+
+/// [`Error::SchemaTooNew`] for a version newer than this build's.
+fn too_new(path: &Path, version: i64) -> Result<()> {
+    if version > schema::SCHEMA_VERSION {
+        return Err(Error::SchemaTooNew {
+            path: path.to_path_buf(),
+            found: version,
+            supported: schema::SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
 /// True for SQLite errors that mean the file is damaged or not a database: retrying cannot
 /// help, and going on could make it worse.
 pub fn is_corruption(error: &rusqlite::Error) -> bool {
@@ -274,39 +309,37 @@ fn row_to_worker(row: &Row<'_>) -> rusqlite::Result<WorkerRecord> {
 }
 
 impl Store {
-    /// Opens an existing queue database; [`Error::NotInitialised`] if it does not exist or has no
-    /// schema yet. Never creates anything.
+    /// Opens an existing queue database at the current schema version. Never creates or
+    /// changes anything: [`Error::NotInitialised`] if it does not exist or has no schema yet,
+    /// [`Error::SchemaTooOld`] for an older schema (only an explicit upgrade, with a backup
+    /// first, may change it: see [`Store::open_existing`]) and [`Error::SchemaTooNew`] for a
+    /// newer one.
     pub fn open(path: &Path) -> Result<Store> {
-        if !path.is_file() {
-            return Err(Error::NotInitialised(path.to_path_buf()));
-        }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
-        )?;
-        // Check for a schema before switching to WAL: that switch writes, and a home that was
-        // never initialised (an empty or foreign file) must be left untouched.
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version == 0 {
-            return Err(Error::NotInitialised(path.to_path_buf()));
-        }
-        let store = Store::configure(conn, path)?;
-        if version > schema::SCHEMA_VERSION {
-            return Err(Error::SchemaTooNew {
+        let (conn, version) = open_checked(path)?;
+        if version < schema::SCHEMA_VERSION {
+            return Err(Error::SchemaTooOld {
                 path: path.to_path_buf(),
                 found: version,
-                supported: schema::SCHEMA_VERSION,
+                needed: schema::SCHEMA_VERSION,
             });
         }
-        if version < schema::SCHEMA_VERSION {
-            store.migrate()?;
-        }
-        Ok(store)
+        Store::configure(conn, path)
     }
 
-    /// Creates (or opens) the database and brings its schema up to date. Returns the store and
-    /// whether it already held a schema. A new file is created with mode 0600.
-    pub fn create(path: &Path) -> Result<(Store, bool)> {
+    /// Opens an existing queue database at the current or an older schema version, without
+    /// migrating it; returns the store and the version found. For `migrate` and `backup`,
+    /// which must work on a database this build cannot use yet. Refuses what [`Store::open`]
+    /// refuses except an older schema.
+    pub fn open_existing(path: &Path) -> Result<(Store, i64)> {
+        let (conn, version) = open_checked(path)?;
+        Ok((Store::configure(conn, path)?, version))
+    }
+
+    /// Creates (or opens) the database without migrating it. Returns the store and the schema
+    /// version found: 0 for a new file (or one an interrupted `init` left without a schema).
+    /// A new file is created with mode 0600. The caller runs [`Store::migrate`], after a
+    /// backup when the version is older but not 0.
+    pub fn create(path: &Path) -> Result<(Store, i64)> {
         if !path.exists() {
             use std::os::unix::fs::OpenOptionsExt;
             std::fs::OpenOptions::new()
@@ -317,10 +350,10 @@ impl Store {
                 .map_err(|e| Error::io(path, e))?;
         }
         let conn = Connection::open(path)?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        too_new(path, version)?;
         let store = Store::configure(conn, path)?;
-        let existed = store.schema_version()? > 0;
-        store.migrate()?;
-        Ok((store, existed))
+        Ok((store, version))
     }
 
     fn configure(conn: Connection, path: &Path) -> Result<Store> {
@@ -351,20 +384,34 @@ impl Store {
         })
     }
 
-    fn schema_version(&self) -> Result<i64> {
+    /// The database's schema version (`PRAGMA user_version`).
+    pub fn schema_version(&self) -> Result<i64> {
         Ok(self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 
-    fn migrate(&self) -> Result<()> {
+    /// The queuectl that last migrated this database (`queuectl 0.1.0`), if recorded: schema
+    /// versions before 2 have no place for it.
+    pub fn last_migrated_by(&self) -> Result<Option<String>> {
+        if self.schema_version()? < 2 {
+            return Ok(None);
+        }
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                [schema::META_LAST_MIGRATED_BY],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Brings the schema up to [`schema::SCHEMA_VERSION`], one migration per transaction, each
+    /// recording this queuectl's version in `meta`. Does nothing on a current database.
+    /// Callers take a backup first (`Queue::migrate`, `Queue::init`).
+    pub fn migrate(&self) -> Result<()> {
         loop {
             let version = self.schema_version()?;
-            if version > schema::SCHEMA_VERSION {
-                return Err(Error::SchemaTooNew {
-                    path: self.path.clone(),
-                    found: version,
-                    supported: schema::SCHEMA_VERSION,
-                });
-            }
+            too_new(&self.path, version)?;
             if version == schema::SCHEMA_VERSION {
                 return Ok(());
             }
@@ -378,6 +425,20 @@ impl Store {
                         self.conn
                             .execute_batch(&format!("PRAGMA user_version = {}", version + 1))
                     })
+                    .and_then(|_| {
+                        if version + 1 < 2 {
+                            return Ok(0);
+                        }
+                        self.conn.execute(
+                            "INSERT INTO meta (key, value) VALUES (?1, ?2) \
+                             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                            params![
+                                schema::META_LAST_MIGRATED_BY,
+                                concat!("queuectl ", env!("CARGO_PKG_VERSION"))
+                            ],
+                        )
+                    })
+                    .map(|_| ())
             } else {
                 Ok(())
             };

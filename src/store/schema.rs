@@ -2,12 +2,20 @@
 //!
 //! Each entry of [`MIGRATIONS`] moves the schema up one version and runs in the same
 //! transaction as the version bump, so a crash mid-migration leaves the old version intact.
+//! Only `queuectl migrate`, `init` and `worker start` run them, each after writing a backup
+//! beside the database (see [`super::backup`]); every other command refuses an older schema.
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// The `meta` key naming the queuectl that last ran a migration on the database
+/// (`queuectl 0.1.0`): after an upgrade it tells which binary moved the schema, and `migrate`
+/// shows it.
+pub const META_LAST_MIGRATED_BY: &str = "last_migrated_by";
 
 /// `MIGRATIONS[n]` takes a database from version `n` to `n + 1`.
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE jobs (
     seq             INTEGER PRIMARY KEY,          -- enqueue order, never reused (FIFO tiebreak)
     id              TEXT NOT NULL UNIQUE,         -- the spec's string id
@@ -106,4 +114,10 @@ CREATE TABLE spool_files (
     jobs        INTEGER NOT NULL,
     ingested_at INTEGER NOT NULL
 ) WITHOUT ROWID;
-"#];
+"#,
+    // Version 2: facts about the database itself rather than the queue. The migration code
+    // records which queuectl last migrated it (`META_LAST_MIGRATED_BY`).
+    r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+"#,
+];
