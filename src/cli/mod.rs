@@ -123,7 +123,7 @@ pub enum Command {
     #[command(subcommand, after_help = "Examples:\n  queuectl dlq list\n  queuectl dlq retry job1")]
     Dlq(dlq::DlqCommand),
 
-    /// Read and change settings (default < config/queuectl.toml < config set < job)
+    /// Read and change settings (default < config/queuectl.toml < QUEUECTL_<KEY> < config set < job)
     #[command(
         subcommand,
         after_help = "Examples:\n  queuectl config set max-retries 5\n  queuectl config list"
