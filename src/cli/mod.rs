@@ -3,6 +3,7 @@
 pub mod config_cmd;
 pub mod dlq;
 pub mod enqueue;
+pub mod health;
 pub mod inspect;
 pub mod output;
 pub mod spool_cmd;
@@ -155,6 +156,12 @@ pub enum Command {
         after_help = "Example:\n  queuectl recover\n\nEach recovered job counts as a failed attempt (error \"worker lost\")."
     )]
     Recover,
+
+    /// Check the queue for a monitor: exit 0 healthy, 1 unhealthy (one line per failed check)
+    #[command(
+        after_help = "Examples:\n  queuectl health\n  queuectl health --max-pending-age 10m --min-workers 2\n  queuectl health --json\n\nChecks: the database answers, the settings are valid, and with the flags the oldest due\njob has not waited longer than --max-pending-age and at least --min-workers worker threads\nare live. A missing or uninitialised home is unhealthy (1); bad flags exit 2."
+    )]
+    Health(health::HealthArgs),
 
     /// Print a shell completion script
     #[command(after_help = "Example:\n  queuectl completions bash > /etc/bash_completion.d/queuectl")]
