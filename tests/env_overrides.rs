@@ -28,7 +28,10 @@ fn run_env(home: &TestHome, args: &[&str], vars: &[(&str, &str)]) -> Run {
         Ok(output) => output.expect("wait for queuectl"),
         Err(_) => {
             signal(pid, libc::SIGKILL);
-            panic!("`queuectl {}` still running after {COMMAND_DEADLINE:?}: killed", args.join(" "));
+            panic!(
+                "`queuectl {}` still running after {COMMAND_DEADLINE:?}: killed",
+                args.join(" ")
+            );
         }
     };
     Run {
@@ -41,7 +44,10 @@ fn run_env(home: &TestHome, args: &[&str], vars: &[(&str, &str)]) -> Run {
 fn append_config(home: &TestHome, line: &str) {
     use std::io::Write;
     let path = home.path().join("config/queuectl.toml");
-    let mut file = std::fs::OpenOptions::new().append(true).open(&path).expect("open config");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .expect("open config");
     writeln!(file, "{line}").expect("append to config");
 }
 
@@ -49,8 +55,15 @@ fn append_config(home: &TestHome, line: &str) {
 fn set_file_max_retries(home: &TestHome, value: u32) {
     let path = home.path().join("config/queuectl.toml");
     let text = std::fs::read_to_string(&path).expect("read config");
-    assert!(text.contains("\nmax_retries = 3\n"), "the default file sets max_retries:\n{text}");
-    std::fs::write(&path, text.replace("\nmax_retries = 3\n", &format!("\nmax_retries = {value}\n"))).expect("write");
+    assert!(
+        text.contains("\nmax_retries = 3\n"),
+        "the default file sets max_retries:\n{text}"
+    );
+    std::fs::write(
+        &path,
+        text.replace("\nmax_retries = 3\n", &format!("\nmax_retries = {value}\n")),
+    )
+    .expect("write");
 }
 
 fn entry<'a>(list: &'a Value, key: &str) -> &'a Value {
@@ -71,7 +84,9 @@ fn the_environment_overrides_the_file_and_list_shows_the_source_env() {
         ("QUEUECTL_HOOKS_ON_DEAD", "echo from-env"),
     ];
 
-    let get = run_env(&home, &["config", "get", "max-retries", "--json"], &vars).ok().json();
+    let get = run_env(&home, &["config", "get", "max-retries", "--json"], &vars)
+        .ok()
+        .json();
     assert_eq!(get["value"], "7");
     assert_eq!(get["source"], "env");
     assert_eq!(get["env"], "QUEUECTL_MAX_RETRIES");
@@ -94,7 +109,10 @@ fn the_environment_overrides_the_file_and_list_shows_the_source_env() {
 
     // Without the variable the file applies again: nothing was stored.
     let get = home.run(&["config", "get", "max_retries", "--json"]).ok().json();
-    assert_eq!((get["value"].as_str(), get["source"].as_str()), (Some("5"), Some("file")));
+    assert_eq!(
+        (get["value"].as_str(), get["source"].as_str()),
+        (Some("5"), Some("file"))
+    );
 }
 
 #[test]
@@ -102,8 +120,13 @@ fn config_set_beats_the_environment_and_unset_hands_the_key_back() {
     let home = TestHome::new();
     let vars = [("QUEUECTL_MAX_RETRIES", "7")];
     run_env(&home, &["config", "set", "max_retries", "9"], &vars).ok();
-    let get = run_env(&home, &["config", "get", "max_retries", "--json"], &vars).ok().json();
-    assert_eq!((get["value"].as_str(), get["source"].as_str()), (Some("9"), Some("set")));
+    let get = run_env(&home, &["config", "get", "max_retries", "--json"], &vars)
+        .ok()
+        .json();
+    assert_eq!(
+        (get["value"].as_str(), get["source"].as_str()),
+        (Some("9"), Some("set"))
+    );
 
     let unset = run_env(&home, &["config", "unset", "max_retries"], &vars).ok();
     assert_eq!(unset.stdout.trim(), "max_retries unset; now 7 (from env)");
@@ -145,7 +168,8 @@ fn the_environment_rule_between_keys_names_the_variable() {
     let home = TestHome::new();
     let run = run_env(&home, &["config", "list"], &[("QUEUECTL_HEARTBEAT_SECONDS", "10")]).code(2);
     assert!(
-        run.stderr.contains("heartbeat_seconds from `QUEUECTL_HEARTBEAT_SECONDS`"),
+        run.stderr
+            .contains("heartbeat_seconds from `QUEUECTL_HEARTBEAT_SECONDS`"),
         "{}",
         run.stderr
     );
