@@ -67,6 +67,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Config(command) => cli::config_cmd::run(&Queue::open(&home)?, command),
         Command::Worker(command) => cli::worker_cmd::run(&home, command),
         Command::Wait(args) => cli::wait::run(&Queue::open(&home)?, args),
+        Command::Health(args) => cli::health::run(&home, args),
         Command::Spool(command) => cli::spool_cmd::run(&home, command),
         Command::Backup(args) => cli::backup::run(&home, args),
         Command::Migrate(args) => cli::migrate::run(&home, args),

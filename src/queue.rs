@@ -195,7 +195,7 @@ impl Queue {
     /// Every config key with its effective value and where it came from.
     pub fn config_entries(&self) -> Result<Vec<ConfigEntry>> {
         if self.ignore_config_file {
-            return Ok(config::effective(&BTreeMap::new(), &self.store.config_values()?));
+            return config::effective(&BTreeMap::new(), &self.store.config_values()?);
         }
         load_entries(&self.home, &self.store)
     }
@@ -225,7 +225,7 @@ impl Queue {
         // being at least three heartbeats), before storing it.
         let mut stored = self.store.config_values()?;
         stored.insert(def.name.to_string(), value.clone());
-        Settings::from_entries(self.home.root(), &config::effective(&file, &stored))?;
+        Settings::from_entries(self.home.root(), &config::effective(&file, &stored)?)?;
         self.store.config_set(def.name, &value)?;
         Ok((def.name, value))
     }
@@ -238,7 +238,7 @@ impl Queue {
         let file = config::read_config_file(&self.home.config_path())?;
         let mut stored = self.store.config_values()?;
         stored.remove(def.name);
-        Settings::from_entries(self.home.root(), &config::effective(&file, &stored))?;
+        Settings::from_entries(self.home.root(), &config::effective(&file, &stored)?)?;
         Ok((def.name, self.store.config_unset(def.name)?))
     }
 
@@ -350,7 +350,7 @@ fn upgrade(store: &Store, version: i64) -> Result<Option<MigrateReport>> {
 pub(crate) fn load_entries(home: &Home, store: &Store) -> Result<Vec<ConfigEntry>> {
     let file = config::read_config_file(&home.config_path())?;
     let stored = store.config_values()?;
-    Ok(config::effective(&file, &stored))
+    config::effective(&file, &stored)
 }
 
 /// Turns validated specs into rows: resolves ids, checks duplicates within the batch, computes

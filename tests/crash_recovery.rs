@@ -377,7 +377,7 @@ fn chaos_kills_lose_nothing_and_never_overlap_a_job() {
         assert!(starts >= 1, "{id} never ran (seed {seed})");
         assert!(
             starts <= 1 + lost,
-            "{id} ran {starts} times with {lost} lost attempts (seed {seed}): {history:?}"
+            "{id} ran {starts} times with {lost} lost attempts (seed {seed}): {history:?}\n{job:#}"
         );
     }
     let total_lost: usize = (0..jobs)

@@ -3,6 +3,7 @@
 use super::output::{print_json, print_table};
 use anyhow::Result;
 use clap::Subcommand;
+use queuectl::config::ConfigEntry;
 use queuectl::Queue;
 
 /// `queuectl config` subcommands.
@@ -18,10 +19,15 @@ pub enum ConfigCommand {
         value: String,
     },
     /// Print one key's effective value
-    #[command(after_help = "Example:\n  queuectl config get max_retries")]
+    #[command(
+        after_help = "Examples:\n  queuectl config get max_retries\n  queuectl config get max_retries --json   # with its source"
+    )]
     Get {
         /// The key
         key: String,
+        /// Print JSON: {"key", "value", "source", "env", "doc"}
+        #[arg(long)]
+        json: bool,
     },
     /// Drop a stored value so the file (or the default) applies again
     #[command(after_help = "Example:\n  queuectl config unset max-retries")]
@@ -29,8 +35,10 @@ pub enum ConfigCommand {
         /// The key
         key: String,
     },
-    /// Every key, its effective value and where it came from (default, file or set)
-    #[command(after_help = "Example:\n  queuectl config list --json")]
+    /// Every key, its effective value and where it came from (default, file, env or set)
+    #[command(
+        after_help = "Example:\n  queuectl config list --json\n\nPrecedence, lowest first: default < config/queuectl.toml < environment < config set < a\njob's own field. Every key can be set by the environment variable QUEUECTL_ and the key in\nupper case, dots as underscores: QUEUECTL_MAX_RETRIES=5, QUEUECTL_HOOKS_ON_DEAD='...'."
+    )]
     List {
         /// Print JSON
         #[arg(long)]
@@ -50,9 +58,13 @@ pub fn run(queue: &Queue, command: &ConfigCommand) -> Result<()> {
             let (key, value) = queue.config_set(key, value)?;
             println!("{key} = {}", if value.is_empty() { "none" } else { &value });
         }
-        ConfigCommand::Get { key } => {
+        ConfigCommand::Get { key, json } => {
             let entry = queue.config_get(key)?;
-            println!("{}", display(&entry.value));
+            if *json {
+                print_json(&entry_json(&entry));
+            } else {
+                println!("{}", display(&entry.value));
+            }
         }
         ConfigCommand::Unset { key } => {
             let (key, existed) = queue.config_unset(key)?;
@@ -74,10 +86,7 @@ pub fn run(queue: &Queue, command: &ConfigCommand) -> Result<()> {
         ConfigCommand::List { json } => {
             let entries = queue.config_entries()?;
             if *json {
-                let items = entries
-                    .iter()
-                    .map(|e| serde_json::json!({"key": e.key, "value": e.value, "source": e.source.as_str(), "doc": e.doc}))
-                    .collect();
+                let items = entries.iter().map(entry_json).collect();
                 print_json(&serde_json::Value::Array(items));
             } else {
                 let rows: Vec<Vec<String>> = entries
@@ -96,6 +105,20 @@ pub fn run(queue: &Queue, command: &ConfigCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// One entry as JSON; `env` names the variable that would set the key.
+fn entry_json(entry: &ConfigEntry) -> serde_json::Value {
+    let env = queuectl::config::key_def(entry.key)
+        .map(queuectl::config::env_var_name)
+        .unwrap_or_default();
+    serde_json::json!({
+        "key": entry.key,
+        "value": entry.value,
+        "source": entry.source.as_str(),
+        "env": env,
+        "doc": entry.doc,
+    })
 }
 
 fn display(value: &str) -> String {

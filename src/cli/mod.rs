@@ -4,6 +4,7 @@ pub mod backup;
 pub mod config_cmd;
 pub mod dlq;
 pub mod enqueue;
+pub mod health;
 pub mod inspect;
 pub mod migrate;
 pub mod output;
@@ -125,7 +126,7 @@ pub enum Command {
     #[command(subcommand, after_help = "Examples:\n  queuectl dlq list\n  queuectl dlq retry job1")]
     Dlq(dlq::DlqCommand),
 
-    /// Read and change settings (default < config/queuectl.toml < config set < job)
+    /// Read and change settings (default < config/queuectl.toml < QUEUECTL_<KEY> < config set < job)
     #[command(
         subcommand,
         after_help = "Examples:\n  queuectl config set max-retries 5\n  queuectl config list"
@@ -169,6 +170,12 @@ pub enum Command {
         after_help = "Example:\n  queuectl migrate\n\nThe backup is queue.db.bak-v{OLD VERSION}-{UTC TIME} beside the database. On a current\ndatabase it changes nothing and says so. `init` and `worker start` migrate the same way;\nevery other command refuses an older schema (exit 2)."
     )]
     Migrate(migrate::MigrateArgs),
+
+    /// Check the queue for a monitor: exit 0 healthy, 1 unhealthy (one line per failed check)
+    #[command(
+        after_help = "Examples:\n  queuectl health\n  queuectl health --max-pending-age 10m --min-workers 2\n  queuectl health --json\n\nChecks: the database answers, the settings are valid, and with the flags the oldest due\njob has not waited longer than --max-pending-age and at least --min-workers worker threads\nare live. A missing or uninitialised home is unhealthy (1); bad flags exit 2."
+    )]
+    Health(health::HealthArgs),
 
     /// Print a shell completion script
     #[command(after_help = "Example:\n  queuectl completions bash > /etc/bash_completion.d/queuectl")]

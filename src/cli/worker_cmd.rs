@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use queuectl::error::Error;
 use queuectl::time::{format_duration, parse_duration};
 use queuectl::worker::registry;
-use queuectl::worker::{PoolBuilder, WorkerEvent};
+use queuectl::worker::{PoolBuilder, ReloadRequest, WorkerEvent};
 use queuectl::{Home, Queue, Shutdown, State};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 pub enum WorkerCommand {
     /// Run jobs: one process with N executor threads (foreground unless --detach)
     #[command(
-        after_help = "Examples:\n  queuectl worker start --count 2\n  queuectl worker start --count 4 --detach\n  queuectl worker start --until-idle         # run what is due now, then exit (cron)\n  queuectl worker start --until-empty        # wait out scheduled jobs and retries too\n\nExit codes with --until-empty or --until-idle: 0 no job died during the run, 3 some job\nmoved to the DLQ during the run. With --detach the exit code only says whether the worker\nstarted; its log has the rest.\n\nSIGINT/SIGTERM: stop claiming, let running jobs finish, exit 0. A second signal kills\nrunning jobs and puts them back to pending without counting the attempt."
+        after_help = "Examples:\n  queuectl worker start --count 2\n  queuectl worker start --count 4 --detach\n  queuectl worker start --until-idle         # run what is due now, then exit (cron)\n  queuectl worker start --until-empty        # wait out scheduled jobs and retries too\n\nExit codes with --until-empty or --until-idle: 0 no job died during the run, 3 some job\nmoved to the DLQ during the run. With --detach the exit code only says whether the worker\nstarted; its log has the rest.\n\nSIGINT/SIGTERM: stop claiming, let running jobs finish, exit 0. A second signal kills\nrunning jobs and puts them back to pending without counting the attempt. SIGHUP: reload\nconfig/queuectl.toml and `config set` values now and print what changed; the worker goes\non (the environment is read once, at start)."
     )]
     Start(StartArgs),
-    /// Stop every worker of this home gracefully and wait for them to exit
+    /// Stop every worker of this home (or one, with --pid) gracefully and wait for them to exit
     #[command(
-        after_help = "Example:\n  queuectl worker stop --timeout 30s\n\nAfter the timeout the workers are signalled again: running jobs are killed and put back\nto pending without counting the attempt."
+        after_help = "Examples:\n  queuectl worker stop --timeout 30s\n  queuectl worker stop --pid 9704     # only that worker; the others go on\n\nAfter the timeout the workers are signalled again: running jobs are killed and put back\nto pending without counting the attempt."
     )]
     Stop(StopArgs),
 }
@@ -65,6 +65,10 @@ pub struct StopArgs {
     /// How long running jobs may take to finish before they are killed, e.g. 30s
     #[arg(long, default_value = "30s", value_name = "DURATION")]
     pub timeout: String,
+
+    /// Stop only the worker with this PID (as `status` lists it); the others keep running
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
 }
 
 /// Runs `queuectl worker ...`.
@@ -182,6 +186,34 @@ pub fn event_line(pid: u32, event: &WorkerEvent, quiet: bool) -> Option<String> 
             "[{pid}] Worker stopped after {jobs_run} job{}",
             if *jobs_run == 1 { "" } else { "s" }
         ),
+        WorkerEvent::SettingsReloaded {
+            requested,
+            changes,
+            error,
+        } => match error {
+            Some(error) => format!("[{pid}] reload failed, keeping the previous settings: {error}"),
+            None if changes.is_empty() => format!("[{pid}] reloaded config: no changes"),
+            None => {
+                let what: Vec<String> = changes
+                    .iter()
+                    .map(|change| {
+                        // The threads are started once: say so rather than let the line
+                        // suggest the worker now runs a different number of them.
+                        if change.key == "worker_count" {
+                            format!("{change} (for workers started from now on)")
+                        } else {
+                            change.to_string()
+                        }
+                    })
+                    .collect();
+                let verb = if *requested {
+                    "reloaded config"
+                } else {
+                    "config changed"
+                };
+                format!("[{pid}] {verb}: {}", what.join(", "))
+            }
+        },
         WorkerEvent::Warning(message) => format!("[{pid}] warning: {message}"),
         _ => return None,
     })
@@ -210,8 +242,9 @@ fn start(home: &Home, args: &StartArgs) -> Result<()> {
         return detach(home, args, count);
     }
     let shutdown = Shutdown::new();
-    let handler_shutdown = shutdown.clone();
-    ctrlc::set_handler(move || handler_shutdown.escalate()).context("installing the signal handler")?;
+    let reload = ReloadRequest::new();
+    // Before any other thread starts: the signal mask it sets is inherited by every thread.
+    handle_signals(&shutdown, &reload)?;
     let pid = std::process::id();
     let quiet = args.quiet;
     let spool_thread = if args.no_spool {
@@ -224,6 +257,7 @@ fn start(home: &Home, args: &StartArgs) -> Result<()> {
     let died_seen = died.clone();
     let pool = PoolBuilder::new(home)
         .threads(count)
+        .reload_on(reload)
         .until_empty(args.until_empty)
         .until_idle(args.until_idle)
         .observer(move |event: &WorkerEvent| {
@@ -259,6 +293,54 @@ fn start(home: &Home, args: &StartArgs) -> Result<()> {
         }
         .into());
     }
+    Ok(())
+}
+
+/// SIGINT and SIGTERM escalate `shutdown` (graceful, then forced); SIGHUP requests a reload.
+///
+/// The `ctrlc` crate cannot be used here: with its `termination` feature it treats SIGHUP as
+/// one more termination signal. Instead the three signals are blocked in this thread, so every
+/// thread started later inherits the mask, and one dedicated thread takes them with
+/// `sigwait(2)`: no code runs in signal-handler context, so it may lock and notify freely. Must
+/// be called before any other thread exists (a thread started earlier would still get SIGHUP's
+/// default action, which ends the process). Job processes do not inherit the mask: Rust's
+/// `Command` resets the signal mask of every child it spawns.
+fn handle_signals(shutdown: &Shutdown, reload: &ReloadRequest) -> Result<()> {
+    // SAFETY: `set` is a local sigset_t initialised by sigemptyset before use; the calls only
+    // read and write it and this thread's signal mask.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, signal);
+        }
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if rc != 0 {
+            anyhow::bail!(
+                "blocking signals for the signal thread: {}",
+                std::io::Error::from_raw_os_error(rc)
+            );
+        }
+        set
+    };
+    let (shutdown, reload) = (shutdown.clone(), reload.clone());
+    std::thread::Builder::new()
+        .name("queuectl-signals".into())
+        .spawn(move || loop {
+            let mut signal: libc::c_int = 0;
+            // SAFETY: sigwait reads the initialised set and writes the signal number into a
+            // local; the signals in the set are blocked in every thread of the process.
+            let rc = unsafe { libc::sigwait(&set, &mut signal) };
+            if rc != 0 {
+                continue;
+            }
+            if signal == libc::SIGHUP {
+                reload.request();
+            } else {
+                shutdown.escalate();
+            }
+        })
+        .context("starting the signal thread")?;
     Ok(())
 }
 
@@ -370,6 +452,9 @@ fn count_stop_request(home: &Home) -> Result<()> {
 fn stop(home: &Home, args: &StopArgs) -> Result<()> {
     let timeout = parse_duration(&args.timeout).map_err(|e| Error::InvalidArgument(format!("--timeout: {e}")))?;
     let mut queue = super::open_for_reading(home)?;
+    if let Some(pid) = args.pid {
+        return stop_one(&mut queue, pid, timeout);
+    }
     // Counted before the registry is read: a worker still starting (not registered yet) sees
     // the count change once it has registered, and stops.
     count_stop_request(home)?;
@@ -404,7 +489,37 @@ fn stop(home: &Home, args: &StopArgs) -> Result<()> {
         println!("no workers running");
         return Ok(());
     }
-    for w in &local {
+    stop_workers(&local, timeout)
+}
+
+/// `worker stop --pid PID`: only that worker, found in the registry on this host and
+/// confirmed by its recorded start time, like every worker `stop` signals. No stop request is
+/// counted (that would stop workers still starting) and no recovery runs: the others are left
+/// alone.
+fn stop_one(queue: &mut Queue, pid: u32, timeout: Duration) -> Result<()> {
+    let host = registry::host_name();
+    let status = queue.status()?;
+    let Some(worker) = status.workers.iter().find(|w| w.pid == pid && w.host == host) else {
+        let elsewhere = status.workers.iter().find(|w| w.pid == pid);
+        return Err(Error::InvalidArgument(match elsewhere {
+            Some(w) => format!("worker PID {pid} runs on host {}: stop it there", w.host),
+            None => format!("no running worker with PID {pid} in this queue's registry (see `queuectl status`)"),
+        })
+        .into());
+    };
+    if worker.proc_start.is_none() {
+        anyhow::bail!(
+            "worker PID {pid} has no recorded process start time, so it cannot be told from another process \
+             with the same PID: not signalled"
+        );
+    }
+    stop_workers(std::slice::from_ref(worker), timeout)
+}
+
+/// Signals each worker (SIGTERM: graceful), waits up to `timeout`, then signals those left
+/// again (forced: their jobs go back to pending) and waits for them to exit.
+fn stop_workers(local: &[queuectl::store::WorkerRecord], timeout: Duration) -> Result<()> {
+    for w in local {
         send(w, libc::SIGTERM);
         println!(
             "Stopping worker PID {} ({} thread{}, {} busy)",
@@ -415,7 +530,7 @@ fn stop(home: &Home, args: &StopArgs) -> Result<()> {
         );
     }
     let alive = |w: &queuectl::store::WorkerRecord| registry::process_alive(w.pid, w.proc_start);
-    let mut remaining = wait_for_exit(&local, timeout, alive);
+    let mut remaining = wait_for_exit(local, timeout, alive);
     if !remaining.is_empty() {
         for w in &remaining {
             println!(

@@ -72,9 +72,10 @@ pub fn permission_warnings(path: &Path) -> Vec<String> {
 /// trailing `[hooks]` header it would be read as a hook).
 pub const DEFAULT_CONFIG_FILE: &str = r#"# queuectl configuration.
 #
-# Precedence, lowest first: built-in default < this file < `queuectl config set` (stored in
+# Precedence, lowest first: built-in default < this file < QUEUECTL_<KEY> environment
+# variables (QUEUECTL_MAX_RETRIES, QUEUECTL_HOOKS_ON_DEAD) < `queuectl config set` (stored in
 # queue.db; `queuectl config unset KEY` drops it) < a job's own field. This file is read by
-# every command and re-read by running workers, so editing it is enough.
+# every command and re-read by running workers (at once on SIGHUP), so editing it is enough.
 # `queuectl config list` shows every effective value and where it came from.
 # This file has no [table] headers: a line appended at its end is a setting like any other.
 

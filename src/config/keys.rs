@@ -250,11 +250,16 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// Checks `value` for `key` and returns its canonical text form (the form stored by
 /// `config set` and shown by `config list`; empty means none).
 pub fn normalize_value(key: &KeyDef, value: &str) -> Result<String> {
+    check_value(key, value, &format!("`{}`", key.name))
+}
+
+/// [`normalize_value`] with errors that name `subject` (the key, or the environment variable
+/// that gave the value) instead of the key alone.
+pub(crate) fn check_value(key: &KeyDef, value: &str, subject: &str) -> Result<String> {
     let value = value.trim();
     let bad = || {
         Error::Config(format!(
-            "invalid value `{value}` for `{}`: must be {}",
-            key.name,
+            "invalid value `{value}` for {subject}: must be {}",
             expected_in_text(key.value_type)
         ))
     };
@@ -284,14 +289,10 @@ pub fn normalize_value(key: &KeyDef, value: &str) -> Result<String> {
         ValueType::Path | ValueType::Command => {
             if value.contains('\0') {
                 Err(Error::Config(format!(
-                    "invalid value for `{}`: contains a NUL byte",
-                    key.name
+                    "invalid value for {subject}: contains a NUL byte"
                 )))
             } else if value.is_empty() && key.value_type == ValueType::Path {
-                Err(Error::Config(format!(
-                    "invalid value for `{}`: must not be empty",
-                    key.name
-                )))
+                Err(Error::Config(format!("invalid value for {subject}: must not be empty")))
             } else {
                 Ok(value.to_string())
             }

@@ -1,10 +1,17 @@
 //! Settings and where each one comes from.
 //!
-//! Precedence, lowest first: built-in default < `config/queuectl.toml` < `queuectl config set`
-//! (stored in the database) < a job's own field. The TOML file is read on every command (and
-//! re-read by running workers), so a deployment driven by a config file only edits the file.
-//! Every value is validated wherever it comes from: a bad value is an error, never a silent
-//! default.
+//! Precedence, lowest first: built-in default < `config/queuectl.toml` < `QUEUECTL_<KEY>`
+//! environment variables < `queuectl config set` (stored in the database) < a job's own field.
+//! The TOML file is read on every command (and re-read by running workers), so a deployment
+//! driven by a config file only edits the file. Every value is validated wherever it comes
+//! from: a bad value is an error, never a silent default.
+//!
+//! Why the environment sits between the file and `config set`: the environment is how a
+//! deployment (a systemd unit, a container) adjusts one process's settings without editing a
+//! shared file, so it beats the file; but it is fixed when a process starts, while `config set`
+//! is the operator's way to change settings for every worker of the queue at once, at run time.
+//! If the environment beat `config set`, a `config set` would silently do nothing for workers
+//! started with a variable; `config unset` hands the key back to the environment.
 //!
 //! - `keys`: the table of keys (name, default, type and range, documentation) and
 //!   [`normalize_value`], the one check every value goes through.
@@ -15,13 +22,15 @@
 //! - `settings`: [`Settings`], the typed result of the merge.
 
 mod default_file;
+mod env;
 mod keys;
 mod settings;
 mod toml_file;
 
 pub use default_file::{permission_warnings, write_default_file, DEFAULT_CONFIG_FILE};
+pub use env::{env_var_name, EnvOverrides, ENV_PREFIX, RESERVED_ENV_VARS};
 pub use keys::{key_def, normalize_value, KeyDef, KEYS};
-pub use settings::{HookCommands, Settings};
+pub use settings::{HookCommands, SettingChange, Settings};
 pub use toml_file::{parse_config_bytes, parse_config_text, read_config_file};
 
 use std::collections::BTreeMap;
@@ -33,16 +42,19 @@ pub enum ValueSource {
     Default,
     /// `config/queuectl.toml`.
     File,
+    /// A `QUEUECTL_<KEY>` environment variable.
+    Env,
     /// `queuectl config set` (the database).
     Set,
 }
 
 impl ValueSource {
-    /// `default`, `file` or `set`.
+    /// `default`, `file`, `env` or `set`.
     pub fn as_str(self) -> &'static str {
         match self {
             ValueSource::Default => "default",
             ValueSource::File => "file",
+            ValueSource::Env => "env",
             ValueSource::Set => "set",
         }
     }
@@ -61,13 +73,29 @@ pub struct ConfigEntry {
     pub doc: &'static str,
 }
 
-/// Merges the three layers into the effective value of every key: a stored (`config set`)
-/// value beats the file's, which beats the default.
-pub fn effective(file: &BTreeMap<&'static str, String>, stored: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
+/// The effective value of every key from the file's values, the stored (`config set`) values
+/// and this process's `QUEUECTL_<KEY>` environment variables; a bad variable is an error
+/// naming it.
+pub fn effective(
+    file: &BTreeMap<&'static str, String>,
+    stored: &BTreeMap<String, String>,
+) -> crate::error::Result<Vec<ConfigEntry>> {
+    Ok(merge(file, &EnvOverrides::from_process()?, stored))
+}
+
+/// Merges the layers into the effective value of every key: a stored (`config set`) value
+/// beats the environment's, which beats the file's, which beats the default.
+pub fn merge(
+    file: &BTreeMap<&'static str, String>,
+    env: &EnvOverrides,
+    stored: &BTreeMap<String, String>,
+) -> Vec<ConfigEntry> {
     KEYS.iter()
         .map(|def| {
             let (value, source) = if let Some(v) = stored.get(def.name) {
                 (v.clone(), ValueSource::Set)
+            } else if let Some(v) = env.get(def.name) {
+                (v.clone(), ValueSource::Env)
             } else if let Some(v) = file.get(def.name) {
                 (v.clone(), ValueSource::File)
             } else {

@@ -1,7 +1,8 @@
 //! [`Settings`]: the effective config values, typed.
 
+use super::keys::KEYS;
 use super::keys::{find_key, normalize_value};
-use super::{effective, ConfigEntry, ValueSource};
+use super::{merge, ConfigEntry, EnvOverrides, ValueSource};
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,31 @@ pub struct Settings {
     pub hooks: HookCommands,
 }
 
+/// One setting a reload changed, with both values in `config list`'s text form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingChange {
+    /// The key.
+    pub key: &'static str,
+    /// The value before.
+    pub old: String,
+    /// The value after.
+    pub new: String,
+}
+
+impl std::fmt::Display for SettingChange {
+    /// `max_retries 3 -> 5`; a value with spaces (a hook) is quoted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let show = |v: &str| {
+            if v.is_empty() || v.contains(char::is_whitespace) {
+                format!("{v:?}")
+            } else {
+                v.to_string()
+            }
+        };
+        write!(f, "{} {} -> {}", self.key, show(&self.old), show(&self.new))
+    }
+}
+
 /// Shell commands run on job life-cycle events (the `hooks.*` keys).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HookCommands {
@@ -59,8 +85,11 @@ pub struct HookCommands {
 impl Settings {
     /// The built-in defaults, with the spool under `home`.
     pub fn defaults(home: &Path) -> Settings {
-        Settings::from_entries(home, &effective(&BTreeMap::new(), &BTreeMap::new()))
-            .expect("built-in defaults are valid")
+        Settings::from_entries(
+            home,
+            &merge(&BTreeMap::new(), &EnvOverrides::default(), &BTreeMap::new()),
+        )
+        .expect("built-in defaults are valid")
     }
 
     /// Builds typed settings from effective entries; `home` resolves relative paths.
@@ -80,6 +109,10 @@ impl Settings {
                     def.name
                 )),
                 ValueSource::File => Error::Config(format!("{e} (in the config file)")),
+                ValueSource::Env => Error::Config(format!(
+                    "{e} (from the environment variable `{}`)",
+                    super::env_var_name(def)
+                )),
                 ValueSource::Default => e,
             })?;
             values.insert(def.name, value);
@@ -104,9 +137,13 @@ impl Settings {
             // With fewer than three heartbeats per lease, one late heartbeat makes a live worker
             // on another host look dead, and its jobs would be recovered while they run.
             let from = |key: &str| match entries.iter().find(|e| e.key == key).map(|e| e.source) {
-                Some(ValueSource::File) => "the config file",
-                Some(ValueSource::Set) => "`config set`",
-                _ => "the default",
+                Some(ValueSource::File) => "the config file".to_string(),
+                Some(ValueSource::Set) => "`config set`".to_string(),
+                Some(ValueSource::Env) => match super::keys::find_key(key) {
+                    Some(def) => format!("`{}`", super::env_var_name(def)),
+                    None => "the environment".to_string(),
+                },
+                _ => "the default".to_string(),
             };
             return Err(Error::Config(format!(
                 "`lease_seconds` ({lease}) must be at least 3 times `heartbeat_seconds` ({heartbeat}) \
@@ -152,6 +189,54 @@ impl Settings {
                 timeout_seconds: int("hooks.timeout_seconds")? as u64,
             },
         })
+    }
+
+    /// Every key's value in the text form `config list` shows (`none` for none), in the order
+    /// of [`KEYS`]: what a reload compares to say what changed.
+    pub fn values(&self) -> Vec<(&'static str, String)> {
+        let text = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".to_string());
+        KEYS.iter()
+            .map(|def| {
+                let value = match def.name {
+                    "max_retries" => self.max_retries.to_string(),
+                    "backoff_base" => self.backoff_base.to_string(),
+                    "backoff_max_seconds" => self.backoff_max_seconds.to_string(),
+                    "job_timeout_seconds" => text(&self.job_timeout_seconds.map(|t| t.to_string())),
+                    "worker_count" => self.worker_count.to_string(),
+                    "output_limit_bytes" => self.output_limit_bytes.to_string(),
+                    "heartbeat_seconds" => self.heartbeat_seconds.to_string(),
+                    "lease_seconds" => self.lease_seconds.to_string(),
+                    "stop_grace_seconds" => self.stop_grace_seconds.to_string(),
+                    "spool_dir" => self.spool_dir.display().to_string(),
+                    "spool_max_file_bytes" => self.spool_max_file_bytes.to_string(),
+                    "spool_settle_ms" => self.spool_settle_ms.to_string(),
+                    "spool_keep_ingested" => self.spool_keep_ingested.to_string(),
+                    "spool_allowed_uids" => match self.spool_allowed_uids.as_slice() {
+                        [] => "none".to_string(),
+                        uids => uids.iter().map(|u| u.to_string()).collect::<Vec<_>>().join(","),
+                    },
+                    "hooks.on_started" => text(&self.hooks.on_started),
+                    "hooks.on_completed" => text(&self.hooks.on_completed),
+                    "hooks.on_failed" => text(&self.hooks.on_failed),
+                    "hooks.on_dead" => text(&self.hooks.on_dead),
+                    "hooks.timeout_seconds" => self.hooks.timeout_seconds.to_string(),
+                    // A key added to the table but not here shows as unknown, and the unit
+                    // test that every key has a distinct value catches it.
+                    _ => "?".to_string(),
+                };
+                (def.name, value)
+            })
+            .collect()
+    }
+
+    /// The keys whose values differ from `self` in `newer`, in the order of [`KEYS`].
+    pub fn changes_to(&self, newer: &Settings) -> Vec<SettingChange> {
+        self.values()
+            .into_iter()
+            .zip(newer.values())
+            .filter(|((_, old), (_, new))| old != new)
+            .map(|((key, old), (_, new))| SettingChange { key, old, new })
+            .collect()
     }
 
     /// The retry policy these settings describe.

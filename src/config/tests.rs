@@ -18,6 +18,120 @@ fn stored(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
+fn env(pairs: &[(&str, &str)]) -> EnvOverrides {
+    EnvOverrides::from_vars(pairs.iter().map(|(k, v)| (k.into(), v.into()))).expect("test variables are valid")
+}
+
+/// The merge without any environment variables, so these tests do not depend on the
+/// environment `cargo test` runs in.
+fn effective(file: &BTreeMap<&'static str, String>, stored: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
+    merge(file, &EnvOverrides::default(), stored)
+}
+
+#[test]
+fn the_environment_beats_the_file_and_the_default() {
+    let entries = merge(
+        &file("max_retries = 5\nbackoff_base = 3\n"),
+        &env(&[("QUEUECTL_MAX_RETRIES", "7"), ("QUEUECTL_WORKER_COUNT", "2")]),
+        &BTreeMap::new(),
+    );
+    assert_eq!(entry(&entries, "max_retries"), ("7".into(), ValueSource::Env));
+    assert_eq!(entry(&entries, "worker_count"), ("2".into(), ValueSource::Env));
+    assert_eq!(entry(&entries, "backoff_base"), ("3".into(), ValueSource::File));
+    assert_eq!(entry(&entries, "backoff_max_seconds").1, ValueSource::Default);
+    assert_eq!(ValueSource::Env.as_str(), "env");
+}
+
+#[test]
+fn a_stored_value_beats_the_environment_and_unsetting_it_hands_the_key_back() {
+    let variables = env(&[("QUEUECTL_MAX_RETRIES", "7"), ("QUEUECTL_HOOKS_ON_DEAD", "echo env")]);
+    let mut values = stored(&[("max_retries", "9"), ("hooks.on_dead", "")]);
+    let entries = merge(&file("max_retries = 5\n"), &variables, &values);
+    assert_eq!(entry(&entries, "max_retries"), ("9".into(), ValueSource::Set));
+    assert_eq!(entry(&entries, "hooks.on_dead"), (String::new(), ValueSource::Set));
+    values.remove("max_retries");
+    let entries = merge(&file("max_retries = 5\n"), &variables, &values);
+    assert_eq!(entry(&entries, "max_retries"), ("7".into(), ValueSource::Env));
+    // And a job's own field still beats every layer.
+    let settings = Settings::from_entries(Path::new("/q"), &entries).unwrap();
+    assert_eq!(settings.retry_policy(Some(1)).max_retries, 1);
+    assert_eq!(settings.retry_policy(None).max_retries, 7);
+}
+
+#[test]
+fn the_lease_rule_names_the_variable_that_broke_it() {
+    let entries = merge(
+        &BTreeMap::new(),
+        &env(&[("QUEUECTL_HEARTBEAT_SECONDS", "10")]),
+        &BTreeMap::new(),
+    );
+    let e = Settings::from_entries(Path::new("/q"), &entries)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("heartbeat_seconds from `QUEUECTL_HEARTBEAT_SECONDS`"), "{e}");
+    assert!(e.contains("lease_seconds from the default"), "{e}");
+}
+
+#[test]
+fn a_reload_reports_exactly_the_keys_that_changed() {
+    let home = Path::new("/q");
+    let before = Settings::defaults(home);
+    assert!(before.changes_to(&before).is_empty());
+    let after = Settings::from_entries(
+        home,
+        &effective(
+            &file("max_retries = 5\nhooks.on_dead = \"echo dead\"\n"),
+            &stored(&[("job_timeout_seconds", "60")]),
+        ),
+    )
+    .unwrap();
+    let changes: Vec<String> = before.changes_to(&after).iter().map(|c| c.to_string()).collect();
+    assert_eq!(
+        changes,
+        [
+            "max_retries 3 -> 5",
+            "job_timeout_seconds none -> 60",
+            "hooks.on_dead none -> \"echo dead\""
+        ]
+    );
+}
+
+#[test]
+fn every_key_shows_in_the_values_a_reload_compares() {
+    // Change every key at once: a key that `Settings::values` forgot would not show up.
+    let all = stored(&[
+        ("max_retries", "9"),
+        ("backoff_base", "3"),
+        ("backoff_max_seconds", "60"),
+        ("job_timeout_seconds", "5"),
+        ("worker_count", "2"),
+        ("output_limit_bytes", "10"),
+        ("heartbeat_seconds", "2"),
+        ("lease_seconds", "30"),
+        ("stop_grace_seconds", "1"),
+        ("spool_dir", "elsewhere"),
+        ("spool_max_file_bytes", "100"),
+        ("spool_settle_ms", "10"),
+        ("spool_keep_ingested", "true"),
+        ("spool_allowed_uids", "7"),
+        ("hooks.on_started", "a"),
+        ("hooks.on_completed", "b"),
+        ("hooks.on_failed", "c"),
+        ("hooks.on_dead", "d"),
+        ("hooks.timeout_seconds", "2"),
+    ]);
+    assert_eq!(all.len(), KEYS.len(), "a key is missing from this test");
+    let after = Settings::from_entries(Path::new("/q"), &effective(&BTreeMap::new(), &all)).unwrap();
+    let changed: Vec<&str> = Settings::defaults(Path::new("/q"))
+        .changes_to(&after)
+        .iter()
+        .map(|c| c.key)
+        .collect();
+    let keys: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
+    assert_eq!(changed, keys);
+    assert!(after.values().iter().all(|(_, v)| v != "?"));
+}
+
 #[test]
 fn without_file_or_stored_values_every_key_is_its_default() {
     let entries = effective(&BTreeMap::new(), &BTreeMap::new());

@@ -105,6 +105,17 @@ pub enum WorkerEvent {
         /// Jobs this pool ran to an end (any outcome).
         jobs_run: u64,
     },
+    /// The settings were read again: on request (a [`ReloadRequest`](super::ReloadRequest),
+    /// e.g. the CLI's SIGHUP), or by the periodic re-read when it found a change.
+    SettingsReloaded {
+        /// True when a reload was requested; false for the periodic re-read, which reports
+        /// only changes.
+        requested: bool,
+        /// What changed (empty: nothing, or the reload failed).
+        changes: Vec<crate::config::SettingChange>,
+        /// Why the settings could not be read; the pool keeps the previous ones.
+        error: Option<String>,
+    },
     /// Something worth telling a person that is not an error of a job.
     Warning(String),
 }

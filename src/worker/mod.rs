@@ -7,4 +7,4 @@ pub mod pool;
 pub mod registry;
 
 pub use events::{Observer, WorkerEvent};
-pub use pool::PoolBuilder;
+pub use pool::{PoolBuilder, ReloadRequest};

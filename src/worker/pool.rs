@@ -29,6 +29,7 @@ use crate::time::{now_ms, Millis};
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,33 @@ const FORCED_STOP_STORAGE_PATIENCE: Duration = Duration::from_secs(10);
 /// How often to reap while a lost run's leftover processes are being stopped.
 const REAP_WHILE_STOPPING: Duration = Duration::from_millis(200);
 
+/// A request to re-read the settings at once, shared between whoever decides (the CLI's SIGHUP
+/// handling) and a running pool. The library installs no signal handler: the caller calls
+/// [`ReloadRequest::request`], and the pool's coordinator picks it up within one pass of its
+/// loop and reports the result as [`WorkerEvent::SettingsReloaded`].
+#[derive(Debug, Clone, Default)]
+pub struct ReloadRequest {
+    pending: Arc<AtomicBool>,
+}
+
+impl ReloadRequest {
+    /// A request nobody has made yet.
+    pub fn new() -> ReloadRequest {
+        ReloadRequest::default()
+    }
+
+    /// Asks the pool to reload. Requests made before the pool gets to them count as one.
+    /// Only sets a flag, so it is safe to call from a signal-handling thread.
+    pub fn request(&self) {
+        self.pending.store(true, Ordering::SeqCst);
+    }
+
+    /// Takes a pending request, if any.
+    fn take(&self) -> bool {
+        self.pending.swap(false, Ordering::SeqCst)
+    }
+}
+
 /// Builds and runs a worker pool: executors per job kind, observers, thread count.
 pub struct PoolBuilder {
     home: Home,
@@ -54,6 +82,7 @@ pub struct PoolBuilder {
     until_empty: bool,
     until_idle: bool,
     shell_hooks: bool,
+    reload: ReloadRequest,
 }
 
 impl std::fmt::Debug for PoolBuilder {
@@ -81,7 +110,15 @@ impl PoolBuilder {
             until_empty: false,
             until_idle: false,
             shell_hooks: true,
+            reload: ReloadRequest::default(),
         }
+    }
+
+    /// Reloads the settings whenever `request` is made (the CLI makes it on SIGHUP), beside the
+    /// periodic re-read at each heartbeat.
+    pub fn reload_on(mut self, request: ReloadRequest) -> Self {
+        self.reload = request;
+        self
     }
 
     /// The number of executor threads (default: config `worker_count`).
@@ -164,6 +201,7 @@ impl PoolBuilder {
         )?;
         coordinator.hooks = hooks;
         coordinator.until_idle = self.until_idle;
+        coordinator.reload = self.reload;
         let result = coordinator.run(shutdown);
         coordinator.finish();
         result.map(|_| coordinator.jobs_run)
@@ -261,6 +299,8 @@ struct Coordinator {
     /// Why the settings last failed to reload, if they did: the warning is emitted once per
     /// distinct problem, not on every heartbeat.
     settings_error: Option<String>,
+    /// Reload requests from the caller (SIGHUP in the CLI).
+    reload: ReloadRequest,
 }
 
 impl Coordinator {
@@ -329,6 +369,7 @@ impl Coordinator {
             killer: OrphanKiller::default(),
             held_reported: BTreeMap::new(),
             settings_error: None,
+            reload: ReloadRequest::default(),
         };
         coordinator.emit(&WorkerEvent::Started {
             worker_id: coordinator.worker.id.clone(),
@@ -350,18 +391,41 @@ impl Coordinator {
         self.slots.iter().filter(|s| s.running.is_some()).count()
     }
 
+    /// The periodic re-read (each heartbeat, and before recording a failure).
     fn reload_settings(&mut self) {
+        self.reload_settings_as(false);
+    }
+
+    /// Reads the settings again. A change is reported either way, so the log says when new
+    /// values took effect; a requested reload also reports "no change" and every failure, while
+    /// the periodic one reports a failure once per distinct problem, not every heartbeat.
+    fn reload_settings_as(&mut self, requested: bool) {
         match load_entries(&self.home, &self.store).and_then(|e| Settings::from_entries(self.home.root(), &e)) {
             Ok(settings) => {
                 if let Some(hooks) = &self.hooks {
                     hooks.set_commands(settings.hooks.clone());
                 }
+                let changes = self.settings.changes_to(&settings);
                 self.settings = settings;
                 self.settings_error = None;
+                if requested || !changes.is_empty() {
+                    self.emit(&WorkerEvent::SettingsReloaded {
+                        requested,
+                        changes,
+                        error: None,
+                    });
+                }
             }
             Err(e) => {
                 let text = e.to_string();
-                if self.settings_error.as_deref() != Some(text.as_str()) {
+                if requested {
+                    self.emit(&WorkerEvent::SettingsReloaded {
+                        requested,
+                        changes: Vec::new(),
+                        error: Some(text.clone()),
+                    });
+                    self.settings_error = Some(text);
+                } else if self.settings_error.as_deref() != Some(text.as_str()) {
                     self.emit(&WorkerEvent::Warning(format!("keeping the previous settings: {text}")));
                     self.settings_error = Some(text);
                 }
@@ -442,6 +506,9 @@ impl Coordinator {
         }
         while let Ok(done) = self.done_rx.try_recv() {
             st.inbox.push(done);
+        }
+        if self.reload.take() {
+            self.reload_settings_as(true);
         }
 
         // 1. Shutdown: stop claiming; when forced, kill what runs (it comes back cancelled).
