@@ -5,6 +5,8 @@ pub mod dlq;
 pub mod enqueue;
 pub mod inspect;
 pub mod output;
+pub mod sd_notify;
+pub mod single_instance;
 pub mod spool_cmd;
 pub mod status;
 pub mod wait;

@@ -1,5 +1,7 @@
 //! `queuectl worker start|stop`.
 
+use super::sd_notify::ServiceNotifier;
+use super::single_instance::{self, Instance};
 use super::{jobs, Verdict, EXIT_JOBS_DEAD};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -57,6 +59,10 @@ pub struct StartArgs {
     /// Print less: only failures, DLQ moves and warnings
     #[arg(long, short = 'q')]
     pub quiet: bool,
+
+    /// Exit at once (code 0) if another `--single-instance` worker runs on this home: for cron
+    #[arg(long)]
+    pub single_instance: bool,
 }
 
 /// Arguments of `queuectl worker stop`.
@@ -75,7 +81,7 @@ pub fn run(home: &Home, command: &WorkerCommand) -> Result<()> {
     }
 }
 
-fn print_line(line: String) {
+pub fn print_line(line: String) {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let _ = writeln!(out, "{line}");
@@ -199,7 +205,24 @@ fn start(home: &Home, args: &StartArgs) -> Result<()> {
     if count == 0 || count > 1024 {
         return Err(Error::InvalidArgument(format!("--count must be from 1 to 1024, got {count}")).into());
     }
+    // Taken before detaching too, so a crontab line with --detach says at once that it has
+    // nothing to do; the detached child takes the lock itself.
+    let instance = if args.single_instance {
+        match single_instance::try_lock(home)? {
+            Instance::Held(file) => Some(file),
+            Instance::Busy(path) => {
+                // Exit 0: for cron, a worker already on the job is success, not a failure to mail.
+                if !args.quiet {
+                    print_line(single_instance::busy_message(&path));
+                }
+                return Ok(());
+            }
+        }
+    } else {
+        None
+    };
     if args.detach {
+        drop(instance);
         return detach(home, args, count);
     }
     let shutdown = Shutdown::new();
@@ -212,6 +235,9 @@ fn start(home: &Home, args: &StartArgs) -> Result<()> {
     } else {
         start_ingester(home, &shutdown, args.until_empty || args.until_idle, pid)?
     };
+    // systemd (Type=notify): READY/STATUS/STOPPING/WATCHDOG while NOTIFY_SOCKET is set.
+    let service = ServiceNotifier::from_env(home, settings.heartbeat_seconds, pid);
+    let notify = service.as_ref().map(ServiceNotifier::handle);
     let (stop_home, stop_shutdown) = (home.clone(), shutdown.clone());
     let died = Arc::new(AtomicU64::new(0));
     let died_seen = died.clone();
@@ -220,6 +246,9 @@ fn start(home: &Home, args: &StartArgs) -> Result<()> {
         .until_empty(args.until_empty)
         .until_idle(args.until_idle)
         .observer(move |event: &WorkerEvent| {
+            if let Some(notify) = &notify {
+                notify.observe(event);
+            }
             died_seen.fetch_add(jobs_died(event), Ordering::Relaxed);
             if let Some(line) = event_line(pid, event, quiet) {
                 print_line(line);
@@ -234,6 +263,9 @@ fn start(home: &Home, args: &StartArgs) -> Result<()> {
             }
         });
     let result = pool.run(&shutdown);
+    if let Some(service) = service {
+        service.finish();
+    }
     // The pool may have ended on its own (--until-empty): stop the ingester too.
     shutdown.request_stop();
     if let Some(handle) = spool_thread {
@@ -285,6 +317,9 @@ fn detach(home: &Home, args: &StartArgs, count: usize) -> Result<()> {
     }
     if args.quiet {
         command.arg("--quiet");
+    }
+    if args.single_instance {
+        command.arg("--single-instance");
     }
     // A new process group: the terminal's Ctrl-C must not reach the background worker.
     command

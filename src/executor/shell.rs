@@ -40,6 +40,11 @@ impl Executor for ShellExecutor {
             None => context.home.clone(),
         };
         let mut command = Command::new("/bin/sh");
+        // systemd supervises the worker, not its jobs: a job that runs `systemd-notify` must not
+        // speak for the worker (a job's own `env` may still set these on purpose).
+        for name in crate::notify::SUPERVISOR_VARIABLES {
+            command.env_remove(name);
+        }
         command
             .arg("-c")
             .arg(&job.command)
