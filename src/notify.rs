@@ -135,7 +135,10 @@ mod tests {
             watchdog_interval(Some("200000"), None, 7),
             Some(Duration::from_millis(100))
         );
-        assert_eq!(watchdog_interval(Some("30000000"), Some("7"), 7), Some(Duration::from_secs(15)));
+        assert_eq!(
+            watchdog_interval(Some("30000000"), Some("7"), 7),
+            Some(Duration::from_secs(15))
+        );
     }
 
     #[test]

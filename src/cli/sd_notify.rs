@@ -84,6 +84,8 @@ impl Counts {
 struct Shared {
     notifier: Notifier,
     counts: Mutex<Counts>,
+    /// The last `STATUS=` sent and when: `READY=1` carries the first one.
+    last_status: Mutex<Option<(String, Instant)>>,
     /// The worker's id once it registered: the watchdog looks up its heartbeat by it.
     worker_id: Mutex<Option<String>>,
     /// `READY=1` went out: STATUS and WATCHDOG may follow (never before it).
@@ -134,6 +136,7 @@ impl ServiceNotifier {
         let shared = Arc::new(Shared {
             notifier,
             counts: Mutex::new(Counts::default()),
+            last_status: Mutex::new(None),
             worker_id: Mutex::new(None),
             ready: AtomicBool::new(false),
             stopping_sent: AtomicBool::new(false),
@@ -152,16 +155,10 @@ impl ServiceNotifier {
             .name("queuectl-sd-notify".into())
             .spawn(move || notify_loop(&thread_shared, quit_rx, watchdog, fresh, &db_path))
             .map_err(|e| {
-                super::worker_cmd::print_line(format!(
-                    "[{pid}] warning: cannot start the systemd notify thread: {e}"
-                ))
+                super::worker_cmd::print_line(format!("[{pid}] warning: cannot start the systemd notify thread: {e}"))
             })
             .ok();
-        Some(ServiceNotifier {
-            shared,
-            quit,
-            thread,
-        })
+        Some(ServiceNotifier { shared, quit, thread })
     }
 
     /// A handle for the pool's observer, which must own what it uses.
@@ -199,6 +196,7 @@ impl NotifyHandle {
             WorkerEvent::Started { worker_id, .. } => {
                 *shared.worker_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(worker_id.clone());
                 shared.send(&format!("READY=1\nSTATUS={text}"));
+                *shared.last_status.lock().unwrap_or_else(|e| e.into_inner()) = Some((text, Instant::now()));
                 shared.ready.store(true, Ordering::SeqCst);
             }
             WorkerEvent::Stopping { .. } | WorkerEvent::Stopped { .. } => {
@@ -228,8 +226,6 @@ fn notify_loop(
     db_path: &std::path::Path,
 ) {
     let tick = watchdog.map(|w| w.min(STATUS_CHECK)).unwrap_or(STATUS_CHECK);
-    let mut last_status_text: Option<String> = None;
-    let mut last_status_at: Option<Instant> = None;
     let mut next_ping = Instant::now();
     let mut store: Option<Store> = None;
     loop {
@@ -244,16 +240,14 @@ fn notify_loop(
             return;
         }
         let text = shared.counts.lock().unwrap_or_else(|e| e.into_inner()).text();
-        if last_status_text.is_none() {
-            // READY=1 carried the first status.
-            last_status_text = Some(text.clone());
-            last_status_at = Some(Instant::now());
-        }
-        let due = last_status_at.map(|t| t.elapsed() >= STATUS_EVERY).unwrap_or(true);
-        if due && last_status_text.as_deref() != Some(text.as_str()) {
-            shared.send(&format!("STATUS={text}"));
-            last_status_text = Some(text);
-            last_status_at = Some(Instant::now());
+        {
+            let mut last = shared.last_status.lock().unwrap_or_else(|e| e.into_inner());
+            let changed = last.as_ref().map_or(true, |(sent, _)| *sent != text);
+            let due = last.as_ref().map_or(true, |(_, at)| at.elapsed() >= STATUS_EVERY);
+            if changed && due {
+                shared.send(&format!("STATUS={text}"));
+                *last = Some((text, Instant::now()));
+            }
         }
         if let Some(every) = watchdog {
             if Instant::now() >= next_ping {
