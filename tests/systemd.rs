@@ -271,7 +271,8 @@ fn abstract_notify_socket_is_reached() {
 #[test]
 fn unusable_notify_socket_is_one_warning_and_the_worker_runs() {
     let home = TestHome::new();
-    home.run(&["enqueue", r#"{"id":"j","command":"true"}"#]).ok();
+    home.run(&["enqueue", r#"{"id":"notify-warning-job","command":"true"}"#])
+        .ok();
     let mut worker = ServiceWorker::spawn(&home, "relative/notify.sock", &[], &["--until-idle"]);
     assert_eq!(worker.wait_code(SHORT), 0, "output:\n{}", worker.output());
     let output = worker.output();
@@ -283,7 +284,7 @@ fn unusable_notify_socket_is_one_warning_and_the_worker_runs() {
         ),
         "{output}"
     );
-    assert_eq!(home.job("j")["state"], "completed");
+    assert_eq!(home.job("notify-warning-job")["state"], "completed");
 }
 
 // ---------------------------------------------------------------------------------------------
