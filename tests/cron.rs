@@ -130,3 +130,37 @@ fn single_instance_in_an_uninitialised_home_is_refused_and_creates_nothing() {
     assert_eq!(run.stderr.lines().count(), 1, "{run:#?}");
     assert_eq!(std::fs::read_dir(home.path()).expect("read the home").count(), 0);
 }
+
+#[test]
+fn crontab_line_prints_nothing_when_all_went_well() {
+    let home = TestHome::new();
+    home.run(&["enqueue", r#"{"id":"quiet-fine","command":"echo fine"}"#])
+        .ok();
+    // Dropped into the spool: ingesting it is routine, not worth a mail either.
+    std::fs::write(
+        home.path().join("spool/incoming/nightly.json"),
+        r#"{"id":"quiet-spooled","command":"true"}"#,
+    )
+    .expect("write a spool file");
+    // The documented crontab line, spool included.
+    let run = home
+        .run(&["worker", "start", "--until-idle", "--single-instance", "--quiet"])
+        .ok();
+    assert_eq!((run.stdout.as_str(), run.stderr.as_str()), ("", ""), "{run:#?}");
+    assert_eq!(home.job("quiet-fine")["state"], "completed");
+    assert_eq!(home.job("quiet-spooled")["state"], "completed");
+    // A run where a job dies is reported, from its start line on (and exits 3).
+    home.run(&["enqueue", r#"{"id":"quiet-bad","command":"exit 4","max_retries":0}"#])
+        .ok();
+    let run = home
+        .run(&["worker", "start", "--until-idle", "--single-instance", "--quiet"])
+        .code(3);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{run:#?}");
+    assert!(lines[0].starts_with("Started 1 worker"), "{run:#?}");
+    assert!(
+        lines[1].ends_with("Job quiet-bad moved to DLQ after 1 attempt: exit 4"),
+        "{run:#?}"
+    );
+    assert!(lines[2].ends_with("Worker stopped after 1 job"), "{run:#?}");
+}

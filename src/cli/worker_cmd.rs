@@ -56,7 +56,8 @@ pub struct StartArgs {
     #[arg(long)]
     pub no_spool: bool,
 
-    /// Print less: only failures, DLQ moves and warnings
+    /// Print less: only failures, DLQ moves and warnings (and the start and stop lines around
+    /// them); a run with nothing to report prints nothing
     #[arg(long, short = 'q')]
     pub quiet: bool,
 
@@ -233,7 +234,7 @@ fn start(home: &Home, args: &StartArgs) -> Result<()> {
     let spool_thread = if args.no_spool {
         None
     } else {
-        start_ingester(home, &shutdown, args.until_empty || args.until_idle, pid)?
+        start_ingester(home, &shutdown, args.until_empty || args.until_idle, pid, quiet)?
     };
     // systemd (Type=notify): READY/STATUS/STOPPING/WATCHDOG while NOTIFY_SOCKET is set.
     let service = ServiceNotifier::from_env(home, settings.heartbeat_seconds, pid);
@@ -241,6 +242,7 @@ fn start(home: &Home, args: &StartArgs) -> Result<()> {
     let (stop_home, stop_shutdown) = (home.clone(), shutdown.clone());
     let died = Arc::new(AtomicU64::new(0));
     let died_seen = died.clone();
+    let quiet_report = QuietReport::default();
     let pool = PoolBuilder::new(home)
         .threads(count)
         .until_empty(args.until_empty)
@@ -251,7 +253,11 @@ fn start(home: &Home, args: &StartArgs) -> Result<()> {
             }
             died_seen.fetch_add(jobs_died(event), Ordering::Relaxed);
             if let Some(line) = event_line(pid, event, quiet) {
-                print_line(line);
+                if !quiet {
+                    print_line(line);
+                } else if let Some(line) = quiet_report.line(event, line) {
+                    print_line(line);
+                }
             }
             // Registered now, so a later `worker stop` sees us; one that ran while we were
             // starting left its count behind instead.
@@ -504,8 +510,13 @@ fn start_ingester(
     shutdown: &Shutdown,
     until_empty: bool,
     pid: u32,
+    quiet: bool,
 ) -> Result<Option<std::thread::JoinHandle<queuectl::Result<()>>>> {
-    let print = move |event: &queuectl::spool::SpoolEvent| print_line(format!("[{pid}] {event}"));
+    let print = move |event: &queuectl::spool::SpoolEvent| {
+        if !quiet || spool_event_is_trouble(event) {
+            print_line(format!("[{pid}] {event}"));
+        }
+    };
     if until_empty {
         queuectl::spool::ingest_once(home, &print)?;
     }
@@ -522,4 +533,50 @@ fn start_ingester(
         })
         .context("starting the spool ingester")?;
     Ok(Some(handle))
+}
+
+/// With `--quiet`, whether a spool event is worth a line: refused files, an insecure spool,
+/// problems, and falling back to polling; not the routine ingestion (cron would mail it).
+fn spool_event_is_trouble(event: &queuectl::spool::SpoolEvent) -> bool {
+    use queuectl::spool::SpoolEvent;
+    matches!(
+        event,
+        SpoolEvent::Rejected { .. }
+            | SpoolEvent::Insecure { .. }
+            | SpoolEvent::Warning(_)
+            | SpoolEvent::Watching { polling: true, .. }
+    )
+}
+
+/// With `--quiet`, a run with nothing to report prints nothing at all, so a crontab line
+/// (`--until-idle --quiet` every minute) mails only when something went wrong. The "Started"
+/// line is held back and printed before the first line worth printing; "Worker stopped" is
+/// printed only after such a line.
+#[derive(Default)]
+struct QuietReport {
+    /// The held-back "Started" line, until something is printed.
+    started: std::sync::Mutex<Option<String>>,
+    /// Something was printed: the run's end is worth a line too.
+    printed: std::sync::atomic::AtomicBool,
+}
+
+impl QuietReport {
+    /// What to print for an event's line (already filtered by `event_line`'s quiet rules).
+    fn line(&self, event: &WorkerEvent, line: String) -> Option<String> {
+        let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
+        match event {
+            WorkerEvent::Started { .. } => {
+                *started = Some(line);
+                None
+            }
+            WorkerEvent::Stopped { .. } if !self.printed.load(Ordering::Relaxed) => None,
+            _ => {
+                self.printed.store(true, Ordering::Relaxed);
+                Some(match started.take() {
+                    Some(header) => format!("{header}\n{line}"),
+                    None => line,
+                })
+            }
+        }
+    }
 }

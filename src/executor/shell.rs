@@ -14,8 +14,9 @@ pub const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
 const EXIT_CHECK: Duration = Duration::from_millis(20);
 
 /// Runs `sh -c "<command>"` with stdin from /dev/null, the queue home (or the job's `cwd`) as
-/// working directory, the inherited environment plus `QUEUECTL_JOB_ID`, `QUEUECTL_ATTEMPT` and
-/// the job's `env`. The process gets its own process group, so a timeout or a forced shutdown
+/// working directory, the inherited environment (without systemd's `NOTIFY_SOCKET`,
+/// `WATCHDOG_USEC` and `WATCHDOG_PID`) plus `QUEUECTL_JOB_ID`, `QUEUECTL_ATTEMPT` and the job's
+/// `env`. The process gets its own process group, so a timeout or a forced shutdown
 /// reaches every process the command started. Output is captured with a byte cap (the tail).
 ///
 /// The attempt's result is decided when the shell exits. Its output is read for a short drain
