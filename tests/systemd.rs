@@ -271,12 +271,12 @@ fn abstract_notify_socket_is_reached() {
 #[test]
 fn unusable_notify_socket_is_one_warning_and_the_worker_runs() {
     let home = TestHome::new();
-    home.run(&["enqueue", r#"{"id":"notify-warning-job","command":"true"}"#])
+    home.run(&["enqueue", r#"{"id":"notify-fallback-job","command":"true"}"#])
         .ok();
     let mut worker = ServiceWorker::spawn(&home, "relative/notify.sock", &[], &["--until-idle"]);
     assert_eq!(worker.wait_code(SHORT), 0, "output:\n{}", worker.output());
     let output = worker.output();
-    let warnings: Vec<&str> = output.lines().filter(|l| l.contains("warning")).collect();
+    let warnings: Vec<&str> = output.lines().filter(|l| l.contains("] warning: ")).collect();
     assert_eq!(warnings.len(), 1, "one warning line expected:\n{output}");
     assert!(
         warnings[0].ends_with(
@@ -284,7 +284,7 @@ fn unusable_notify_socket_is_one_warning_and_the_worker_runs() {
         ),
         "{output}"
     );
-    assert_eq!(home.job("notify-warning-job")["state"], "completed");
+    assert_eq!(home.job("notify-fallback-job")["state"], "completed");
 }
 
 // ---------------------------------------------------------------------------------------------
