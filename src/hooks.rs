@@ -126,7 +126,12 @@ fn run_hook(
     cwd: &std::path::Path,
     timeout: Duration,
 ) -> Result<(), String> {
-    let mut child = Command::new("/bin/sh")
+    let mut shell = Command::new("/bin/sh");
+    // Like jobs, hooks must not talk to systemd as the worker.
+    for name in crate::notify::SUPERVISOR_VARIABLES {
+        shell.env_remove(name);
+    }
+    let mut child = shell
         .arg("-c")
         .arg(command)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))

@@ -20,6 +20,7 @@
 //! - [`time`]: timestamps (RFC 3339 with milliseconds) and durations.
 //! - [`spool`]: the spool directory protocol and its watcher.
 //! - [`home`]: where a queue lives on disk.
+//! - [`notify`]: the systemd notification protocol (`READY=1`, `WATCHDOG=1`, ...), no libsystemd.
 //! - [`error`]: the one error type.
 //!
 //! ## Example
@@ -57,6 +58,7 @@ pub mod executor;
 pub mod home;
 pub mod hooks;
 pub mod job;
+pub mod notify;
 mod process;
 pub mod queue;
 pub mod shutdown;

@@ -8,6 +8,8 @@ pub mod health;
 pub mod inspect;
 pub mod migrate;
 pub mod output;
+pub mod sd_notify;
+pub mod single_instance;
 pub mod spool_cmd;
 pub mod status;
 pub mod wait;

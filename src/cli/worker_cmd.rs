@@ -1,5 +1,7 @@
 //! `queuectl worker start|stop`.
 
+use super::sd_notify::ServiceNotifier;
+use super::single_instance::{self, Instance};
 use super::{jobs, Verdict, EXIT_JOBS_DEAD};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -54,9 +56,14 @@ pub struct StartArgs {
     #[arg(long)]
     pub no_spool: bool,
 
-    /// Print less: only failures, DLQ moves and warnings
+    /// Print less: only failures, DLQ moves and warnings (and the start and stop lines around
+    /// them); a run with nothing to report prints nothing
     #[arg(long, short = 'q')]
     pub quiet: bool,
+
+    /// Exit at once (code 0) if another `--single-instance` worker runs on this home: for cron
+    #[arg(long)]
+    pub single_instance: bool,
 }
 
 /// Arguments of `queuectl worker stop`.
@@ -79,7 +86,7 @@ pub fn run(home: &Home, command: &WorkerCommand) -> Result<()> {
     }
 }
 
-fn print_line(line: String) {
+pub fn print_line(line: String) {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let _ = writeln!(out, "{line}");
@@ -238,7 +245,24 @@ fn start(home: &Home, args: &StartArgs) -> Result<()> {
     if count == 0 || count > 1024 {
         return Err(Error::InvalidArgument(format!("--count must be from 1 to 1024, got {count}")).into());
     }
+    // Taken before detaching too, so a crontab line with --detach says at once that it has
+    // nothing to do; the detached child takes the lock itself.
+    let instance = if args.single_instance {
+        match single_instance::try_lock(home)? {
+            Instance::Held(file) => Some(file),
+            Instance::Busy(path) => {
+                // Exit 0: for cron, a worker already on the job is success, not a failure to mail.
+                if !args.quiet {
+                    print_line(single_instance::busy_message(&path));
+                }
+                return Ok(());
+            }
+        }
+    } else {
+        None
+    };
     if args.detach {
+        drop(instance);
         return detach(home, args, count);
     }
     let shutdown = Shutdown::new();
@@ -250,20 +274,31 @@ fn start(home: &Home, args: &StartArgs) -> Result<()> {
     let spool_thread = if args.no_spool {
         None
     } else {
-        start_ingester(home, &shutdown, args.until_empty || args.until_idle, pid)?
+        start_ingester(home, &shutdown, args.until_empty || args.until_idle, pid, quiet)?
     };
+    // systemd (Type=notify): READY/STATUS/STOPPING/WATCHDOG while NOTIFY_SOCKET is set.
+    let service = ServiceNotifier::from_env(home, settings.heartbeat_seconds, pid);
+    let notify = service.as_ref().map(ServiceNotifier::handle);
     let (stop_home, stop_shutdown) = (home.clone(), shutdown.clone());
     let died = Arc::new(AtomicU64::new(0));
     let died_seen = died.clone();
+    let quiet_report = QuietReport::default();
     let pool = PoolBuilder::new(home)
         .threads(count)
         .reload_on(reload)
         .until_empty(args.until_empty)
         .until_idle(args.until_idle)
         .observer(move |event: &WorkerEvent| {
+            if let Some(notify) = &notify {
+                notify.observe(event);
+            }
             died_seen.fetch_add(jobs_died(event), Ordering::Relaxed);
             if let Some(line) = event_line(pid, event, quiet) {
-                print_line(line);
+                if !quiet {
+                    print_line(line);
+                } else if let Some(line) = quiet_report.line(event, line) {
+                    print_line(line);
+                }
             }
             // Registered now, so a later `worker stop` sees us; one that ran while we were
             // starting left its count behind instead.
@@ -275,6 +310,9 @@ fn start(home: &Home, args: &StartArgs) -> Result<()> {
             }
         });
     let result = pool.run(&shutdown);
+    if let Some(service) = service {
+        service.finish();
+    }
     // The pool may have ended on its own (--until-empty): stop the ingester too.
     shutdown.request_stop();
     if let Some(handle) = spool_thread {
@@ -374,6 +412,9 @@ fn detach(home: &Home, args: &StartArgs, count: usize) -> Result<()> {
     }
     if args.quiet {
         command.arg("--quiet");
+    }
+    if args.single_instance {
+        command.arg("--single-instance");
     }
     // A new process group: the terminal's Ctrl-C must not reach the background worker.
     command
@@ -591,8 +632,13 @@ fn start_ingester(
     shutdown: &Shutdown,
     until_empty: bool,
     pid: u32,
+    quiet: bool,
 ) -> Result<Option<std::thread::JoinHandle<queuectl::Result<()>>>> {
-    let print = move |event: &queuectl::spool::SpoolEvent| print_line(format!("[{pid}] {event}"));
+    let print = move |event: &queuectl::spool::SpoolEvent| {
+        if !quiet || spool_event_is_trouble(event) {
+            print_line(format!("[{pid}] {event}"));
+        }
+    };
     if until_empty {
         queuectl::spool::ingest_once(home, &print)?;
     }
@@ -609,4 +655,50 @@ fn start_ingester(
         })
         .context("starting the spool ingester")?;
     Ok(Some(handle))
+}
+
+/// With `--quiet`, whether a spool event is worth a line: refused files, an insecure spool,
+/// problems, and falling back to polling; not the routine ingestion (cron would mail it).
+fn spool_event_is_trouble(event: &queuectl::spool::SpoolEvent) -> bool {
+    use queuectl::spool::SpoolEvent;
+    matches!(
+        event,
+        SpoolEvent::Rejected { .. }
+            | SpoolEvent::Insecure { .. }
+            | SpoolEvent::Warning(_)
+            | SpoolEvent::Watching { polling: true, .. }
+    )
+}
+
+/// With `--quiet`, a run with nothing to report prints nothing at all, so a crontab line
+/// (`--until-idle --quiet` every minute) mails only when something went wrong. The "Started"
+/// line is held back and printed before the first line worth printing; "Worker stopped" is
+/// printed only after such a line.
+#[derive(Default)]
+struct QuietReport {
+    /// The held-back "Started" line, until something is printed.
+    started: std::sync::Mutex<Option<String>>,
+    /// Something was printed: the run's end is worth a line too.
+    printed: std::sync::atomic::AtomicBool,
+}
+
+impl QuietReport {
+    /// What to print for an event's line (already filtered by `event_line`'s quiet rules).
+    fn line(&self, event: &WorkerEvent, line: String) -> Option<String> {
+        let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
+        match event {
+            WorkerEvent::Started { .. } => {
+                *started = Some(line);
+                None
+            }
+            WorkerEvent::Stopped { .. } if !self.printed.load(Ordering::Relaxed) => None,
+            _ => {
+                self.printed.store(true, Ordering::Relaxed);
+                Some(match started.take() {
+                    Some(header) => format!("{header}\n{line}"),
+                    None => line,
+                })
+            }
+        }
+    }
 }

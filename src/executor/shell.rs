@@ -14,8 +14,9 @@ pub const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
 const EXIT_CHECK: Duration = Duration::from_millis(20);
 
 /// Runs `sh -c "<command>"` with stdin from /dev/null, the queue home (or the job's `cwd`) as
-/// working directory, the inherited environment plus `QUEUECTL_JOB_ID`, `QUEUECTL_ATTEMPT` and
-/// the job's `env`. The process gets its own process group, so a timeout or a forced shutdown
+/// working directory, the inherited environment (without systemd's `NOTIFY_SOCKET`,
+/// `WATCHDOG_USEC` and `WATCHDOG_PID`) plus `QUEUECTL_JOB_ID`, `QUEUECTL_ATTEMPT` and the job's
+/// `env`. The process gets its own process group, so a timeout or a forced shutdown
 /// reaches every process the command started. Output is captured with a byte cap (the tail).
 ///
 /// The attempt's result is decided when the shell exits. Its output is read for a short drain
@@ -41,6 +42,11 @@ impl Executor for ShellExecutor {
             None => context.home.clone(),
         };
         let mut command = Command::new("/bin/sh");
+        // systemd supervises the worker, not its jobs: a job that runs `systemd-notify` must not
+        // speak for the worker (a job's own `env` may still set these on purpose).
+        for name in crate::notify::SUPERVISOR_VARIABLES {
+            command.env_remove(name);
+        }
         command
             .arg("-c")
             .arg(&job.command)
