@@ -391,3 +391,26 @@ fn chaos_kills_lose_nothing_and_never_overlap_a_job() {
     println!("lost attempts: {total_lost}; log lines {}", log.lines().count());
     println!("chaos: {jobs} jobs, {kills} worker kills, seed {seed}");
 }
+
+#[test]
+fn recovery_in_one_queue_never_stops_a_run_of_the_same_job_in_another() {
+    // Two queues on one host, each with a job `twin` at its first claim (the same id and lease).
+    let ours = TestHome::new();
+    let theirs = TestHome::new();
+    let job = json!({"id": "twin", "command": "sleep 60 & echo $! > child.pid; wait", "max_retries": 1});
+    enqueue(&ours, job.clone());
+    enqueue(&theirs, job);
+    let mut lost = Worker::spawn(&ours, &["--count", "1"]);
+    let live = Worker::spawn(&theirs, &["--count", "1"]);
+    let our_child = read_pid(ours.path().join("child.pid"));
+    let their_child = read_pid(theirs.path().join("child.pid"));
+    let _guard = KillOnDrop(vec![our_child, their_child]);
+    kill(&mut lost);
+
+    let recover = ours.run(&["recover"]).ok();
+    assert!(recover.stdout.contains("twin: worker lost, now failed"), "{recover:?}");
+    assert!(process_gone(our_child), "recover left our lost run running");
+    assert!(!process_gone(their_child), "recover stopped the other queue's live run");
+    assert_eq!(theirs.job("twin")["state"], "processing");
+    drop(live);
+}

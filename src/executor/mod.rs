@@ -152,6 +152,9 @@ pub struct ExecContext {
     /// Bytes of each output stream to keep.
     pub output_limit: usize,
     pub(crate) slot: Arc<SlotState>,
+    /// The queue's identity for the environment of shell jobs (`QUEUECTL_QUEUE`), by which
+    /// recovery tells this queue's processes from another's; empty outside a pool.
+    pub(crate) queue: Arc<str>,
 }
 
 impl ExecContext {
@@ -163,6 +166,7 @@ impl ExecContext {
             timeout,
             output_limit,
             slot: Arc::new(SlotState::default()),
+            queue: Arc::from(""),
         }
     }
 

@@ -39,9 +39,23 @@ pub struct ProcEntry {
 pub const LEASE_VAR: &str = "QUEUECTL_LEASE";
 /// The environment variable naming the job a process belongs to.
 pub const JOB_VAR: &str = "QUEUECTL_JOB_ID";
+/// The environment variable naming the queue (its database) a job's process belongs to: job
+/// ids and leases repeat across queues, so without it recovering a job in one queue could stop
+/// a live run of the same id in another.
+pub const QUEUE_VAR: &str = "QUEUECTL_QUEUE";
 
-/// Reads the process table (`/proc`). Processes that end while it is read are skipped.
-pub fn scan() -> Vec<ProcEntry> {
+/// How a queue is named in [`QUEUE_VAR`]: its database file's canonical path (the same file
+/// reached through another path or a symlink is the same queue).
+pub fn queue_identity(db_path: &std::path::Path) -> String {
+    std::fs::canonicalize(db_path)
+        .unwrap_or_else(|_| db_path.to_path_buf())
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Reads the process table (`/proc`). Processes that end while it is read are skipped. Only
+/// processes of the queue named `queue` (see [`queue_identity`]) get a marker.
+pub fn scan(queue: &str) -> Vec<ProcEntry> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -58,7 +72,7 @@ pub fn scan() -> Vec<ProcEntry> {
         };
         let marker = std::fs::read(format!("/proc/{pid}/environ"))
             .ok()
-            .and_then(|environ| parse_marker(&environ));
+            .and_then(|environ| parse_marker(&environ, queue));
         entries.push(ProcEntry {
             pid,
             pgid,
@@ -70,9 +84,10 @@ pub fn scan() -> Vec<ProcEntry> {
     entries
 }
 
-fn parse_marker(environ: &[u8]) -> Option<(String, i64)> {
+fn parse_marker(environ: &[u8], queue: &str) -> Option<(String, i64)> {
     let mut job = None;
     let mut lease = None;
+    let mut same_queue = false;
     for variable in environ.split(|&b| b == 0) {
         let Ok(variable) = std::str::from_utf8(variable) else {
             continue;
@@ -81,7 +96,12 @@ fn parse_marker(environ: &[u8]) -> Option<(String, i64)> {
             job = Some(value.to_string());
         } else if let Some(value) = variable.strip_prefix("QUEUECTL_LEASE=") {
             lease = value.parse::<i64>().ok();
+        } else if let Some(value) = variable.strip_prefix("QUEUECTL_QUEUE=") {
+            same_queue = value == queue;
         }
+    }
+    if !same_queue {
+        return None;
     }
     Some((job?, lease?))
 }
@@ -314,11 +334,28 @@ mod tests {
     }
 
     #[test]
-    fn markers_need_both_variables() {
+    fn markers_need_job_lease_and_this_queue() {
         assert_eq!(
-            parse_marker(b"A=1\0QUEUECTL_JOB_ID=j\0QUEUECTL_LEASE=4\0"),
+            parse_marker(
+                b"A=1\0QUEUECTL_JOB_ID=j\0QUEUECTL_LEASE=4\0QUEUECTL_QUEUE=/q/queue.db\0",
+                "/q/queue.db"
+            ),
             Some(("j".to_string(), 4))
         );
-        assert_eq!(parse_marker(b"QUEUECTL_JOB_ID=j\0"), None);
+        assert_eq!(
+            parse_marker(
+                b"QUEUECTL_JOB_ID=j\0QUEUECTL_LEASE=4\0QUEUECTL_QUEUE=/other/queue.db\0",
+                "/q/queue.db"
+            ),
+            None
+        );
+        assert_eq!(
+            parse_marker(b"QUEUECTL_JOB_ID=j\0QUEUECTL_LEASE=4\0", "/q/queue.db"),
+            None
+        );
+        assert_eq!(
+            parse_marker(b"QUEUECTL_JOB_ID=j\0QUEUECTL_QUEUE=/q/queue.db\0", "/q/queue.db"),
+            None
+        );
     }
 }

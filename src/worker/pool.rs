@@ -294,6 +294,8 @@ struct Coordinator {
     hooks: Option<Arc<crate::hooks::ShellHooks>>,
     /// Stops what lost runs of dead workers left running, across reap passes.
     killer: OrphanKiller,
+    /// This queue's identity in its jobs' environment (`QUEUECTL_QUEUE`).
+    queue_id: Arc<str>,
     /// Lost jobs held back at the last reap, with the reason reported (each reason once).
     held_reported: BTreeMap<String, String>,
     /// Why the settings last failed to reload, if they did: the warning is emitted once per
@@ -352,6 +354,7 @@ impl Coordinator {
                 running: None,
             });
         }
+        let queue_id: Arc<str> = Arc::from(super::orphans::queue_identity(store.path()));
         let coordinator = Coordinator {
             home,
             store,
@@ -367,6 +370,7 @@ impl Coordinator {
             slots_dirty: false,
             hooks: None,
             killer: OrphanKiller::default(),
+            queue_id,
             held_reported: BTreeMap::new(),
             settings_error: None,
             reload: ReloadRequest::default(),
@@ -665,6 +669,7 @@ impl Coordinator {
             timeout,
             output_limit: self.settings.output_limit_bytes,
             slot: slot.state.clone(),
+            queue: self.queue_id.clone(),
         };
         let started = Instant::now();
         slot.running = Some(Running {

@@ -112,7 +112,7 @@ pub fn reap(
             recoverable.insert((job.seq, job.lease));
             continue;
         }
-        let procs = procs.get_or_insert_with(orphans::scan);
+        let procs = procs.get_or_insert_with(|| orphans::scan(&orphans::queue_identity(store.path())));
         let leader = row.and_then(|w| orphans::recorded_leaders(&w.slots).get(&job.id).copied());
         match killer.step(procs, &job.id, job.lease, leader, grace) {
             Verdict::Gone => {
@@ -162,7 +162,7 @@ pub fn lost_jobs(store: &Store, settings: &Settings) -> Result<Vec<(String, Stri
         let row = workers.iter().find(|w| w.id == worker_id);
         let job_host = row.map(|w| w.host.as_str()).or_else(|| worker_id_host(&worker_id));
         let reason = if job_host == Some(host.as_str()) {
-            let procs = procs.get_or_insert_with(orphans::scan);
+            let procs = procs.get_or_insert_with(|| orphans::scan(&orphans::queue_identity(store.path())));
             let leader = row.and_then(|w| orphans::recorded_leaders(&w.slots).get(&job.id).copied());
             let left = orphans::find(procs, &job.id, job.lease, leader);
             if left.is_empty() {
