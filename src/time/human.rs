@@ -113,7 +113,8 @@ pub fn parse_time_at(text: &str, now: Timestamp, zone: &TimeZone) -> Result<Mill
             }
         }
         Day::Weekday(weekday) => {
-            let ahead = i64::from(weekday.to_monday_zero_offset() - today.weekday().to_monday_zero_offset()).rem_euclid(7);
+            let ahead =
+                i64::from(weekday.to_monday_zero_offset() - today.weekday().to_monday_zero_offset()).rem_euclid(7);
             let candidate = at(date_after(today.date(), ahead).map_err(|_| out_of_range())?)?;
             if candidate > now_ms {
                 Ok(candidate)
@@ -344,7 +345,10 @@ mod tests {
         assert_eq!(parse("in 90s", "UTC", NOW), Ok(now + 90_000));
         assert_eq!(parse("in 1h30m", "UTC", NOW), Ok(now + 5_400_000));
         let new_york_now = local("America/New_York", NOW);
-        assert_eq!(parse("in 2d", "America/New_York", NOW), Ok(new_york_now + 2 * 86_400_000));
+        assert_eq!(
+            parse("in 2d", "America/New_York", NOW),
+            Ok(new_york_now + 2 * 86_400_000)
+        );
     }
 
     #[test]
@@ -360,7 +364,12 @@ mod tests {
             parse("2026-11-01T01:30:00-04:00", "UTC", NOW)
         );
         // "tomorrow 9am" across the change is 9am on the wall clock, not 24 hours on.
-        assert_local("tomorrow 9am", "America/New_York", "2026-03-07T12:00", "2026-03-08T09:00");
+        assert_local(
+            "tomorrow 9am",
+            "America/New_York",
+            "2026-03-07T12:00",
+            "2026-03-08T09:00",
+        );
     }
 
     #[test]
@@ -385,7 +394,10 @@ mod tests {
             "yesterday",
         ] {
             let error = parse(text, "UTC", NOW).expect_err(text);
-            assert!(error.contains(&format!("`{}`", text.trim())) || text.trim().is_empty(), "{error}");
+            assert!(
+                error.contains(&format!("`{}`", text.trim())) || text.trim().is_empty(),
+                "{error}"
+            );
             assert!(error.contains("tomorrow [TIME]"), "{error}");
             assert!(!error.contains('\n'), "one line: {error}");
         }

@@ -61,8 +61,9 @@ fn parse_duration_unchecked(text: &str) -> Result<Duration, String> {
             return Duration::try_from_secs_f64(number).map_err(|_| too_long());
         }
     }
-    humantime::parse_duration(text)
-        .map_err(|e| format!("`{text}` is not a duration ({e}); accepted: 90s, 1.5s, 500ms, 15m, 1h30m, 2d, 1w or seconds"))
+    humantime::parse_duration(text).map_err(|e| {
+        format!("`{text}` is not a duration ({e}); accepted: 90s, 1.5s, 500ms, 15m, 1h30m, 2d, 1w or seconds")
+    })
 }
 
 /// Formats a duration for people: `0.01s`, `2s`, `1.5s`, `3m20s`.
