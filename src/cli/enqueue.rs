@@ -133,8 +133,11 @@ struct FieldFlags {
     cwd: Option<String>,
     /// `None` when neither `--env` nor `--env-pass` was given (an empty map would still
     /// conflict with a job's own `env`).
-    env: Option<(&'static str, BTreeMap<String, String>)>,
+    env: Option<FlagEnvironment>,
 }
+
+/// The variables `--env`/`--env-pass` set, with the flag to name in a conflict.
+type FlagEnvironment = (&'static str, BTreeMap<String, String>);
 
 impl FieldFlags {
     fn from_args(args: &JobFlags) -> Result<FieldFlags> {
@@ -234,7 +237,7 @@ fn path_text(path: PathBuf, what: &str) -> Result<String, Error> {
 fn environment_from_flags(
     pairs: &[String],
     passed: &[String],
-) -> Result<Option<(&'static str, BTreeMap<String, String>)>, Error> {
+) -> Result<Option<FlagEnvironment>, Error> {
     if pairs.is_empty() && passed.is_empty() {
         return Ok(None);
     }

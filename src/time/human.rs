@@ -84,7 +84,7 @@ pub fn parse_time_at(text: &str, now: Timestamp, zone: &TimeZone) -> Result<Mill
         let rest = if words[0] == "next" { &words[1..] } else { &words[..] };
         match rest.first().and_then(|word| parse_weekday(word)) {
             Some(weekday) => (Day::Weekday(weekday), &rest[1..]),
-            None => (Day::NextTimeOfDay, &words[..]),
+            None => (Day::TodayOrTomorrow, &words[..]),
         }
     };
     let time = if time_words.is_empty() {
@@ -104,7 +104,7 @@ pub fn parse_time_at(text: &str, now: Timestamp, zone: &TimeZone) -> Result<Mill
     let out_of_range = || refuse(Some("out of range".into()));
     match day {
         Day::Tomorrow => at(date_after(today.date(), 1).map_err(|_| out_of_range())?),
-        Day::NextTimeOfDay => {
+        Day::TodayOrTomorrow => {
             let candidate = at(today.date())?;
             if candidate > now_ms {
                 Ok(candidate)
@@ -129,7 +129,7 @@ pub fn parse_time_at(text: &str, now: Timestamp, zone: &TimeZone) -> Result<Mill
 enum Day {
     Tomorrow,
     /// Today if the time is still ahead, else tomorrow.
-    NextTimeOfDay,
+    TodayOrTomorrow,
     Weekday(Weekday),
 }
 
