@@ -234,10 +234,7 @@ fn path_text(path: PathBuf, what: &str) -> Result<String, Error> {
 
 /// The job environment `--env NAME=VALUE` and `--env-pass NAME` give, or `None` for neither.
 /// A name given twice is refused: which value was meant is the caller's to say.
-fn environment_from_flags(
-    pairs: &[String],
-    passed: &[String],
-) -> Result<Option<FlagEnvironment>, Error> {
+fn environment_from_flags(pairs: &[String], passed: &[String]) -> Result<Option<FlagEnvironment>, Error> {
     if pairs.is_empty() && passed.is_empty() {
         return Ok(None);
     }
