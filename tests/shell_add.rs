@@ -526,6 +526,9 @@ fn bad_times_and_commands_are_refused() {
         &["enqueue", r#"{"command":"a"}"#, "--", "b"],
         &["enqueue", "--command", "a", "--", "b"],
         &["add", "--delay", "1s", "--run-at", "now", "true"],
+        // A mistyped option before the command is an error, never the start of a command.
+        &["add", "--prio", "3", "echo"],
+        &["add", "-x", "echo"],
     ] {
         let before = home.db_snapshot();
         let run = home.run(args);

@@ -15,12 +15,7 @@ pub struct AddArgs {
 
     /// The command and its arguments, after the options (`--` first if the command starts
     /// with `-`); one word is a shell command string used as is
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub words: Vec<String>,
 }
 
