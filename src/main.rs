@@ -55,6 +55,13 @@ fn run(cli: Cli) -> Result<()> {
             queue.settings()?;
             cli::enqueue::run(&mut queue, args)
         }
+        Command::Add(args) => {
+            // As `enqueue`: nothing is written unless the whole job is valid and the settings
+            // it will run with can be read.
+            let mut queue = Queue::open(&home)?;
+            queue.settings()?;
+            cli::add::run(&mut queue, args)
+        }
         // Commands that only read the queue, or act without settings, survive a broken config
         // file with a warning; the others (enqueue, worker start, config, spool, init) need
         // the settings to be right and refuse. `logs` and `wait` never read settings: they

@@ -907,9 +907,9 @@ fn enqueue_refuses_bad_flag_values_and_usage() {
     );
     assert_refused(
         &home,
-        &["enqueue", "--command", "a", "--run-at", "tomorrow"],
+        &["enqueue", "--command", "a", "--run-at", "someday"],
         None,
-        &["--run-at", "tomorrow"],
+        &["--run-at", "someday"],
     );
     assert_refused(
         &home,

@@ -1,5 +1,6 @@
 //! The command line: clap definitions and printing only. Every decision lives in the library.
 
+pub mod add;
 pub mod backup;
 pub mod config_cmd;
 pub mod dlq;
@@ -100,11 +101,17 @@ pub enum Command {
     )]
     Init,
 
-    /// Add jobs: one JSON object, a JSON array, NDJSON, or flags
+    /// Add jobs: one JSON object, a JSON array, NDJSON, flags, or `-- CMD [ARGS...]` (as `add`)
     #[command(
-        after_help = "Examples:\n  queuectl enqueue '{\"id\":\"job1\",\"command\":\"echo hi\"}'\n  queuectl enqueue --command 'make backup' --max-retries 5 --delay 30s\n  queuectl enqueue --file jobs.ndjson\n  generate-jobs | queuectl enqueue -\n  queuectl enqueue --file nightly.ndjson --delay 1h --priority -5\n\nJob fields: id, command, kind, payload, max_retries, priority, run_at (RFC 3339),\ndelay_seconds, timeout_seconds, cwd, env. A batch is all or nothing. The flags --id,\n--max-retries, --priority, --delay, --run-at and --timeout apply to every job of JSON input\n(--id only to a single job); a job that sets the same field itself is refused."
+        after_help = "Examples:\n  queuectl enqueue '{\"id\":\"job1\",\"command\":\"echo hi\"}'\n  queuectl enqueue --command 'make backup' --max-retries 5 --delay 30s\n  queuectl enqueue --run-at 'tomorrow 9am' -- make -j4\n  queuectl enqueue --file jobs.ndjson\n  generate-jobs | queuectl enqueue -\n  queuectl enqueue --file nightly.ndjson --delay 1h --priority -5\n\nJob fields: id, command, kind, payload, max_retries, priority, run_at (RFC 3339),\ndelay_seconds, timeout_seconds, cwd, env. A batch is all or nothing. The flags --id,\n--max-retries, --priority, --delay, --run-at, --timeout, --cwd, --env and --env-pass apply to\nevery job of JSON input (--id only to a single job); a job that sets the same field itself is\nrefused. `enqueue -- CMD [ARGS...]` is `queuectl add CMD [ARGS...]`: see `queuectl add --help`.\n--command and JSON jobs run in the queue home unless --cwd (or their `cwd`) says otherwise."
     )]
     Enqueue(enqueue::EnqueueArgs),
+
+    /// Add one job: the command as you would type it, run from the current directory
+    #[command(
+        after_help = "Examples:\n  queuectl add make -j4\n  queuectl add --priority 5 -- ./build.sh --release\n  queuectl add -- 'make && make install'\n  queuectl add --run-at 'tomorrow 9am' --env-pass HOME -- rsync -a src/ backup/\n\nSeveral words are run exactly as typed: each is one argument, whatever it holds (spaces,\nquotes, $, *), quoted for `sh -c`. Exactly one word is a shell command string used as is,\nso pass shell syntax (&&, |, >, $VAR) as one quoted word. Options go before the command:\neverything from the command on is the command's.\n\nThe job runs in the directory `add` was run from (stored as an absolute path) unless --cwd DIR.\n--run-at takes RFC 3339, a local date-time (2026-12-01 14:30), a date (local midnight), a time of\nday (14:30, 9am, 9:15pm: the next one), tomorrow [TIME], [next] WEEKDAY [TIME] (the first such\nday still ahead), in DURATION or now, in the local time zone (TZ honoured).\n\n`queuectl enqueue [OPTIONS] -- CMD [ARGS...]` does the same."
+    )]
+    Add(add::AddArgs),
 
     /// List jobs in enqueue order (oldest first)
     #[command(

@@ -5,13 +5,17 @@
 //! - `parse`: JSON text (object, array, NDJSON) into specs, with errors that name the field and
 //!   the place in the batch.
 //! - `strict`: JSON reading that refuses duplicate keys (serde_json keeps the last one).
+//! - `command_line`: words typed after `queuectl add --` into the `sh -c` string that runs
+//!   exactly them, and the rule for variable names given with `--env`.
 //! - `model`: what is stored and shown: [`Job`], [`State`], [`Attempt`], [`Source`].
 
+mod command_line;
 mod model;
 mod parse;
 mod spec;
 mod strict;
 
+pub use command_line::{check_env_name, shell_command_from_words};
 pub use model::{Attempt, Job, Source, State};
 pub use parse::{parse_jobs, parse_jobs_with, parse_ndjson, spec_from_value, GivenFields, KNOWN_FIELDS};
 pub use spec::{

@@ -1,7 +1,12 @@
 //! Timestamps and durations.
 //!
 //! Times are stored as integer milliseconds since the Unix epoch (cheap to index and compare)
-//! and shown as RFC 3339 UTC with milliseconds, e.g. `2025-11-10T10:30:00.123Z`.
+//! and shown as RFC 3339 UTC with milliseconds, e.g. `2025-11-10T10:30:00.123Z`. Times people
+//! type on the command line (`--run-at tomorrow 9am`) are read by [`human`].
+
+pub mod human;
+
+pub use human::{parse_time, parse_time_at, ACCEPTED_TIME_FORMS};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::time::Duration;
@@ -32,8 +37,8 @@ pub fn parse_rfc3339(text: &str) -> Result<Millis, String> {
 /// The longest duration [`parse_duration`] accepts: 100 years.
 pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
-/// Parses a duration such as `30s`, `1.5s`, `500ms`, `5m`, `1h30m` or a bare number of seconds,
-/// up to [`MAX_DURATION`].
+/// Parses a duration such as `30s`, `1.5s`, `500ms`, `5m`, `1h30m`, `2d`, `1w` (units may be
+/// combined, with or without spaces) or a bare number of seconds, up to [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let duration = parse_duration_unchecked(text)?;
     if duration > MAX_DURATION {
@@ -56,7 +61,9 @@ fn parse_duration_unchecked(text: &str) -> Result<Duration, String> {
             return Duration::try_from_secs_f64(number).map_err(|_| too_long());
         }
     }
-    humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration like 30s, 500ms, 5m or 1h ({e})"))
+    humantime::parse_duration(text).map_err(|e| {
+        format!("`{text}` is not a duration ({e}); accepted: 90s, 1.5s, 500ms, 15m, 1h30m, 2d, 1w or seconds")
+    })
 }
 
 /// Formats a duration for people: `0.01s`, `2s`, `1.5s`, `3m20s`.
@@ -108,8 +115,14 @@ mod tests {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(2 * 86_400));
+        assert_eq!(parse_duration("1w").unwrap(), Duration::from_secs(7 * 86_400));
+        assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
         assert!(parse_duration("-1").is_err());
-        assert!(parse_duration("soon").is_err());
+        let error = parse_duration("soon").unwrap_err();
+        assert!(error.contains("`soon`") && error.contains("1h30m, 2d, 1w"), "{error}");
         assert!(parse_duration("1e300").unwrap_err().contains("100 years"));
         assert!(parse_duration("1e19s").is_err());
         assert!(parse_duration("99999999999h").is_err());
