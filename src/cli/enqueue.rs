@@ -197,6 +197,9 @@ pub fn run(queue: &mut Queue, args: &EnqueueArgs) -> Result<()> {
     } else {
         queue.enqueue_batch(specs, Source::Cli)?
     };
+    if args.json_output && !args.spool {
+        return super::inspect::print_added_jobs(queue, &ids);
+    }
     print_ids(&ids, args.json_output);
     Ok(())
 }

@@ -6,7 +6,10 @@
 //! still `processing` and held by the same worker, so a stale worker cannot overwrite a result.
 
 pub mod schema;
+mod listing;
 mod spool_sql;
+
+pub use listing::ListFilter;
 
 use crate::error::{Error, Result};
 use crate::job::{Attempt, Job, State};
