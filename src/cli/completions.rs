@@ -53,7 +53,33 @@ complete -F _queuectl_job_ids -o nosort -o bashdefault -o default queuectl
     )
 }
 
-/// Points zsh's id arguments at a function that lists job ids.
+/// Points zsh's id arguments (the positional `id`/`ids` of `show`, `logs`, `wait`, `dlq
+/// retry`; not `enqueue --id`, which names a new job) at a function that lists job ids.
 fn zsh_ids(script: &str) -> String {
-    script.to_string()
+    let function = format!(
+        r#"
+_queuectl_job_ids() {{
+    local -a ids
+    ids=(${{(f)"$(_call_program job-ids queuectl list --format id --limit {COMPLETED_IDS} 2>/dev/null)"}})
+    compadd -a ids
+}}
+"#
+    );
+    let mut out = String::with_capacity(script.len() + function.len());
+    for (i, line) in script.lines().enumerate() {
+        let is_id_argument = line.starts_with("':id -- ") || line.starts_with("'*::ids -- ");
+        match line.strip_suffix(":_default' \\") {
+            Some(start) if is_id_argument => {
+                out.push_str(start);
+                out.push_str(":_queuectl_job_ids' \\");
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+        // After `#compdef queuectl`, which must stay the first line.
+        if i == 0 {
+            out.push_str(&function);
+        }
+    }
+    out
 }

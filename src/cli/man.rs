@@ -2,7 +2,7 @@
 //! can never disagree with it.
 
 use anyhow::{Context, Result};
-use clap::Args;
+use clap::{Args, CommandFactory};
 use std::path::PathBuf;
 
 /// Arguments of `queuectl man`.
@@ -16,7 +16,8 @@ pub struct ManArgs {
 
 /// Runs `queuectl man`.
 pub fn run(args: &ManArgs) -> Result<()> {
-    let command = super::usage::command();
+    // Without the `help` subcommand: it would get a page per subcommand of its own.
+    let command = super::usage::finish(super::Cli::command().disable_help_subcommand(true));
     match &args.dir {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;

@@ -11,25 +11,30 @@ const GLOBAL_OPTIONS: &[&str] = &["home", "db"];
 /// The clap command with the global options hidden from subcommand help (they still parse
 /// everywhere: `queuectl list --home X` works). Used for parsing and man pages.
 pub fn command() -> clap::Command {
-    let mut command = Cli::command();
-    // Globals are copied into subcommands when the command is built; hide them after that.
+    finish(Cli::command())
+}
+
+/// Builds `command` and hides the global options in its subcommands: globals are copied into
+/// subcommands when the command is built, so they are hidden after that.
+pub fn finish(mut command: clap::Command) -> clap::Command {
     command.build();
     hide_globals_in_subcommands(command)
 }
 
-fn hide_globals_in_subcommands(mut command: clap::Command) -> clap::Command {
-    let names: Vec<String> = command.get_subcommands().map(|s| s.get_name().to_string()).collect();
-    for name in names {
-        command = command.mut_subcommand(name, |mut sub| {
-            for global in GLOBAL_OPTIONS {
-                if sub.get_arguments().any(|a| a.get_id() == *global) {
-                    sub = sub.mut_arg(*global, |a| a.hide(true));
-                }
+/// Hides the global options in every subcommand, recursively. In place (`mut_args`,
+/// `mut_subcommands`): `mut_arg` would move the argument to the end of a built command and
+/// leave its key map pointing at the wrong arguments.
+fn hide_globals_in_subcommands(command: clap::Command) -> clap::Command {
+    command.mut_subcommands(|sub| {
+        let sub = sub.mut_args(|arg| {
+            if GLOBAL_OPTIONS.contains(&arg.get_id().as_str()) {
+                arg.hide(true)
+            } else {
+                arg
             }
-            hide_globals_in_subcommands(sub)
         });
-    }
-    command
+        hide_globals_in_subcommands(sub)
+    })
 }
 
 /// Parses the process's arguments. Help and version go to stdout with exit 0; a usage error
