@@ -74,7 +74,10 @@ pub fn run(queue: &mut Queue, command: &DlqCommand) -> Result<()> {
                     if n == 1 { "" } else { "s" }
                 );
             } else {
-                let ids = super::ids::resolve_all(queue, ids)?;
+                let ids = ids
+                    .iter()
+                    .map(|id| super::ids::resolve_or_keep(queue, id))
+                    .collect::<Result<Vec<_>>>()?;
                 let mut unique = ids.clone();
                 unique.sort();
                 unique.dedup();

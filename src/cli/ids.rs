@@ -45,6 +45,16 @@ pub fn resolve(queue: &Queue, given: &str) -> Result<String> {
     }
 }
 
+/// Like [`resolve`], but an id no job has is returned as given, for commands whose library
+/// call checks every id in argument order and reports the first problem (`dlq retry`).
+/// Ambiguous and too-short prefixes are still refused here.
+pub fn resolve_or_keep(queue: &Queue, given: &str) -> Result<String> {
+    match resolve(queue, given) {
+        Err(error) if matches!(error.downcast_ref::<Error>(), Some(Error::NotFound(_))) => Ok(given.to_string()),
+        other => other,
+    }
+}
+
 /// Resolves several ids, in order.
 pub fn resolve_all(queue: &Queue, given: &[String]) -> Result<Vec<String>> {
     given.iter().map(|id| resolve(queue, id)).collect()
