@@ -18,7 +18,10 @@ fn home_of(cli: &Cli) -> Home {
 
 fn run(cli: Cli) -> Result<()> {
     let home = home_of(&cli);
-    if !matches!(cli.command, Command::Init | Command::Completions { .. } | Command::Man(_)) {
+    if !matches!(
+        cli.command,
+        Command::Init | Command::Completions { .. } | Command::Man(_)
+    ) {
         cli::warn_about_config_permissions(&home);
     }
     match &cli.command {

@@ -1211,10 +1211,7 @@ fn list_prints_a_table_with_a_header() {
     );
     let created = home.job("job1")["created_at"].as_str().unwrap().to_string();
     let shown = format!("{}Z", created[..19].replace('T', " "));
-    assert!(
-        lines[1].contains(&shown),
-        "the row shows created_at {shown}: {run:#?}"
-    );
+    assert!(lines[1].contains(&shown), "the row shows created_at {shown}: {run:#?}");
 }
 
 #[test]

@@ -51,7 +51,10 @@ fn usage_errors_and_tool_errors_share_one_style_and_exit_two() {
     assert_eq!(tool.stderr, "queuectl: error: no job with id `no-such-job`\n");
     // Help and version are not errors.
     let help = home.run(&["list", "--help"]).ok();
-    assert!(help.stdout.contains("--oldest-first") && help.stderr.is_empty(), "{help:#?}");
+    assert!(
+        help.stdout.contains("--oldest-first") && help.stderr.is_empty(),
+        "{help:#?}"
+    );
     home.run(&["--version"]).ok();
 }
 
@@ -59,10 +62,20 @@ fn usage_errors_and_tool_errors_share_one_style_and_exit_two() {
 fn global_options_are_listed_once_in_the_top_level_help() {
     let home = TestHome::new();
     let top = home.run(&["--help"]).ok();
-    assert!(top.stdout.contains("--home <DIR>") && top.stdout.contains("--db <PATH>"), "{top:#?}");
-    for args in [&["list", "--help"][..], &["dlq", "retry", "--help"], &["worker", "start", "--help"]] {
+    assert!(
+        top.stdout.contains("--home <DIR>") && top.stdout.contains("--db <PATH>"),
+        "{top:#?}"
+    );
+    for args in [
+        &["list", "--help"][..],
+        &["dlq", "retry", "--help"],
+        &["worker", "start", "--help"],
+    ] {
         let sub = home.run(args).ok();
-        assert!(!sub.stdout.contains("--home") && !sub.stdout.contains("--db"), "{sub:#?}");
+        assert!(
+            !sub.stdout.contains("--home") && !sub.stdout.contains("--db"),
+            "{sub:#?}"
+        );
     }
     // They still work after a subcommand.
     let other = tempfile::tempdir().expect("temp dir");
@@ -77,11 +90,22 @@ fn man_writes_a_page_for_the_tool_and_each_subcommand() {
     let run = home.run(&["man", "--dir", dir.to_str().unwrap()]).ok();
     assert!(run.stdout.contains("wrote man pages"), "{run:#?}");
     let main = std::fs::read_to_string(dir.join("queuectl.1")).expect("queuectl.1");
-    assert!(main.starts_with(".ie") || main.contains(".TH queuectl"), "roff: {}", &main[..200.min(main.len())]);
-    for sub in ["init", "enqueue", "list", "show", "logs", "status", "dlq", "worker", "wait", "recover"] {
+    assert!(
+        main.starts_with(".ie") || main.contains(".TH queuectl"),
+        "roff: {}",
+        &main[..200.min(main.len())]
+    );
+    for sub in [
+        "init", "enqueue", "list", "show", "logs", "status", "dlq", "worker", "wait", "recover",
+    ] {
         assert!(main.contains(sub), "queuectl.1 names {sub}");
     }
-    for page in ["queuectl-list.1", "queuectl-dlq-retry.1", "queuectl-worker-start.1", "queuectl-show.1"] {
+    for page in [
+        "queuectl-list.1",
+        "queuectl-dlq-retry.1",
+        "queuectl-worker-start.1",
+        "queuectl-show.1",
+    ] {
         let text = std::fs::read_to_string(dir.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
         assert!(text.contains(".TH"), "{page} is roff");
     }

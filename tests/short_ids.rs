@@ -16,9 +16,17 @@ fn assert_refused(home: &TestHome, args: &[&str], needles: &[&str]) -> Run {
     assert_eq!(lines.len(), 1, "one line on stderr: {run:#?}");
     assert!(lines[0].starts_with("queuectl: error: "), "{run:#?}");
     for needle in needles {
-        assert!(run.stderr.contains(needle), "stderr should contain {needle:?}: {run:#?}");
+        assert!(
+            run.stderr.contains(needle),
+            "stderr should contain {needle:?}: {run:#?}"
+        );
     }
-    assert_eq!(home.db_snapshot(), before, "a refused `{}` changed the queue", args.join(" "));
+    assert_eq!(
+        home.db_snapshot(),
+        before,
+        "a refused `{}` changed the queue",
+        args.join(" ")
+    );
     run
 }
 
@@ -29,7 +37,12 @@ fn enqueue(home: &TestHome, id: &str, command: &str) {
 #[test]
 fn a_unique_prefix_stands_for_the_whole_id_in_show_logs_and_wait() {
     let home = TestHome::new();
-    let id = home.run(&["enqueue", "--command", "echo from-prefix"]).ok().stdout.trim().to_string();
+    let id = home
+        .run(&["enqueue", "--command", "echo from-prefix"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
     enqueue(&home, "other-job", "true");
     let prefix = &id[..6];
     let shown = home.run(&["show", prefix, "--json"]).ok().json();
@@ -38,17 +51,32 @@ fn a_unique_prefix_stands_for_the_whole_id_in_show_logs_and_wait() {
     let logs = home.run(&["logs", prefix]).ok();
     assert_eq!(logs.stdout, "from-prefix\n", "{logs:#?}");
     let waited = home.run(&["wait", prefix, "--timeout", "60s"]).ok();
-    assert_eq!(waited.stdout, format!("{id} completed\n"), "wait reports the whole id: {waited:#?}");
+    assert_eq!(
+        waited.stdout,
+        format!("{id} completed\n"),
+        "wait reports the whole id: {waited:#?}"
+    );
 }
 
 #[test]
 fn dlq_retry_takes_prefixes_and_reports_whole_ids() {
     let home = TestHome::new();
-    home.run(&["enqueue", "--id", "nightly-backup", "--command", "false", "--max-retries", "0"])
-        .ok();
+    home.run(&[
+        "enqueue",
+        "--id",
+        "nightly-backup",
+        "--command",
+        "false",
+        "--max-retries",
+        "0",
+    ])
+    .ok();
     home.run(&["worker", "start", "--until-empty", "--quiet"]).code(3);
     let run = home.run(&["dlq", "retry", "nigh"]).ok();
-    assert_eq!(run.stdout, "nightly-backup: moved from the DLQ back to pending\n", "{run:#?}");
+    assert_eq!(
+        run.stdout, "nightly-backup: moved from the DLQ back to pending\n",
+        "{run:#?}"
+    );
     assert_eq!(home.job("nightly-backup")["state"], "pending");
 }
 
@@ -75,7 +103,11 @@ fn an_ambiguous_prefix_lists_at_most_ten_matches() {
     for i in 0..12 {
         enqueue(&home, &format!("many-{i:02}"), "true");
     }
-    let run = assert_refused(&home, &["show", "many"], &["matches more than 10 jobs", "many-00", "many-09", "…"]);
+    let run = assert_refused(
+        &home,
+        &["show", "many"],
+        &["matches more than 10 jobs", "many-00", "many-09", "…"],
+    );
     assert!(!run.stderr.contains("many-10"), "{run:#?}");
 }
 
@@ -96,7 +128,10 @@ fn an_exact_id_wins_over_longer_ids_it_is_a_prefix_of() {
     enqueue(&home, "job1", "echo one");
     enqueue(&home, "job12", "echo twelve");
     // `job` is shorter than the minimum prefix but an exact id.
-    assert_eq!(home.run(&["show", "job", "--json"]).ok().json()["command"], "echo short");
+    assert_eq!(
+        home.run(&["show", "job", "--json"]).ok().json()["command"],
+        "echo short"
+    );
     assert_eq!(home.run(&["show", "job1", "--json"]).ok().json()["command"], "echo one");
     assert_refused(&home, &["show", "job1x"], &["no job with id `job1x`"]);
 }
@@ -122,7 +157,12 @@ fn short_forms_in_tables_are_accepted_back_even_when_eight_characters_clash() {
     for id in clashing {
         enqueue(&home, id, &format!("echo {id}"));
     }
-    let lone = home.run(&["enqueue", "--command", "echo lone"]).ok().stdout.trim().to_string();
+    let lone = home
+        .run(&["enqueue", "--command", "echo lone"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
     let shown = home.run(&["list", "--format", "id,short_id"]).ok();
     let mut pairs = 0;
     for line in shown.stdout.lines() {
@@ -137,7 +177,10 @@ fn short_forms_in_tables_are_accepted_back_even_when_eight_characters_clash() {
     // The table shows the same short forms.
     let table = home.run(&["list"]).ok();
     for prefix in ["12345678-aa ", "12345678-ab ", &format!("{} ", &lone[..8])] {
-        assert!(table.stdout.lines().any(|l| l.starts_with(prefix)), "{prefix:?}: {table:#?}");
+        assert!(
+            table.stdout.lines().any(|l| l.starts_with(prefix)),
+            "{prefix:?}: {table:#?}"
+        );
     }
 }
 

@@ -170,7 +170,10 @@ pub fn list(queue: &Queue, args: &ListArgs) -> Result<()> {
                 ])
             })
             .collect::<Result<Vec<_>>>()?;
-        print_table(&["ID", "STATE", "ATTEMPTS", "PRIO", "CREATED", "NEXT", "COMMAND"], &rows);
+        print_table(
+            &["ID", "STATE", "ATTEMPTS", "PRIO", "CREATED", "NEXT", "COMMAND"],
+            &rows,
+        );
     }
     Ok(())
 }
@@ -257,7 +260,10 @@ mod tests {
 
     #[test]
     fn field_lists_refuse_unknown_and_empty_names() {
-        assert_eq!(parse_fields("id, state,attempts").unwrap(), vec!["id", "state", "attempts"]);
+        assert_eq!(
+            parse_fields("id, state,attempts").unwrap(),
+            vec!["id", "state", "attempts"]
+        );
         assert!(parse_fields("id,,state").is_err());
         assert!(parse_fields("ID").is_err());
     }

@@ -21,7 +21,8 @@ pub fn run(args: &ManArgs) -> Result<()> {
     match &args.dir {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-            clap_mangen::generate_to(command, dir).with_context(|| format!("cannot write man pages into {}", dir.display()))?;
+            clap_mangen::generate_to(command, dir)
+                .with_context(|| format!("cannot write man pages into {}", dir.display()))?;
             println!("wrote man pages into {}", dir.display());
         }
         None => {

@@ -1,5 +1,6 @@
 //! The command line: clap definitions and printing only. Every decision lives in the library.
 
+pub mod completions;
 pub mod config_cmd;
 pub mod dlq;
 pub mod enqueue;
@@ -7,11 +8,10 @@ pub mod ids;
 pub mod inspect;
 pub mod list;
 pub mod man;
-pub mod completions;
-pub mod usage;
 pub mod output;
 pub mod spool_cmd;
 pub mod status;
+pub mod usage;
 pub mod wait;
 pub mod worker_cmd;
 

@@ -197,7 +197,8 @@ fn start(home: &Home, args: &StartArgs) -> Result<()> {
     // if it ran before we registered and so could not see us (see `stop`).
     if args.old_count_flag.is_some() {
         return Err(Error::InvalidArgument(
-            "`worker start` has no -c (it is --command in `enqueue`): use -n N or --count N for the number of threads".into(),
+            "`worker start` has no -c (it is --command in `enqueue`): use -n N or --count N for the number of threads"
+                .into(),
         )
         .into());
     }

@@ -4,8 +4,8 @@
 use super::{row_to_job, Store, JOB_COLUMNS};
 use crate::error::Result;
 use crate::job::{Job, State};
-use rusqlite::types::Value;
 use rusqlite::params_from_iter;
+use rusqlite::types::Value;
 
 /// What `list` asks for.
 #[derive(Debug, Clone, Default)]
@@ -136,7 +136,13 @@ mod tests {
         assert_eq!(prefix_successor("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
         assert_eq!(prefix_successor("a\u{10FFFF}"), None);
         assert_eq!(prefix_successor(""), None);
-        for (id, inside) in [("ab12", true), ("ab12ffff", true), ("ab13", false), ("ab1", false), ("ab11z", false)] {
+        for (id, inside) in [
+            ("ab12", true),
+            ("ab12ffff", true),
+            ("ab13", false),
+            ("ab1", false),
+            ("ab11z", false),
+        ] {
             let upper = prefix_successor("ab12").unwrap_or_default();
             let in_range = id >= "ab12" && id < upper.as_str();
             assert_eq!(in_range, inside, "{id}");
@@ -150,7 +156,10 @@ mod plan_tests {
 
     /// `EXPLAIN QUERY PLAN` of the statement `list_filtered` builds, as one string.
     fn plan(store: &Store, sql: &str) -> String {
-        let mut statement = store.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("prepare");
+        let mut statement = store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("prepare");
         let rows = statement.query_map([], |r| r.get::<_, String>(3)).expect("query");
         rows.map(|r| r.expect("row")).collect::<Vec<_>>().join("; ")
     }
@@ -167,7 +176,13 @@ mod plan_tests {
             assert!(text.contains("jobs_state_seq"), "{order}: {text}");
             assert!(!text.contains("TEMP B-TREE"), "{order}: {text}");
         }
-        let text = plan(&store, "SELECT id FROM jobs WHERE id >= 'ab12' AND id < 'ab13' ORDER BY id LIMIT 11");
-        assert!(text.contains("sqlite_autoindex_jobs_1") && text.contains("id>? AND id<?"), "{text}");
+        let text = plan(
+            &store,
+            "SELECT id FROM jobs WHERE id >= 'ab12' AND id < 'ab13' ORDER BY id LIMIT 11",
+        );
+        assert!(
+            text.contains("sqlite_autoindex_jobs_1") && text.contains("id>? AND id<?"),
+            "{text}"
+        );
     }
 }

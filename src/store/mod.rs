@@ -5,8 +5,8 @@
 //! so two workers can never claim the same job, and finishing an attempt checks that the job is
 //! still `processing` and held by the same worker, so a stale worker cannot overwrite a result.
 
-pub mod schema;
 mod listing;
+pub mod schema;
 mod spool_sql;
 
 pub use listing::ListFilter;
