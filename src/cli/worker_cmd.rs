@@ -193,8 +193,6 @@ pub fn event_line(pid: u32, event: &WorkerEvent, quiet: bool) -> Option<String> 
 }
 
 fn start(home: &Home, args: &StartArgs) -> Result<()> {
-    // Taken first: a `worker stop` that counts a request after this point is meant for us, even
-    // if it ran before we registered and so could not see us (see `stop`).
     if args.old_count_flag.is_some() {
         return Err(Error::InvalidArgument(
             "`worker start` has no -c (it is --command in `enqueue`): use -n N or --count N for the number of threads"
@@ -202,6 +200,8 @@ fn start(home: &Home, args: &StartArgs) -> Result<()> {
         )
         .into());
     }
+    // Taken first: a `worker stop` that counts a request after this point is meant for us, even
+    // if it ran before we registered and so could not see us (see `stop`).
     let stop_requests_at_start = stop_requests(home);
     // Fail early, in the foreground, if the home is not initialised or the config is broken.
     let queue = Queue::open(home)?;
