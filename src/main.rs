@@ -4,7 +4,6 @@
 mod cli;
 
 use anyhow::Result;
-use clap::{CommandFactory, Parser};
 use cli::{Cli, Command};
 use queuectl::{Home, Queue};
 
@@ -19,7 +18,10 @@ fn home_of(cli: &Cli) -> Home {
 
 fn run(cli: Cli) -> Result<()> {
     let home = home_of(&cli);
-    if !matches!(cli.command, Command::Init | Command::Completions { .. }) {
+    if !matches!(
+        cli.command,
+        Command::Init | Command::Completions { .. } | Command::Man(_)
+    ) {
         cli::warn_about_config_permissions(&home);
     }
     match &cli.command {
@@ -44,9 +46,10 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "queuectl", &mut std::io::stdout());
+            cli::completions::run(*shell);
             Ok(())
         }
+        Command::Man(args) => cli::man::run(args),
         Command::Enqueue(args) => {
             // A refused batch writes nothing: validation happens before the one transaction.
             let mut queue = Queue::open(&home)?;
@@ -66,7 +69,7 @@ fn run(cli: Cli) -> Result<()> {
         // file with a warning; the others (enqueue, worker start, config, spool, init) need
         // the settings to be right and refuse. `logs` and `wait` never read settings: they
         // stay silent (a warning would mix into the job's stderr that `logs` prints).
-        Command::List(args) => cli::inspect::list(&cli::open_for_reading(&home)?, args),
+        Command::List(args) => cli::list::list(&cli::open_for_reading(&home)?, args),
         Command::Show(args) => cli::inspect::show(&cli::open_for_reading(&home)?, args),
         Command::Logs(args) => cli::inspect::logs(&Queue::open(&home)?, args),
         Command::Status(args) => cli::status::run(&mut cli::open_for_reading(&home)?, args),
@@ -124,7 +127,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = Cli::parse();
+    let cli = cli::usage::parse();
     if let Err(error) = run(cli) {
         if let Some(verdict) = error.downcast_ref::<cli::Verdict>() {
             eprintln!("queuectl: {verdict}");

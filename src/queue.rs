@@ -270,6 +270,23 @@ impl Queue {
         self.store.list_jobs(state, limit)
     }
 
+    /// Jobs matching a `list` filter, newest first unless it asks for oldest first.
+    pub fn list_filtered(&self, filter: &crate::store::ListFilter) -> Result<Vec<Job>> {
+        self.store.list_filtered(filter)
+    }
+
+    /// Ids starting with `prefix`, in id order, at most `limit` (callers ask for one more than
+    /// they show, to know there are more).
+    pub fn ids_with_prefix(&self, prefix: &str, limit: u64) -> Result<Vec<String>> {
+        self.store.ids_with_prefix(prefix, limit)
+    }
+
+    /// The ids right before and after `id` in id order, to find the shortest form of `id`
+    /// no other job's id starts with.
+    pub fn id_neighbours(&self, id: &str) -> Result<(Option<String>, Option<String>)> {
+        self.store.id_neighbours(id)
+    }
+
     /// Counts, due/scheduled split and live workers (dead workers' rows are not shown; a
     /// worker's periodic reap or `recover` removes them and recovers their jobs).
     pub fn status(&mut self) -> Result<Status> {

@@ -141,9 +141,9 @@ fn assert_uuid_v4(id: &str) {
     }
 }
 
-/// The ids of `list --json`, in order.
+/// The ids of `list --json --oldest-first`, in order.
 fn listed_ids(home: &TestHome, args: &[&str]) -> Vec<String> {
-    let mut full = vec!["list", "--json"];
+    let mut full = vec!["list", "--json", "--oldest-first"];
     full.extend_from_slice(args);
     let run = home.run(&full).ok();
     run.json()
@@ -1193,26 +1193,25 @@ fn list_prints_a_table_with_a_header() {
         "9",
     ])
     .ok();
-    let run = home.run(&["list"]).ok();
+    let run = home.run(&["list", "--oldest-first", "--utc"]).ok();
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(lines.len(), 3, "a header and one row a job: {run:#?}");
-    for column in ["ID", "STATE", "ATTEMPTS", "PRIO", "UPDATED", "COMMAND"] {
+    for column in ["ID", "STATE", "ATTEMPTS", "PRIO", "CREATED", "NEXT", "COMMAND"] {
         assert!(lines[0].contains(column), "header lacks {column}: {run:#?}");
     }
+    // ATTEMPTS is runs so far / most runs (max_retries + 1).
     assert!(
-        lines[1].starts_with("job1") && lines[1].contains("pending") && lines[1].contains("0/3"),
+        lines[1].starts_with("job1") && lines[1].contains("pending") && lines[1].contains("0/4"),
         "{run:#?}"
     );
     assert!(lines[1].contains("echo hi"), "{run:#?}");
     assert!(
-        lines[2].starts_with("job2") && lines[2].contains("0/5") && lines[2].contains(" 9 "),
+        lines[2].starts_with("job2") && lines[2].contains("0/6") && lines[2].contains(" 9 "),
         "{run:#?}"
     );
-    let updated = home.job("job1")["updated_at"].as_str().unwrap().to_string();
-    assert!(
-        lines[1].contains(&updated),
-        "the row shows updated_at {updated}: {run:#?}"
-    );
+    let created = home.job("job1")["created_at"].as_str().unwrap().to_string();
+    let shown = format!("{}Z", created[..19].replace('T', " "));
+    assert!(lines[1].contains(&shown), "the row shows created_at {shown}: {run:#?}");
 }
 
 #[test]
@@ -1222,7 +1221,7 @@ fn list_cuts_long_commands_to_fit() {
     home.run(&["enqueue", "--id", "long", "--command", &long]).ok();
     home.run(&["enqueue", "--id", "multi", "--command", "echo one\necho two"])
         .ok();
-    let mut command = home.command(&["list"]);
+    let mut command = home.command(&["list", "--oldest-first"]);
     command.env("COLUMNS", "80");
     let run = run_command(command);
     assert_eq!(run.code, 0, "{run:#?}");
@@ -1283,14 +1282,14 @@ fn list_json_carries_the_spec_field_names_in_enqueue_order() {
     }
     home.run(&["enqueue", "--id", "urgent", "--command", "true", "--priority", "100"])
         .ok();
-    let run = home.run(&["list", "--json"]).ok();
+    let run = home.run(&["list", "--json", "--oldest-first"]).ok();
     let jobs = run.json();
     let jobs = jobs.as_array().expect("an array");
     let ids: Vec<&str> = jobs.iter().map(|j| j["id"].as_str().unwrap()).collect();
     assert_eq!(
         ids,
         vec!["zeta", "alpha", "mid", "urgent"],
-        "list is in enqueue order (oldest first)"
+        "list --oldest-first is in enqueue order"
     );
     for job in jobs {
         for field in [

@@ -512,7 +512,10 @@ fn enqueue_spool_and_spool_submit_write_files_that_get_ingested() {
         1,
         "the delay should survive the spool: {delayed}"
     );
-    assert_eq!(ids[0]["id"], home.run(&["list", "--json"]).ok().json()[2]["id"]);
+    assert_eq!(
+        ids[0]["id"],
+        home.run(&["list", "--json", "--oldest-first"]).ok().json()[2]["id"]
+    );
 }
 
 #[test]

@@ -415,6 +415,9 @@ pub fn run_input(queue: &mut Queue, input: &JobInput<'_>, flags: &JobFlags) -> R
     } else {
         queue.enqueue_batch(specs, Source::Cli)?
     };
+    if flags.json_output && !flags.spool {
+        return super::inspect::print_added_jobs(queue, &ids);
+    }
     print_ids(&ids, flags.json_output);
     Ok(())
 }

@@ -1,32 +1,18 @@
-//! `queuectl list`, `show` and `logs`.
+//! `queuectl show` and `logs` (one job, by id or unique id prefix), and the job JSON every
+//! command prints.
 
-use super::output::{print_json, print_table};
+use super::ids::resolve;
+use super::output::print_json;
 use anyhow::Result;
 use clap::Args;
 use queuectl::time::format_ms;
-use queuectl::{Job, Queue, State};
+use queuectl::{Job, Queue};
 use std::io::Write;
-
-/// Arguments of `queuectl list`.
-#[derive(Debug, Args)]
-pub struct ListArgs {
-    /// Only jobs in this state: pending, processing, completed, failed, dead
-    #[arg(long, short = 's')]
-    pub state: Option<String>,
-
-    /// At most this many jobs (the oldest first)
-    #[arg(long, short = 'n', value_name = "N")]
-    pub limit: Option<u64>,
-
-    /// Print a JSON array of job objects
-    #[arg(long)]
-    pub json: bool,
-}
 
 /// Arguments of `queuectl show`.
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// The job's id
+    /// The job's id, or a unique prefix of it (at least 4 characters)
     pub id: String,
 
     /// Print the job and its history as JSON
@@ -37,48 +23,32 @@ pub struct ShowArgs {
 /// Arguments of `queuectl logs`.
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// The job's id
+    /// The job's id, or a unique prefix of it (at least 4 characters)
     pub id: String,
 }
 
-/// One table row for a job.
-pub fn job_row(job: &Job, default_max_retries: u32) -> Vec<String> {
-    vec![
-        job.id.clone(),
-        job.state.to_string(),
-        format!("{}/{}", job.attempts, job.effective_max_retries(default_max_retries)),
-        job.priority.to_string(),
-        format_ms(job.updated_at),
-        job.command.clone(),
-    ]
-}
-
-/// Prints jobs as a table or JSON.
-pub fn print_jobs(jobs: &[Job], default_max_retries: u32, json: bool) {
-    if json {
-        let items = jobs.iter().map(|j| j.to_json(default_max_retries)).collect();
-        print_json(&serde_json::Value::Array(items));
-    } else if jobs.is_empty() {
-        eprintln!("no jobs");
-    } else {
-        let rows: Vec<Vec<String>> = jobs.iter().map(|j| job_row(j, default_max_retries)).collect();
-        print_table(&["ID", "STATE", "ATTEMPTS", "PRIO", "UPDATED", "COMMAND"], &rows);
-    }
-}
-
-/// Runs `queuectl list`.
-pub fn list(queue: &Queue, args: &ListArgs) -> Result<()> {
-    let state = args.state.as_deref().map(str::parse::<State>).transpose()?;
+/// Prints the jobs just added, whole, as a JSON array (`enqueue --json`): the same objects
+/// `show --json` and `list --json` print, so a script gets the resolved id, run_at and
+/// max_retries without a second command.
+pub fn print_added_jobs(queue: &Queue, ids: &[String]) -> Result<()> {
     let settings = queue.settings()?;
-    let jobs = queue.list(state, args.limit)?;
-    print_jobs(&jobs, settings.max_retries, args.json);
+    let items = ids
+        .iter()
+        .map(|id| Ok(job_json(&queue.get(id)?, settings.max_retries)))
+        .collect::<Result<Vec<_>>>()?;
+    print_json(&serde_json::Value::Array(items));
     Ok(())
+}
+
+/// One job as the JSON object every command prints.
+pub fn job_json(job: &Job, default_max_retries: u32) -> serde_json::Value {
+    job.to_json(default_max_retries)
 }
 
 /// Runs `queuectl show`.
 pub fn show(queue: &Queue, args: &ShowArgs) -> Result<()> {
     let settings = queue.settings()?;
-    let job = queue.get(&args.id)?;
+    let job = queue.get(&resolve(queue, &args.id)?)?;
     let history = queue.history(&job)?;
     if args.json {
         let mut value = job.to_json(settings.max_retries);
@@ -177,7 +147,7 @@ pub fn show(queue: &Queue, args: &ShowArgs) -> Result<()> {
 
 /// Runs `queuectl logs`.
 pub fn logs(queue: &Queue, args: &LogsArgs) -> Result<()> {
-    let job = queue.get(&args.id)?;
+    let job = queue.get(&resolve(queue, &args.id)?)?;
     if job.stdout.is_none() && job.stderr.is_none() {
         eprintln!("job `{}` has no captured output yet (state {})", job.id, job.state);
     }

@@ -2,17 +2,22 @@
 
 pub mod add;
 pub mod backup;
+pub mod completions;
 pub mod config_cmd;
 pub mod dlq;
 pub mod enqueue;
 pub mod health;
+pub mod ids;
 pub mod inspect;
+pub mod list;
+pub mod man;
 pub mod migrate;
 pub mod output;
 pub mod sd_notify;
 pub mod single_instance;
 pub mod spool_cmd;
 pub mod status;
+pub mod usage;
 pub mod wait;
 pub mod worker_cmd;
 
@@ -113,11 +118,11 @@ pub enum Command {
     )]
     Add(add::AddArgs),
 
-    /// List jobs in enqueue order (oldest first)
+    /// List jobs, newest first: short ids, local times, when each runs next
     #[command(
-        after_help = "Examples:\n  queuectl list --state pending\n  queuectl list --state dead --limit 50 --json"
+        after_help = "Examples:\n  queuectl list --state pending\n  queuectl list --state dead --limit 50 --json\n  queuectl list --search backup --oldest-first\n  queuectl list --format id,state,attempts --utc\n\nThe table shows generated ids by their first 8 characters (longer when needed to stay\nunique); any command taking an id accepts that form, or any unique prefix of 4 or more.\nNEXT is `now` or `in 5m 3s` for a waiting job, `running`, or the finish time.\n--format fields: id, short_id, state, attempts, runs, max_runs, priority, kind, command,\ncreated, updated, run_at, next, started, finished, exit_code, worker, last_error, source."
     )]
-    List(inspect::ListArgs),
+    List(list::ListArgs),
 
     /// Show one job whole: every field, its attempt history, last error and output
     #[command(after_help = "Example:\n  queuectl show job1")]
@@ -186,10 +191,14 @@ pub enum Command {
     )]
     Health(health::HealthArgs),
 
-    /// Print a shell completion script
+    /// Print a shell completion script (states for --state; job ids too in bash and zsh)
     #[command(after_help = "Example:\n  queuectl completions bash > /etc/bash_completion.d/queuectl")]
     Completions {
         /// The shell
         shell: clap_complete::Shell,
     },
+
+    /// Write man pages generated from this help (queuectl.1 and one page per subcommand)
+    #[command(hide = true, after_help = "Example:\n  queuectl man --dir ~/.local/share/man/man1")]
+    Man(man::ManArgs),
 }

@@ -64,3 +64,83 @@ pub fn print_json(value: &serde_json::Value) {
         serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
     );
 }
+
+/// How tables and `--format` show times: local time (the `TZ` environment variable is
+/// honoured, else the system zone) or, with `--utc`, UTC. JSON always uses RFC 3339 UTC.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeStyle {
+    /// Show UTC instead of local time.
+    pub utc: bool,
+}
+
+impl TimeStyle {
+    /// A time for a table, to the second: `2025-11-10 14:30:05`, or with `--utc`
+    /// `2025-11-10 14:30:05Z` (the `Z` says which zone, since tables carry no offset).
+    pub fn table(&self, ms: queuectl::time::Millis) -> String {
+        use chrono::{DateTime, Local, Utc};
+        let Some(time) = DateTime::<Utc>::from_timestamp_millis(ms) else {
+            return format!("{ms}ms");
+        };
+        if self.utc {
+            time.format("%Y-%m-%d %H:%M:%SZ").to_string()
+        } else {
+            time.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S").to_string()
+        }
+    }
+
+    /// A time for scripts (`--format`): RFC 3339 with milliseconds, in the local offset, or
+    /// with `--utc` ending in `Z`.
+    pub fn rfc3339(&self, ms: queuectl::time::Millis) -> String {
+        use chrono::{DateTime, Local, SecondsFormat, Utc};
+        let Some(time) = DateTime::<Utc>::from_timestamp_millis(ms) else {
+            return format!("{ms}ms");
+        };
+        if self.utc {
+            time.to_rfc3339_opts(SecondsFormat::Millis, true)
+        } else {
+            time.with_timezone(&Local).to_rfc3339_opts(SecondsFormat::Millis, false)
+        }
+    }
+}
+
+/// A duration from now in at most two units, rounded down: `45s`, `5m 3s`, `2h 10m`, `3d 4h`.
+pub fn rough_duration(ms: i64) -> String {
+    let seconds = ms.max(0) / 1000;
+    let units = [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)];
+    for (i, (name, size)) in units.iter().enumerate() {
+        if seconds >= *size || *size == 1 {
+            let whole = seconds / size;
+            let rest = seconds % size;
+            return match units.get(i + 1) {
+                Some((next, next_size)) if rest / next_size > 0 => {
+                    format!("{whole}{name} {}{next}", rest / next_size)
+                }
+                _ => format!("{whole}{name}"),
+            };
+        }
+    }
+    format!("{seconds}s")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rough_durations_keep_two_units() {
+        assert_eq!(rough_duration(0), "0s");
+        assert_eq!(rough_duration(-5), "0s");
+        assert_eq!(rough_duration(45_900), "45s");
+        assert_eq!(rough_duration(60_000), "1m");
+        assert_eq!(rough_duration(303_000), "5m 3s");
+        assert_eq!(rough_duration(7_800_000), "2h 10m");
+        assert_eq!(rough_duration(3 * 86_400_000 + 4 * 3_600_000 + 59_000), "3d 4h");
+    }
+
+    #[test]
+    fn utc_table_times_name_their_zone() {
+        let style = TimeStyle { utc: true };
+        assert_eq!(style.table(1_762_770_605_123), "2025-11-10 10:30:05Z");
+        assert_eq!(style.rfc3339(1_762_770_605_123), "2025-11-10T10:30:05.123Z");
+    }
+}

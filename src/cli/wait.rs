@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 /// Arguments of `queuectl wait`.
 #[derive(Debug, Args)]
 pub struct WaitArgs {
-    /// The jobs to wait for (default: every job in the queue)
+    /// The jobs to wait for, by id or unique id prefix (default: every job in the queue)
     pub ids: Vec<String>,
 
     /// Give up after this long (exit code 1), e.g. 60s; default: wait forever. A job that is
@@ -33,17 +33,15 @@ pub fn run(queue: &Queue, args: &WaitArgs) -> Result<()> {
     };
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let store = queue.store();
-    // Unknown ids are a mistake to report now, not a wait that can never end.
-    let states = store.job_states(&args.ids)?;
-    if let Some(missing) = args.ids.iter().find(|id| !states.contains_key(*id)) {
-        return Err(Error::NotFound(missing.clone()).into());
-    }
+    // Unknown ids are a mistake to report now, not a wait that can never end; prefixes are
+    // resolved once, so the wait follows the jobs they named even if a later job shares them.
+    let ids = super::ids::resolve_all(queue, &args.ids)?;
     let mut last_version = None;
     loop {
         let version = store.data_version()?;
         if last_version != Some(version) {
             last_version = Some(version);
-            if args.ids.is_empty() {
+            if ids.is_empty() {
                 if !store.has_unfinished(&[])? {
                     let counts = store.counts()?;
                     if !args.quiet {
@@ -55,10 +53,10 @@ pub fn run(queue: &Queue, args: &WaitArgs) -> Result<()> {
                     return verdict(counts.dead, "in the queue");
                 }
             } else {
-                let states = store.job_states(&args.ids)?;
+                let states = store.job_states(&ids)?;
                 if states.values().all(|s| s.is_final()) {
                     if !args.quiet {
-                        for id in &args.ids {
+                        for id in &ids {
                             println!("{id} {}", states.get(id).copied().unwrap_or(State::Pending));
                         }
                     }
@@ -69,11 +67,11 @@ pub fn run(queue: &Queue, args: &WaitArgs) -> Result<()> {
         }
         if let Some(deadline) = deadline {
             if Instant::now() >= deadline {
-                let waiting = if args.ids.is_empty() {
+                let waiting = if ids.is_empty() {
                     let c = store.counts()?;
                     format!("{} jobs not finished", c.pending + c.processing + c.failed)
                 } else {
-                    let states = store.job_states(&args.ids)?;
+                    let states = store.job_states(&ids)?;
                     let open: Vec<String> = states
                         .iter()
                         .filter(|(_, s)| !s.is_final())

@@ -34,8 +34,13 @@ pub enum WorkerCommand {
 #[derive(Debug, Args)]
 pub struct StartArgs {
     /// Executor threads (default: config worker_count)
-    #[arg(long, short = 'c', value_name = "N")]
+    #[arg(long, short = 'n', value_name = "N")]
     pub count: Option<usize>,
+
+    /// `-c` was the short form of --count; it is --command elsewhere, so here it is refused
+    /// with a hint instead of meaning something else
+    #[arg(short = 'c', hide = true, value_name = "N", num_args = 0..=1)]
+    pub old_count_flag: Option<Option<String>>,
 
     /// Run in the background; output goes to a log file in HOME/logs
     #[arg(long, short = 'd')]
@@ -227,6 +232,13 @@ pub fn event_line(pid: u32, event: &WorkerEvent, quiet: bool) -> Option<String> 
 }
 
 fn start(home: &Home, args: &StartArgs) -> Result<()> {
+    if args.old_count_flag.is_some() {
+        return Err(Error::InvalidArgument(
+            "`worker start` has no -c (it is --command in `enqueue`): use -n N or --count N for the number of threads"
+                .into(),
+        )
+        .into());
+    }
     // Taken first: a `worker stop` that counts a request after this point is meant for us, even
     // if it ran before we registered and so could not see us (see `stop`).
     let stop_requests_at_start = stop_requests(home);

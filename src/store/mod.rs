@@ -6,8 +6,11 @@
 //! still `processing` and held by the same worker, so a stale worker cannot overwrite a result.
 
 pub mod backup;
+mod listing;
 pub mod schema;
 mod spool_sql;
+
+pub use listing::ListFilter;
 
 use crate::error::{Error, Result};
 use crate::job::{Attempt, Job, State};
