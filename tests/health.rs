@@ -164,7 +164,7 @@ fn bad_flag_values_are_refused_with_exit_2_and_change_nothing() {
     let run = empty.run(&["health", "--max-pending-age", "soon"]).code(2);
     assert_eq!(
         run.stderr.trim(),
-        "queuectl: error: --max-pending-age: `soon` is not a duration like 30s, 500ms, 5m or 1h (expected number at 0)"
+        "queuectl: error: --max-pending-age: `soon` is not a duration (expected number at 0); accepted: 90s, 1.5s, 500ms, 15m, 1h30m, 2d, 1w or seconds"
     );
     assert_eq!(home.db_snapshot(), before);
 }

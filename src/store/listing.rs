@@ -168,6 +168,7 @@ mod plan_tests {
     fn newest_jobs_of_a_state_come_from_the_state_index_without_a_sort() {
         let dir = tempfile::tempdir().expect("temp dir");
         let (store, _) = Store::create(&dir.path().join("queue.db")).expect("create");
+        store.migrate().expect("migrate");
         for order in ["DESC", "ASC"] {
             let text = plan(
                 &store,
