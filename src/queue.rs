@@ -406,6 +406,7 @@ pub(crate) fn prepare_jobs(specs: Vec<(Option<String>, JobSpec)>, source: &Sourc
             max_retries: spec.max_retries,
             priority: spec.priority,
             run_at,
+            created_at: now,
             timeout_seconds: spec.timeout_seconds,
             cwd: spec.cwd,
             env: if spec.env.is_empty() {

@@ -47,6 +47,9 @@ pub struct NewJob {
     pub priority: i64,
     /// First run time.
     pub run_at: Millis,
+    /// When it was accepted: the same clock reading `run_at` was computed from, so a delay
+    /// reads back exactly as `run_at - created_at`.
+    pub created_at: Millis,
     /// Own timeout.
     pub timeout_seconds: Option<u64>,
     /// Working directory.
@@ -509,8 +512,7 @@ impl Store {
         }
         let result = (|| {
             let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let now = now_ms();
-            insert_jobs_in(&tx, jobs, now)?;
+            insert_jobs_in(&tx, jobs)?;
             tx.commit()?;
             Ok(())
         })();
@@ -543,7 +545,7 @@ impl Store {
                     continue;
                 }
                 let sp = tx.savepoint()?;
-                let inserted = insert_jobs_in(&sp, &file.jobs, now).and_then(|_| {
+                let inserted = insert_jobs_in(&sp, &file.jobs).and_then(|_| {
                     sp.execute(
                         "INSERT INTO spool_files (file_key, name, jobs, ingested_at) VALUES (?1, ?2, ?3, ?4)",
                         params![file.file_key, file.name, file.jobs.len() as i64, now],
@@ -1013,7 +1015,7 @@ fn placeholders(count: usize, first: usize) -> String {
         .join(", ")
 }
 
-fn insert_jobs_in(conn: &Connection, jobs: &[NewJob], now: Millis) -> Result<()> {
+fn insert_jobs_in(conn: &Connection, jobs: &[NewJob]) -> Result<()> {
     let mut statement = conn.prepare_cached(
         "INSERT INTO jobs (id, kind, command, payload, state, attempts, max_retries, priority, run_at, \
          timeout_seconds, cwd, env, created_at, updated_at, source) \
@@ -1031,7 +1033,7 @@ fn insert_jobs_in(conn: &Connection, jobs: &[NewJob], now: Millis) -> Result<()>
             job.timeout_seconds.map(|t| t as i64),
             job.cwd,
             job.env,
-            now,
+            job.created_at,
             job.source,
         ]);
         if let Err(e) = result {
