@@ -61,33 +61,10 @@ fn mode(path: &Path) -> u32 {
 /// every needle, and the queue (jobs and config) unchanged.
 #[track_caller]
 fn assert_refused(home: &TestHome, args: &[&str], stdin: Option<&str>, needles: &[&str]) -> Run {
-    let before = home.db_snapshot();
-    let run = match stdin {
+    common::refused_unchanged(home, &args.join(" "), needles, || match stdin {
         Some(input) => home.run_with_stdin(args, input),
         None => home.run(args),
-    };
-    assert_eq!(
-        run.code,
-        2,
-        "`queuectl {}` should be refused with exit code 2: {run:#?}",
-        args.join(" ")
-    );
-    assert_eq!(run.stdout, "", "a refusal prints nothing on stdout: {run:#?}");
-    let lines: Vec<&str> = run.stderr.trim_end().lines().collect();
-    assert_eq!(lines.len(), 1, "a refusal is one line on stderr: {run:#?}");
-    for needle in needles {
-        assert!(
-            run.stderr.contains(needle),
-            "stderr should contain {needle:?}: {run:#?}"
-        );
-    }
-    assert_eq!(
-        home.db_snapshot(),
-        before,
-        "a refused `{}` changed the queue",
-        args.join(" ")
-    );
-    run
+    })
 }
 
 /// Asserts `text` looks like `2025-11-10T10:30:00.123Z` (RFC 3339, UTC, milliseconds).

@@ -117,27 +117,10 @@ fn run_worker(home: &TestHome, args: &[&str]) -> Run {
 /// needle, and the queue (jobs and config) unchanged.
 #[track_caller]
 fn assert_refused(home: &TestHome, args: &[&str], stdin: Option<&[u8]>, needles: &[&str]) -> Run {
-    let before = home.db_snapshot();
-    let run = match stdin {
+    common::refused_unchanged(home, &args.join(" "), needles, || match stdin {
         Some(input) => run_with_bytes(home, args, input),
         None => home.run(args),
-    };
-    assert_eq!(run.code, 2, "`queuectl {}` should exit 2: {run:#?}", args.join(" "));
-    assert_eq!(run.stdout, "", "a refusal prints nothing on stdout: {run:#?}");
-    assert_eq!(run.stderr.trim_end().lines().count(), 1, "one line on stderr: {run:#?}");
-    for needle in needles {
-        assert!(
-            run.stderr.contains(needle),
-            "stderr should contain {needle:?}: {run:#?}"
-        );
-    }
-    assert_eq!(
-        home.db_snapshot(),
-        before,
-        "a refused `{}` changed the queue",
-        args.join(" ")
-    );
-    run
+    })
 }
 
 /// Runs `queuectl ARGS` with raw bytes on standard input.

@@ -81,23 +81,9 @@ fn stdout_of(home: &TestHome, id: &str) -> String {
 /// needle, and the queue (jobs and config) unchanged.
 #[track_caller]
 fn assert_refused(home: &TestHome, args: &[&str], env: &[(&str, &str)], needles: &[&str]) {
-    let before = home.db_snapshot();
-    let run = run_from(home, home.path(), args, env);
-    assert_eq!(run.code, 2, "`queuectl {}` should be refused: {run:#?}", args.join(" "));
-    assert_eq!(run.stdout, "", "a refusal prints nothing on stdout: {run:#?}");
-    assert_eq!(run.stderr.trim_end().lines().count(), 1, "one line on stderr: {run:#?}");
-    for needle in needles {
-        assert!(
-            run.stderr.contains(needle),
-            "stderr should contain {needle:?}: {run:#?}"
-        );
-    }
-    assert_eq!(
-        home.db_snapshot(),
-        before,
-        "a refused `{}` changed the queue",
-        args.join(" ")
-    );
+    common::refused_unchanged(home, &args.join(" "), needles, || {
+        run_from(home, home.path(), args, env)
+    });
 }
 
 /// The directory as the kernel names it (symlinks resolved), as a job's `pwd` prints it.

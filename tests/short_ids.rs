@@ -9,24 +9,8 @@ use common::{Run, TestHome};
 /// on stdout, the database unchanged.
 #[track_caller]
 fn assert_refused(home: &TestHome, args: &[&str], needles: &[&str]) -> Run {
-    let before = home.db_snapshot();
-    let run = home.run(args).code(2);
-    assert_eq!(run.stdout, "", "{run:#?}");
-    let lines: Vec<&str> = run.stderr.trim_end().lines().collect();
-    assert_eq!(lines.len(), 1, "one line on stderr: {run:#?}");
-    assert!(lines[0].starts_with("queuectl: error: "), "{run:#?}");
-    for needle in needles {
-        assert!(
-            run.stderr.contains(needle),
-            "stderr should contain {needle:?}: {run:#?}"
-        );
-    }
-    assert_eq!(
-        home.db_snapshot(),
-        before,
-        "a refused `{}` changed the queue",
-        args.join(" ")
-    );
+    let run = common::refused_unchanged(home, &args.join(" "), needles, || home.run(args));
+    assert!(run.stderr.starts_with("queuectl: error: "), "{run:#?}");
     run
 }
 

@@ -77,6 +77,25 @@ impl Run {
         self
     }
 
+    /// Asserts a refusal: exit code 2, nothing on stdout, one line on stderr holding every
+    /// needle.
+    #[track_caller]
+    pub fn assert_refusal(&self, needles: &[&str]) {
+        assert_eq!(self.code, 2, "a refusal exits 2: {self:#?}");
+        assert_eq!(self.stdout, "", "a refusal prints nothing on stdout: {self:#?}");
+        assert_eq!(
+            self.stderr.trim_end().lines().count(),
+            1,
+            "one line on stderr: {self:#?}"
+        );
+        for needle in needles {
+            assert!(
+                self.stderr.contains(needle),
+                "stderr should contain {needle:?}: {self:#?}"
+            );
+        }
+    }
+
     /// Parses stdout as JSON.
     #[track_caller]
     pub fn json(&self) -> serde_json::Value {
@@ -290,4 +309,15 @@ pub fn signal(pid: u32, signal: libc::c_int) {
     unsafe {
         libc::kill(pid as libc::pid_t, signal);
     }
+}
+
+/// Runs `command` (a `queuectl` run in `home`) and asserts it is a refusal (see
+/// [`Run::refusal`]) that left the database exactly as it was.
+#[track_caller]
+pub fn refused_unchanged(home: &TestHome, what: &str, needles: &[&str], command: impl FnOnce() -> Run) -> Run {
+    let before = home.db_snapshot();
+    let run = command();
+    run.assert_refusal(needles);
+    assert_eq!(home.db_snapshot(), before, "a refused `{what}` changed the queue");
+    run
 }
