@@ -31,8 +31,8 @@ $2
 got
 $3"
 }
-# ID STATE ATTEMPTS/MAX_RETRIES of every job (or of one state), sorted by id.
-jobs_table() { queuectl list "$@" | awk 'NR > 1 { print $1, $2, $3 }' | sort; }
+# ID STATE RUNS/MAX_RUNS of every job (or of one state), sorted by id.
+jobs_table() { queuectl list "$@" --format id,state,attempts | tr '\t' ' ' | sort; }
 
 step init
 # Small backoff so the demo finishes in seconds: retries 1.5 s and 2.25 s after failures.
@@ -65,14 +65,14 @@ step show job2
 # What the run must have done: successes completed once, the failures retried up to
 # max_retries (2) and then dead, the timed-out job (max_retries 0) dead at once, the spool
 # file's job run too.
-expect "states after the run" "from-spool completed 1/2
-hello completed 1/2
-job1 completed 1/2
-job2 dead 3/2
-job3 completed 1/2
-job4 dead 3/2
-job5 dead 1/0
-job6 completed 1/2" "$(jobs_table)"
+expect "states after the run" "from-spool completed 1/3
+hello completed 1/3
+job1 completed 1/3
+job2 dead 3/3
+job3 completed 1/3
+job4 dead 3/3
+job5 dead 1/1
+job6 completed 1/3" "$(jobs_table)"
 expect "the dead-letter queue" "job2
 job4
 job5" "$(queuectl dlq list | awk 'NR > 1 { print $1 }' | sort)"
@@ -91,7 +91,7 @@ grep -m2 'Executing job' "$LOG" | grep -q 'Executing job job6:' \
 
 step dlq retry job2
 step list --state pending
-expect "pending after dlq retry" "job2 pending 0/2" "$(jobs_table --state pending)"
+expect "pending after dlq retry" "job2 pending 0/3" "$(jobs_table --state pending)"
 expect "the dead-letter queue after the retry" "job4
 job5" "$(queuectl dlq list | awk 'NR > 1 { print $1 }' | sort)"
 
