@@ -8,7 +8,8 @@
 //! `stop_grace_seconds`. Only when nothing is left does the job go back to the queue.
 //!
 //! A process is recognised as the run's by its environment: the shell executor gives every job
-//! `QUEUECTL_JOB_ID` and `QUEUECTL_LEASE` (the claim's number), which children inherit. The
+//! `QUEUECTL_JOB_ID`, `QUEUECTL_LEASE` (the claim's number) and `QUEUECTL_QUEUE` (the queue's
+//! database, as ids and leases repeat across queues), which children inherit. The
 //! worker row also records each running job's process group leader with its start time (PIDs
 //! get reused), which identifies the group while its leader lives even if the job cleared its
 //! environment. Processes in the recorded group that can be confirmed neither way (the leader
@@ -31,7 +32,8 @@ pub struct ProcEntry {
     pub sid: u32,
     /// Start time (clock ticks since boot, field 22 of `/proc/PID/stat`).
     pub start: u64,
-    /// `QUEUECTL_JOB_ID` and `QUEUECTL_LEASE` from its environment, when readable and set.
+    /// `QUEUECTL_JOB_ID` and `QUEUECTL_LEASE` from its environment, when readable, set, and
+    /// `QUEUECTL_QUEUE` names the queue being scanned for.
     pub marker: Option<(String, i64)>,
 }
 
