@@ -307,6 +307,24 @@ mod tests {
     }
 
     #[test]
+    fn an_unmarked_session_leader_does_not_detach_the_run_in_its_session() {
+        // The worker's own session (a login shell leads it) is not a session the run created.
+        let procs = vec![proc(1, 1, 1, None), proc(10, 10, 1, Some(("job", 3)))];
+        let left = find(&procs, "job", 3, None);
+        assert_eq!(left.confirmed, vec![10]);
+        assert!(!left.is_empty());
+    }
+
+    #[test]
+    fn unconfirmed_leftovers_alone_are_not_nothing() {
+        let procs = vec![proc(50, 50, 1, None)];
+        let left = find(&procs, "job", 1, Some((50, 7)));
+        assert!(left.confirmed.is_empty());
+        assert!(!left.is_empty(), "an unconfirmed process is still something left");
+        assert!(find(&[], "job", 1, None).is_empty());
+    }
+
+    #[test]
     fn a_process_that_left_the_session_is_detached_and_left_alone() {
         let procs = vec![
             proc(10, 10, 1, Some(("job", 1))),
