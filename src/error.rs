@@ -130,9 +130,9 @@ pub enum Error {
         needed: i64,
     },
 
-    /// SQLite reported an error.
+    /// The database reported an error (see [`StoreError::kind`](crate::store::StoreError)).
     #[error("database error: {0}")]
-    Storage(#[from] rusqlite::Error),
+    Storage(#[from] crate::store::StoreError),
 
     /// A file system operation failed.
     #[error("{}: {source}", path.display())]

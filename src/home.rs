@@ -1,6 +1,7 @@
 //! The queue home: the directory that holds `queue.db`, `config/queuectl.toml` and `spool/`.
 
 use crate::error::{Error, Result};
+use crate::store::DbLocation;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -13,20 +14,24 @@ pub const CONFIG_FILE: &str = "config/queuectl.toml";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Home {
     root: PathBuf,
-    db_path: PathBuf,
+    db: DbLocation,
 }
 
 impl Home {
     /// A home rooted at `root`, with the database at `root/queue.db`.
     pub fn new(root: impl Into<PathBuf>) -> Home {
         let root = absolute(root.into());
-        let db_path = root.join(DB_FILE);
-        Home { root, db_path }
+        let db = DbLocation::Sqlite(root.join(DB_FILE));
+        Home { root, db }
     }
 
-    /// The same home with the database file somewhere else (`--db`).
-    pub fn with_db(mut self, db_path: impl Into<PathBuf>) -> Home {
-        self.db_path = absolute(db_path.into());
+    /// The same home with its jobs somewhere else (`--db`, `QUEUECTL_DB`, `db_url`): another
+    /// SQLite file, or a PostgreSQL schema. The config file, spool and logs stay in the home.
+    pub fn with_db(mut self, db: DbLocation) -> Home {
+        self.db = match db {
+            DbLocation::Sqlite(path) => DbLocation::Sqlite(absolute(path)),
+            other => other,
+        };
         self
     }
 
@@ -35,9 +40,28 @@ impl Home {
         &self.root
     }
 
-    /// The database file.
-    pub fn db_path(&self) -> &Path {
-        &self.db_path
+    /// The same home with its jobs where the config file's `db_url` says, if it says (relative
+    /// paths against the home); unchanged otherwise, and when the file cannot be read: the
+    /// command then meets the file's problem when it reads its settings (and read-only
+    /// commands warn and go on). A `db_url` that is not a valid location is an error.
+    pub fn with_db_from_config_file(self) -> Result<Home> {
+        let Ok(Some(text)) = crate::config::read_db_url(&self.config_path()) else {
+            return Ok(self);
+        };
+        let location = DbLocation::parse(&text)
+            .map_err(|e| Error::Config(format!("{}: db_url: {e}", self.config_path().display())))?;
+        let location = match location {
+            DbLocation::Sqlite(_) if !Path::new(text.trim()).is_absolute() => {
+                DbLocation::Sqlite(self.root.join(text.trim()))
+            }
+            other => other,
+        };
+        Ok(self.with_db(location))
+    }
+
+    /// Where the jobs live.
+    pub fn db(&self) -> &DbLocation {
+        &self.db
     }
 
     /// `config/queuectl.toml` in the home.

@@ -5,19 +5,20 @@ mod cli;
 
 use anyhow::Result;
 use cli::{Cli, Command};
+use queuectl::store::DbLocation;
 use queuectl::{Home, Queue};
 
-fn home_of(cli: &Cli) -> Home {
+fn home_of(cli: &Cli) -> Result<Home> {
     let root = cli.home.clone().unwrap_or_else(|| std::path::PathBuf::from("."));
     let home = Home::new(root);
-    match &cli.db {
-        Some(db) => home.with_db(db),
-        None => home,
-    }
+    Ok(match &cli.db {
+        Some(db) => home.with_db(DbLocation::parse(db).map_err(|e| anyhow::anyhow!("--db: {e}"))?),
+        None => home.with_db_from_config_file()?,
+    })
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let home = home_of(&cli);
+    let home = home_of(&cli)?;
     if !matches!(
         cli.command,
         Command::Init | Command::Completions { .. } | Command::Man(_)
@@ -30,9 +31,9 @@ fn run(cli: Cli) -> Result<()> {
             cli::warn_about_config_permissions(&home);
             let settings = queue.settings()?;
             if report.already_initialised {
-                println!("already initialised: {} (jobs kept)", home.db_path().display());
+                println!("already initialised: {} (jobs kept)", home.db());
             } else {
-                println!("initialised {}", home.db_path().display());
+                println!("initialised {}", home.db());
             }
             if let Some(migrated) = &report.migrated {
                 for line in cli::migrate::migrated_lines(&home, migrated) {

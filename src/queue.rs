@@ -6,8 +6,7 @@ use crate::config::{self, ConfigEntry, Settings};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::job::{Attempt, Job, JobSpec, Schedule, Source, State};
-use crate::store::backup::{BackupReport, Overwrite};
-use crate::store::{NewJob, StateCounts, Store, WorkerRecord};
+use crate::store::{BackupReport, NewJob, Overwrite, StateCounts, Store, WorkerRecord};
 use crate::time::{now_ms, Millis};
 use crate::worker::registry;
 use std::collections::{BTreeMap, HashSet};
@@ -71,7 +70,7 @@ pub struct RecoverReport {
 #[derive(Debug)]
 pub struct Queue {
     home: Home,
-    store: Store,
+    store: Box<dyn Store>,
     /// Set by [`Queue::tolerate_broken_config_file`]: settings leave the config file out.
     ignore_config_file: bool,
 }
@@ -81,7 +80,7 @@ impl Queue {
     /// it keeping every job if it exists already.
     pub fn init(home: &Home) -> Result<(Queue, InitReport)> {
         create_dir(home.root(), 0o755)?;
-        if let Some(parent) = home.db_path().parent() {
+        if let Some(parent) = home.db().sqlite_path().and_then(Path::parent) {
             create_dir(parent, 0o755)?;
         }
         // 0600 in a 0700 directory whatever the umask: its hooks run commands.
@@ -89,10 +88,10 @@ impl Queue {
         // A broken file is refused before the database is created, so a refused init leaves
         // nothing behind.
         config::read_config_file(&home.config_path())?;
-        let (store, version) = Store::create(home.db_path())?;
+        let (store, version) = crate::store::create(home.db())?;
         // Version 0 is a new file (or an interrupted `init`): nothing in it to keep.
         let migrated = if version > 0 {
-            upgrade(&store, version)?
+            upgrade(store.as_ref(), version)?
         } else {
             store.migrate()?;
             None
@@ -118,7 +117,7 @@ impl Queue {
     /// [`Error::SchemaTooOld`] if its schema needs [`Queue::migrate`] first. Creates and changes
     /// nothing.
     pub fn open(home: &Home) -> Result<Queue> {
-        let store = Store::open(home.db_path())?;
+        let store = crate::store::open(home.db())?;
         Ok(Queue {
             home: home.clone(),
             store,
@@ -130,8 +129,8 @@ impl Queue {
     /// backup beside the database (`queue.db.bak-v{N}-{time}`). A current database is opened
     /// unchanged (the report's `backup` is `None`). `queuectl migrate` and `worker start`.
     pub fn migrate(home: &Home) -> Result<(Queue, MigrateReport)> {
-        let (store, version) = Store::open_existing(home.db_path())?;
-        let report = match upgrade(&store, version)? {
+        let (store, version) = crate::store::open_existing(home.db())?;
+        let report = match upgrade(store.as_ref(), version)? {
             Some(report) => report,
             None => MigrateReport {
                 from: version,
@@ -152,7 +151,7 @@ impl Queue {
     /// [`Store::backup_to`] for the refusals). Works on an older schema too, which is what one
     /// wants before an upgrade; the copy keeps that schema.
     pub fn backup(home: &Home, dest: &Path, overwrite: Overwrite) -> Result<BackupReport> {
-        let (store, _) = Store::open_existing(home.db_path())?;
+        let (store, _) = crate::store::open_existing(home.db())?;
         store.backup_to(dest, overwrite)
     }
 
@@ -183,13 +182,13 @@ impl Queue {
     }
 
     /// The underlying store (for the worker pool and the spool ingester).
-    pub fn store_mut(&mut self) -> &mut Store {
-        &mut self.store
+    pub fn store_mut(&mut self) -> &mut dyn Store {
+        self.store.as_mut()
     }
 
     /// The underlying store.
-    pub fn store(&self) -> &Store {
-        &self.store
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
     }
 
     /// Every config key with its effective value and where it came from.
@@ -197,7 +196,7 @@ impl Queue {
         if self.ignore_config_file {
             return config::effective(&BTreeMap::new(), &self.store.config_values()?);
         }
-        load_entries(&self.home, &self.store)
+        load_entries(&self.home, self.store.as_ref())
     }
 
     /// The effective, typed settings.
@@ -309,7 +308,7 @@ impl Queue {
             due_now: waiting.saturating_sub(scheduled),
             scheduled,
             waiting_by_kind: self.store.waiting_by_kind()?,
-            lost_jobs: registry::lost_jobs(&self.store, &settings)?,
+            lost_jobs: registry::lost_jobs(self.store.as_ref(), &settings)?,
             workers,
         })
     }
@@ -335,7 +334,7 @@ impl Queue {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(settings.stop_grace_seconds + 5);
         let mut total = RecoverReport::default();
         loop {
-            let report = registry::reap(&mut self.store, &settings, None, &mut killer)?;
+            let report = registry::reap(self.store.as_mut(), &settings, None, &mut killer)?;
             total.recovered.extend(report.recovered);
             total.removed_workers.extend(report.removed_workers);
             if report.stopping == 0 || std::time::Instant::now() >= deadline {
@@ -349,8 +348,8 @@ impl Queue {
 
 /// Migrates a database at `version` (not 0) to the current schema after a backup; `None` when it
 /// is current already.
-fn upgrade(store: &Store, version: i64) -> Result<Option<MigrateReport>> {
-    if version >= crate::store::schema::SCHEMA_VERSION {
+fn upgrade(store: &dyn Store, version: i64) -> Result<Option<MigrateReport>> {
+    if version >= store.supported_schema_version() {
         return Ok(None);
     }
     let backup = store.backup_before_migration(version)?;
@@ -358,13 +357,13 @@ fn upgrade(store: &Store, version: i64) -> Result<Option<MigrateReport>> {
     Ok(Some(MigrateReport {
         from: version,
         to: store.schema_version()?,
-        backup: Some(backup),
+        backup,
         last_migrated_by: store.last_migrated_by()?,
     }))
 }
 
 /// Reads the config file and the stored values into effective entries.
-pub(crate) fn load_entries(home: &Home, store: &Store) -> Result<Vec<ConfigEntry>> {
+pub(crate) fn load_entries(home: &Home, store: &dyn Store) -> Result<Vec<ConfigEntry>> {
     let file = config::read_config_file(&home.config_path())?;
     let stored = store.config_values()?;
     config::effective(&file, &stored)

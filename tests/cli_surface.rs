@@ -63,7 +63,7 @@ fn global_options_are_listed_once_in_the_top_level_help() {
     let home = TestHome::new();
     let top = home.run(&["--help"]).ok();
     assert!(
-        top.stdout.contains("--home <DIR>") && top.stdout.contains("--db <PATH>"),
+        top.stdout.contains("--home <DIR>") && top.stdout.contains("--db <PATH|URL>"),
         "{top:#?}"
     );
     for args in [

@@ -6,7 +6,7 @@ mod common;
 
 use common::process::{Worker, SHORT};
 use common::{dump_database, TestHome};
-use queuectl::store::schema::SCHEMA_VERSION;
+use queuectl::store::sqlite::schema::SCHEMA_VERSION;
 
 /// A home whose database is as the previous queuectl (schema version 1) left it, with a job
 /// and a stored setting in it. Version 2 only added the `meta` table, so dropping it and

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{dump_database, TestHome};
-use queuectl::store::schema::{MIGRATIONS, SCHEMA_VERSION};
+use queuectl::store::sqlite::schema::{MIGRATIONS, SCHEMA_VERSION};
 
 /// Opens (creating) a database file directly, for setting up versions no command writes.
 fn open(home: &TestHome) -> rusqlite::Connection {

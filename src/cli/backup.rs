@@ -3,7 +3,7 @@
 use super::output::print_json;
 use anyhow::Result;
 use clap::Args;
-use queuectl::store::backup::{BackupReport, Overwrite};
+use queuectl::store::{BackupReport, Overwrite};
 use queuectl::{Home, Queue, State};
 use serde_json::json;
 use std::path::PathBuf;
@@ -37,7 +37,7 @@ pub fn run(home: &Home, args: &BackupArgs) -> Result<()> {
     } else {
         println!(
             "backed up {} to {} (schema version {})",
-            home.db_path().display(),
+            home.db(),
             report.path.display(),
             report.schema_version
         );

@@ -77,7 +77,7 @@ fn run_checks(home: &Home, max_age: Option<Duration>, min_workers: Option<u64>) 
                 Check::new(
                     "database",
                     true,
-                    format!("{} answers ({})", home.db_path().display(), super::jobs(counts.total())),
+                    format!("{} answers ({})", home.db(), super::jobs(counts.total())),
                 )
                 .with("jobs", counts.total().into()),
             );

@@ -20,7 +20,7 @@ pub fn run(home: &Home, args: &MigrateArgs) -> Result<()> {
     let (_, report) = Queue::migrate(home)?;
     if args.json {
         print_json(&json!({
-            "database": home.db_path(),
+            "database": home.db().to_string(),
             "from": report.from,
             "to": report.to,
             "migrated": report.backup.is_some(),
@@ -32,7 +32,7 @@ pub fn run(home: &Home, args: &MigrateArgs) -> Result<()> {
     if report.backup.is_none() {
         println!(
             "{} is at schema version {}, the current one: nothing to migrate{}",
-            home.db_path().display(),
+            home.db(),
             report.to,
             last_by(&report)
         );
@@ -57,7 +57,7 @@ pub fn migrated_lines(home: &Home, report: &MigrateReport) -> Vec<String> {
     }
     lines.push(format!(
         "migrated {} from schema version {} to {}{}",
-        home.db_path().display(),
+        home.db(),
         report.from,
         report.to,
         last_by(report)

@@ -76,7 +76,7 @@ pub fn jobs(n: u64) -> String {
 /// A persistent background job queue for shell commands.
 ///
 /// Jobs persist in one SQLite file (queue.db) in the queue home: --home DIR, else $QUEUECTL_HOME,
-/// else the current directory. Exit codes: 0 ok, 2 bad input or usage, 3 jobs died (`wait`,
+/// else the current directory; or in PostgreSQL for workers on many hosts (--db postgres://...). Exit codes: 0 ok, 2 bad input or usage, 3 jobs died (`wait`,
 /// `worker start --until-empty/--until-idle`), 1 anything else.
 #[derive(Debug, Parser)]
 #[command(name = "queuectl", version, propagate_version = true, max_term_width = 100)]
@@ -88,9 +88,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "QUEUECTL_HOME", value_name = "DIR")]
     pub home: Option<PathBuf>,
 
-    /// Use this database file instead of HOME/queue.db
-    #[arg(long, global = true, env = "QUEUECTL_DB", value_name = "PATH")]
-    pub db: Option<PathBuf>,
+    /// Keep the jobs here instead of HOME/queue.db: a SQLite file, or
+    /// postgres://user@host/dbname[?schema=NAME] (default schema: queuectl)
+    #[arg(long, global = true, env = "QUEUECTL_DB", value_name = "PATH|URL")]
+    pub db: Option<String>,
 
     /// What to do
     #[command(subcommand)]

@@ -16,7 +16,7 @@
 //!   Detection therefore takes up to `2 * heartbeat_seconds + 2s` plus `WatchdogSec=`.
 
 use queuectl::notify::{watchdog_interval_from_env, Notifier};
-use queuectl::store::Store;
+use queuectl::store::{DbLocation, Store};
 use queuectl::worker::WorkerEvent;
 use queuectl::Home;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -150,10 +150,10 @@ impl ServiceNotifier {
         // The heartbeat may be at most this old for a ping: the coordinator writes it every
         // `heartbeat_seconds`; the rest is slack for a slow step (a busy database).
         let fresh = Duration::from_secs(heartbeat_seconds.max(1) * 2 + 2);
-        let db_path = home.db_path().to_path_buf();
+        let db = home.db().clone();
         let thread = std::thread::Builder::new()
             .name("queuectl-sd-notify".into())
-            .spawn(move || notify_loop(&thread_shared, quit_rx, watchdog, fresh, &db_path))
+            .spawn(move || notify_loop(&thread_shared, quit_rx, watchdog, fresh, &db))
             .map_err(|e| {
                 super::worker_cmd::print_line(format!("[{pid}] warning: cannot start the systemd notify thread: {e}"))
             })
@@ -223,11 +223,11 @@ fn notify_loop(
     quit: std::sync::mpsc::Receiver<()>,
     watchdog: Option<Duration>,
     fresh: Duration,
-    db_path: &std::path::Path,
+    db: &DbLocation,
 ) {
     let tick = watchdog.map(|w| w.min(STATUS_CHECK)).unwrap_or(STATUS_CHECK);
     let mut next_ping = Instant::now();
-    let mut store: Option<Store> = None;
+    let mut store: Option<Box<dyn Store>> = None;
     loop {
         match quit.recv_timeout(tick) {
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
@@ -252,7 +252,7 @@ fn notify_loop(
         if let Some(every) = watchdog {
             if Instant::now() >= next_ping {
                 next_ping = Instant::now() + every;
-                if heartbeat_is_fresh(shared, &mut store, db_path, fresh) {
+                if heartbeat_is_fresh(shared, &mut store, db, fresh) {
                     shared.send("WATCHDOG=1");
                 }
             }
@@ -262,12 +262,12 @@ fn notify_loop(
 
 /// True if the worker's row in the database was heartbeated within `fresh`: the coordinator
 /// loop is alive and reaches its database.
-fn heartbeat_is_fresh(shared: &Shared, store: &mut Option<Store>, db_path: &std::path::Path, fresh: Duration) -> bool {
+fn heartbeat_is_fresh(shared: &Shared, store: &mut Option<Box<dyn Store>>, db: &DbLocation, fresh: Duration) -> bool {
     let Some(id) = shared.worker_id.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
         return false;
     };
     if store.is_none() {
-        *store = Store::open(db_path).ok();
+        *store = queuectl::store::open(db).ok();
     }
     let Some(open) = store.as_ref() else {
         return false;

@@ -38,7 +38,7 @@ pub fn run(queue: &Queue, args: &WaitArgs) -> Result<()> {
     let ids = super::ids::resolve_all(queue, &args.ids)?;
     let mut last_version = None;
     loop {
-        let version = store.data_version()?;
+        let version = store.change_token()?;
         if last_version != Some(version) {
             last_version = Some(version);
             if ids.is_empty() {

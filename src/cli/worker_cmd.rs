@@ -411,7 +411,12 @@ fn detach(home: &Home, args: &StartArgs, count: usize) -> Result<()> {
     let log_err = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
     let exe = std::env::current_exe().context("finding the queuectl executable")?;
     let mut command = std::process::Command::new(exe);
-    command.arg("--home").arg(home.root()).arg("--db").arg(home.db_path());
+    // The database goes through the environment: a PostgreSQL URL may hold a password, which
+    // a command line would show to every user of the host.
+    command
+        .arg("--home")
+        .arg(home.root())
+        .env("QUEUECTL_DB", home.db().to_text());
     command.args(["worker", "start", "--count", &count.to_string()]);
     if args.until_empty {
         command.arg("--until-empty");

@@ -31,7 +31,7 @@ pub use default_file::{permission_warnings, write_default_file, DEFAULT_CONFIG_F
 pub use env::{env_var_name, EnvOverrides, ENV_PREFIX, RESERVED_ENV_VARS};
 pub use keys::{key_def, normalize_value, KeyDef, KEYS};
 pub use settings::{HookCommands, SettingChange, Settings};
-pub use toml_file::{parse_config_bytes, parse_config_text, read_config_file};
+pub use toml_file::{parse_config_bytes, parse_config_text, read_config_file, read_db_url, DB_URL_KEY};
 
 use std::collections::BTreeMap;
 

@@ -12,6 +12,32 @@ use std::path::Path;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+/// The top-level key naming where the jobs live (a file path or a `postgres://` URL). It is not
+/// a setting (`config set` cannot store it in the database it names): `--db` and
+/// `QUEUECTL_DB` win over it.
+pub const DB_URL_KEY: &str = "db_url";
+
+/// The `db_url` of a config file, if it sets one. A missing file sets none; a file that cannot be
+/// read or parsed is an error naming it.
+pub fn read_db_url(path: &Path) -> Result<Option<String>> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| Error::Config(format!("{}: not valid UTF-8", path.display())))?;
+    parse_config_text(text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    let document = DeTable::parse(text).map_err(|e| Error::Config(format!("{}: {}", path.display(), e.message())))?;
+    Ok(document
+        .get_ref()
+        .iter()
+        .find_map(|(key, value)| match value.get_ref() {
+            DeValue::String(url) if key.get_ref() == DB_URL_KEY => Some(url.to_string()),
+            _ => None,
+        }))
+}
+
 /// Reads `config/queuectl.toml` into canonical key/value text. A missing file is empty.
 /// Any problem (not UTF-8, malformed TOML, an unknown key, a wrong type, a bad value) is an
 /// [`Error::Config`] naming the file and the line.
@@ -76,6 +102,16 @@ pub fn parse_config_text(text: &str) -> std::result::Result<BTreeMap<&'static st
     let mut entries = Vec::new();
     for (key, value) in document.get_ref().iter() {
         let key_line = line_of(text, key.span().start);
+        if key.get_ref() == DB_URL_KEY {
+            // Where the database is, not a setting: read by `db_url_from_text`.
+            if !matches!(value.get_ref(), DeValue::String(_)) {
+                return Err(format!(
+                    "line {key_line}: `{DB_URL_KEY}` must be a string (a file path or postgres://...), found {}",
+                    describe(text, value)
+                ));
+            }
+            continue;
+        }
         if canonical_name(key.get_ref()) != "hooks" {
             entries.push(Entry {
                 name: key.get_ref().to_string(),

@@ -59,7 +59,7 @@ pub fn ingest_once(home: &Home, on_event: &dyn Fn(&SpoolEvent)) -> Result<Ingest
 
 /// Drops identities of files committed long ago. Failing to is harmless (the table only
 /// grows), so it is not worth failing a pass for.
-pub(crate) fn forget_old_files(store: &Store) {
+pub(crate) fn forget_old_files(store: &dyn Store) {
     let cutoff = now_ms() - REMEMBER_FILES_FOR.as_millis() as i64;
     let _ = store.forget_spool_files_before(cutoff);
 }
@@ -126,7 +126,7 @@ pub(crate) struct PassOutcome {
 /// learnt in earlier passes (files seen opened for writing, how long each has been unchanged,
 /// which waits were reported).
 pub(crate) fn run_pass(
-    store: &mut Store,
+    store: &mut dyn Store,
     settings: &Settings,
     paths: &SpoolPaths,
     memory: &mut Memory,
@@ -221,7 +221,7 @@ impl Batch {
 }
 
 struct Pass<'a> {
-    store: &'a mut Store,
+    store: &'a mut dyn Store,
     settings: &'a Settings,
     paths: &'a SpoolPaths,
     on_event: &'a dyn Fn(&SpoolEvent),

@@ -46,17 +46,8 @@ pub const JOB_VAR: &str = "QUEUECTL_JOB_ID";
 /// a live run of the same id in another.
 pub const QUEUE_VAR: &str = "QUEUECTL_QUEUE";
 
-/// How a queue is named in [`QUEUE_VAR`]: its database file's canonical path (the same file
-/// reached through another path or a symlink is the same queue).
-pub fn queue_identity(db_path: &std::path::Path) -> String {
-    std::fs::canonicalize(db_path)
-        .unwrap_or_else(|_| db_path.to_path_buf())
-        .to_string_lossy()
-        .into_owned()
-}
-
 /// Reads the process table (`/proc`). Processes that end while it is read are skipped. Only
-/// processes of the queue named `queue` (see [`queue_identity`]) get a marker.
+/// processes of the queue named `queue` (see [`DbLocation::identity`](crate::store::DbLocation::identity)) get a marker.
 pub fn scan(queue: &str) -> Vec<ProcEntry> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();

@@ -24,7 +24,7 @@ use crate::home::Home;
 use crate::job::{Job, State, SHELL_KIND};
 use crate::queue::load_entries;
 use crate::shutdown::Shutdown;
-use crate::store::{FinishedAttempt, Store, WorkerRecord};
+use crate::store::{AttemptOutcome, FinishedAttempt, Store, StoreErrorKind, WorkerRecord};
 use crate::time::{now_ms, Millis};
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use std::collections::BTreeMap;
@@ -174,8 +174,8 @@ impl PoolBuilder {
                 "the pool has no executors: register at least one job kind".into(),
             ));
         }
-        let store = Store::open(self.home.db_path())?;
-        let settings = Settings::from_entries(self.home.root(), &load_entries(&self.home, &store)?)?;
+        let store = crate::store::open(self.home.db())?;
+        let settings = Settings::from_entries(self.home.root(), &load_entries(&self.home, store.as_ref())?)?;
         let threads = self.threads.unwrap_or(settings.worker_count);
         if threads == 0 || threads > 1024 {
             return Err(Error::InvalidArgument(format!(
@@ -278,7 +278,7 @@ impl LoopState {
 
 struct Coordinator {
     home: Home,
-    store: Store,
+    store: Box<dyn Store>,
     settings: Settings,
     kinds: Vec<String>,
     observers: Vec<Arc<dyn Observer>>,
@@ -308,7 +308,7 @@ struct Coordinator {
 impl Coordinator {
     fn start(
         home: Home,
-        store: Store,
+        store: Box<dyn Store>,
         settings: Settings,
         threads: usize,
         executors: BTreeMap<String, Arc<dyn Executor>>,
@@ -334,7 +334,7 @@ impl Coordinator {
         };
         // Wait less than the default for a write lock: a step that cannot get it is retried
         // (with running jobs unaffected) instead of stalling the loop for long.
-        store.set_busy_timeout(Duration::from_secs(5))?;
+        store.set_lock_timeout(Duration::from_secs(5))?;
         store.register_worker(&worker)?;
         let (done_tx, done_rx) = unbounded::<Done>();
         let mut slots = Vec::with_capacity(threads);
@@ -354,7 +354,7 @@ impl Coordinator {
                 running: None,
             });
         }
-        let queue_id: Arc<str> = Arc::from(super::orphans::queue_identity(store.path()));
+        let queue_id: Arc<str> = Arc::from(store.location().identity());
         let coordinator = Coordinator {
             home,
             store,
@@ -404,7 +404,7 @@ impl Coordinator {
     /// values took effect; a requested reload also reports "no change" and every failure, while
     /// the periodic one reports a failure once per distinct problem, not every heartbeat.
     fn reload_settings_as(&mut self, requested: bool) {
-        match load_entries(&self.home, &self.store).and_then(|e| Settings::from_entries(self.home.root(), &e)) {
+        match load_entries(&self.home, self.store.as_ref()).and_then(|e| Settings::from_entries(self.home.root(), &e)) {
             Ok(settings) => {
                 if let Some(hooks) = &self.hooks {
                     hooks.set_commands(settings.hooks.clone());
@@ -451,17 +451,17 @@ impl Coordinator {
                     failures = 0;
                     failing_since_forced = None;
                 }
-                Err(Error::Storage(e)) if crate::store::is_corruption(&e) => {
+                Err(Error::Storage(e)) if e.kind == StoreErrorKind::Corrupt => {
                     return Err(Error::Other(format!(
                         "the queue database {} is damaged ({e}): stopping; restore it from a backup",
-                        self.store.path().display()
+                        self.store.location()
                     )));
                 }
                 Err(Error::Storage(e)) => {
                     failures += 1;
-                    if crate::store::is_disk_full(&e) {
+                    if e.kind == StoreErrorKind::Full {
                         // The WAL may be what filled the disk: fold it back and truncate it.
-                        let _ = self.store.checkpoint_truncate();
+                        let _ = self.store.relieve_full();
                     }
                     if shutdown.is_forced() {
                         // A forced stop does not wait for the database for ever: running jobs
@@ -506,7 +506,7 @@ impl Coordinator {
         if st.last_reap.is_none() {
             st.reap_soon = self.reap()?;
             st.last_reap = Some(Instant::now());
-            st.last_version = self.store.data_version()?;
+            st.last_version = self.store.change_token()?;
         }
         while let Ok(done) = self.done_rx.try_recv() {
             st.inbox.push(done);
@@ -541,7 +541,7 @@ impl Coordinator {
         let idle = self.slots.len() - self.busy() + st.inbox.len();
         let mut claim_limit = 0;
         if !shutdown.is_stopping() && idle > 0 {
-            let version = self.store.data_version()?;
+            let version = self.store.change_token()?;
             if version != st.last_version {
                 st.last_version = version;
                 st.claim_needed = true;
@@ -607,7 +607,7 @@ impl Coordinator {
         let heartbeat_every = Duration::from_secs(self.settings.heartbeat_seconds.max(1));
         if st.last_heartbeat.elapsed() >= heartbeat_every {
             st.last_heartbeat = Instant::now();
-            self.store.check_file()?;
+            self.store.check_health()?;
             self.reload_settings();
             self.heartbeat(shutdown.is_stopping())?;
         }
@@ -761,7 +761,7 @@ impl Coordinator {
                         job_seq: job.seq,
                         lease: job.lease,
                         attempts: job.attempts,
-                        outcome: "interrupted",
+                        outcome: AttemptOutcome::Interrupted,
                         new_state: State::Pending,
                         run_at: Some(now),
                         started_at: Some(done.started_at),
@@ -782,7 +782,7 @@ impl Coordinator {
                         job_seq: job.seq,
                         lease: job.lease,
                         attempts: job.attempts + 1,
-                        outcome: "completed",
+                        outcome: AttemptOutcome::Completed,
                         new_state: State::Completed,
                         run_at: None,
                         started_at: Some(done.started_at),
@@ -807,7 +807,7 @@ impl Coordinator {
                     job_seq: job.seq,
                     lease: job.lease,
                     attempts,
-                    outcome: "failed",
+                    outcome: AttemptOutcome::Failed,
                     new_state: State::Dead,
                     run_at: None,
                     started_at: Some(done.started_at),
@@ -919,7 +919,12 @@ impl Coordinator {
     /// Recovers the jobs of dead workers. Returns true while a lost run's leftovers are being
     /// stopped, so the caller reaps again soon.
     fn reap(&mut self) -> Result<bool> {
-        let report = registry::reap(&mut self.store, &self.settings, Some(&self.worker.id), &mut self.killer)?;
+        let report = registry::reap(
+            self.store.as_mut(),
+            &self.settings,
+            Some(&self.worker.id),
+            &mut self.killer,
+        )?;
         if !report.recovered.is_empty() {
             self.emit(&WorkerEvent::Recovered { jobs: report.recovered });
         }

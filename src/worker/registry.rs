@@ -11,7 +11,7 @@ use crate::backoff::RetryDecision;
 use crate::config::Settings;
 use crate::error::Result;
 use crate::job::{Job, State};
-use crate::store::{FinishedAttempt, Store, WorkerRecord};
+use crate::store::{AttemptOutcome, FinishedAttempt, Store, WorkerRecord};
 use crate::time::{now_ms, Millis};
 use std::collections::BTreeSet;
 
@@ -74,7 +74,7 @@ pub fn worker_id_host(worker_id: &str) -> Option<&str> {
 /// if it is not (a partition), its run may still be going there, so across hosts delivery is
 /// at-least-once. The recovery itself is one transaction.
 pub fn reap(
-    store: &mut Store,
+    store: &mut dyn Store,
     settings: &Settings,
     keep_alive: Option<&str>,
     killer: &mut OrphanKiller,
@@ -112,7 +112,7 @@ pub fn reap(
             recoverable.insert((job.seq, job.lease));
             continue;
         }
-        let procs = procs.get_or_insert_with(|| orphans::scan(&orphans::queue_identity(store.path())));
+        let procs = procs.get_or_insert_with(|| orphans::scan(&store.location().identity()));
         let leader = row.and_then(|w| orphans::recorded_leaders(&w.slots).get(&job.id).copied());
         match killer.step(procs, &job.id, job.lease, leader, grace) {
             Verdict::Gone => {
@@ -136,15 +136,19 @@ pub fn reap(
             .contains(&(job.seq, job.lease))
             .then(|| lost_attempt(job, settings, now))
     };
-    let (removed, _, recovered) = store.reap_workers(&alive, &lost)?;
-    report.removed_workers = removed;
-    report.recovered = recovered.into_iter().map(|(job, f)| (job.id, f.new_state)).collect();
+    let reaped = store.reap_workers(&alive, &lost)?;
+    report.removed_workers = reaped.removed;
+    report.recovered = reaped
+        .recovered
+        .into_iter()
+        .map(|(job, f)| (job.id, f.new_state))
+        .collect();
     Ok(report)
 }
 
 /// Why each `processing` job whose worker is gone has not been recovered yet, read-only (for
 /// `status`): job id and reason.
-pub fn lost_jobs(store: &Store, settings: &Settings) -> Result<Vec<(String, String)>> {
+pub fn lost_jobs(store: &dyn Store, settings: &Settings) -> Result<Vec<(String, String)>> {
     let now = now_ms();
     let host = host_name();
     let workers = store.workers()?;
@@ -162,7 +166,7 @@ pub fn lost_jobs(store: &Store, settings: &Settings) -> Result<Vec<(String, Stri
         let row = workers.iter().find(|w| w.id == worker_id);
         let job_host = row.map(|w| w.host.as_str()).or_else(|| worker_id_host(&worker_id));
         let reason = if job_host == Some(host.as_str()) {
-            let procs = procs.get_or_insert_with(|| orphans::scan(&orphans::queue_identity(store.path())));
+            let procs = procs.get_or_insert_with(|| orphans::scan(&store.location().identity()));
             let leader = row.and_then(|w| orphans::recorded_leaders(&w.slots).get(&job.id).copied());
             let left = orphans::find(procs, &job.id, job.lease, leader);
             if left.is_empty() {
@@ -188,7 +192,7 @@ fn lost_attempt(job: &Job, settings: &Settings, now: Millis) -> FinishedAttempt 
         job_seq: job.seq,
         lease: job.lease,
         attempts,
-        outcome: "lost",
+        outcome: AttemptOutcome::Lost,
         new_state,
         run_at,
         started_at: job.started_at,

@@ -10,107 +10,86 @@
 //! copy. The copy is written to a temporary name beside the destination, synced, and only
 //! then given its name, so a name that exists always holds a complete copy.
 
-use super::Store;
+use super::SqliteStore;
 use crate::error::{Error, Result};
-use crate::store::StateCounts;
+use crate::store::{BackupReport, Overwrite, StateCounts};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 
-/// What a backup wrote.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackupReport {
-    /// The copy.
-    pub path: PathBuf,
-    /// Its schema version (the source's).
-    pub schema_version: i64,
-    /// Its jobs per state, counted in the copy itself.
-    pub counts: StateCounts,
+/// Writes a consistent copy of the database to `dest` (mode 0600) and reports its counts.
+/// Refuses, changing nothing, a destination whose directory does not exist, that is a
+/// directory or the database itself, or that exists unless `overwrite` is
+/// [`Overwrite::Replace`].
+pub(super) fn backup_to(store: &SqliteStore, dest: &Path, overwrite: Overwrite) -> Result<BackupReport> {
+    let dest = absolute(dest);
+    check_destination(&dest, store.path(), overwrite)?;
+    // SQLite takes the file name as text.
+    if dest.to_str().is_none() {
+        return Err(Error::InvalidArgument(format!(
+            "backup file {} is not valid UTF-8",
+            dest.display()
+        )));
+    }
+    let (dir, name) = split(&dest)?;
+    let temp = dir.join(format!(
+        ".{name}.partial-{}-{}",
+        std::process::id(),
+        crate::time::now_ms()
+    ));
+    // The temporary file is removed on every failure, so no partial copy is left behind.
+    let result = write_copy(store, &temp).and_then(|()| {
+        install(&temp, &dest, overwrite)?;
+        sync_dir(dir)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result?;
+    let (schema_version, counts) = describe(&dest)?;
+    Ok(BackupReport {
+        path: dest,
+        schema_version,
+        counts,
+    })
 }
 
-/// Whether an existing destination may be replaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Overwrite {
-    /// Refuse a destination that exists.
-    Refuse,
-    /// Replace it (atomically: it holds either the old file or the whole copy).
-    Replace,
+/// The backup a migration from `version` takes first: `queue.db.bak-v{version}-{UTC time}`
+/// beside the database (a numbered suffix if that name is taken).
+pub(super) fn backup_before_migration(store: &SqliteStore, version: i64) -> Result<BackupReport> {
+    let (dir, name) = split(store.path())?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let base = format!("{name}.bak-v{version}-{stamp}");
+    let mut candidate = dir.join(&base);
+    let mut n = 1;
+    while candidate.exists() {
+        n += 1;
+        candidate = dir.join(format!("{base}-{n}"));
+    }
+    backup_to(store, &candidate, Overwrite::Refuse)
 }
 
-impl Store {
-    /// Writes a consistent copy of the database to `dest` (mode 0600) and reports its counts.
-    /// Refuses, changing nothing, a destination whose directory does not exist, that is a
-    /// directory or the database itself, or that exists unless `overwrite` is
-    /// [`Overwrite::Replace`].
-    pub fn backup_to(&self, dest: &Path, overwrite: Overwrite) -> Result<BackupReport> {
-        let dest = absolute(dest);
-        check_destination(&dest, self.path(), overwrite)?;
-        // SQLite takes the file name as text.
-        if dest.to_str().is_none() {
-            return Err(Error::InvalidArgument(format!(
-                "backup file {} is not valid UTF-8",
-                dest.display()
-            )));
-        }
-        let (dir, name) = split(&dest)?;
-        let temp = dir.join(format!(
-            ".{name}.partial-{}-{}",
-            std::process::id(),
-            crate::time::now_ms()
-        ));
-        // The temporary file is removed on every failure, so no partial copy is left behind.
-        let result = self.write_copy(&temp).and_then(|()| {
-            install(&temp, &dest, overwrite)?;
-            sync_dir(dir)
-        });
-        if result.is_err() {
-            let _ = std::fs::remove_file(&temp);
-        }
-        result?;
-        let (schema_version, counts) = describe(&dest)?;
-        Ok(BackupReport {
-            path: dest,
-            schema_version,
-            counts,
-        })
-    }
-
-    /// The backup a migration from `version` takes first: `queue.db.bak-v{version}-{UTC time}`
-    /// beside the database (a numbered suffix if that name is taken).
-    pub fn backup_before_migration(&self, version: i64) -> Result<BackupReport> {
-        let (dir, name) = split(self.path())?;
-        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-        let base = format!("{name}.bak-v{version}-{stamp}");
-        let mut candidate = dir.join(&base);
-        let mut n = 1;
-        while candidate.exists() {
-            n += 1;
-            candidate = dir.join(format!("{base}-{n}"));
-        }
-        self.backup_to(&candidate, Overwrite::Refuse)
-    }
-
-    /// `VACUUM INTO` a new 0600 file at `temp`, then fsync it (SQLite does not sync the copy).
-    fn write_copy(&self, temp: &Path) -> Result<()> {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        // Created empty first, 0600 whatever the umask (`VACUUM INTO` accepts an empty file and
-        // keeps its mode): the copy holds every command and its output.
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(temp)
-            .map_err(|e| Error::io(temp, e))?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| Error::io(temp, e))?;
-        let temp_text = temp
-            .to_str()
-            .ok_or_else(|| Error::InvalidArgument(format!("backup file {} is not valid UTF-8", temp.display())))?;
-        self.conn
-            .execute("VACUUM INTO ?1", [temp_text])
-            .map_err(|e| Error::Other(format!("backing up to {}: {e}", temp.display())))?;
-        file.sync_all().map_err(|e| Error::io(temp, e))?;
-        Ok(())
-    }
+/// `VACUUM INTO` a new 0600 file at `temp`, then fsync it (SQLite does not sync the copy).
+fn write_copy(store: &SqliteStore, temp: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    // Created empty first, 0600 whatever the umask (`VACUUM INTO` accepts an empty file and
+    // keeps its mode): the copy holds every command and its output.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(temp)
+        .map_err(|e| Error::io(temp, e))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::io(temp, e))?;
+    let temp_text = temp
+        .to_str()
+        .ok_or_else(|| Error::InvalidArgument(format!("backup file {} is not valid UTF-8", temp.display())))?;
+    store
+        .conn
+        .execute("VACUUM INTO ?1", [temp_text])
+        .map_err(|e| Error::Other(format!("backing up to {}: {e}", temp.display())))?;
+    file.sync_all().map_err(|e| Error::io(temp, e))?;
+    Ok(())
 }
 
 /// The path made absolute against the current directory (so SQLite never reads it as a URI).

@@ -1,0 +1,176 @@
+//! The queries behind `list` and short ids: filtered listing in either order, and id-prefix
+//! lookup. Both are written so SQLite answers them from an index walk that stops early.
+
+use super::{row_to_job, SqliteStore, JOB_COLUMNS};
+use crate::error::Result;
+use crate::job::Job;
+use crate::store::ListFilter;
+use rusqlite::params_from_iter;
+use rusqlite::types::Value;
+
+/// Jobs matching `filter`, newest first unless `filter.oldest_first`.
+///
+/// With a state this walks `jobs_state_seq` (in either direction), without one the primary
+/// key: `LIMIT` stops the walk, so the newest 50 dead jobs of a million-job table cost 50
+/// index steps, not a sort.
+pub(super) fn list_filtered(store: &SqliteStore, filter: &ListFilter) -> Result<Vec<Job>> {
+    let mut conditions = Vec::new();
+    let mut values: Vec<Value> = Vec::new();
+    if let Some(state) = filter.state {
+        values.push(Value::Text(state.as_str().to_string()));
+        conditions.push(format!("state = ?{}", values.len()));
+    }
+    if let Some(text) = &filter.search {
+        // instr() rather than LIKE: LIKE folds ASCII case and gives `%` and `_` meaning,
+        // while the search is a literal, case-sensitive substring.
+        values.push(Value::Text(text.clone()));
+        conditions.push(format!("instr(command, ?{}) > 0", values.len()));
+    }
+    let limit = filter.limit.map(|l| l.min(i64::MAX as u64) as i64).unwrap_or(-1);
+    values.push(Value::Integer(limit));
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM jobs {} ORDER BY seq {} LIMIT ?{}",
+        if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        },
+        if filter.oldest_first { "ASC" } else { "DESC" },
+        values.len()
+    );
+    let mut statement = store.conn.prepare(&sql)?;
+    let rows = statement.query_map(params_from_iter(values), row_to_job)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Ids that start with `prefix`, in id order, at most `limit`.
+///
+/// A range on the UNIQUE index of `id` (`id >= prefix AND id < successor`), so it is a
+/// few index steps whatever the table size; `LIKE` could not use that index (and would
+/// treat `%` and `_` in ids as wildcards).
+pub(super) fn ids_with_prefix(store: &SqliteStore, prefix: &str, limit: u64) -> Result<Vec<String>> {
+    let limit = limit.min(i64::MAX as u64) as i64;
+    let ids = match prefix_successor(prefix) {
+        Some(upper) => {
+            let mut statement = store
+                .conn
+                .prepare_cached("SELECT id FROM jobs WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3")?;
+            let rows = statement.query_map(rusqlite::params![prefix, upper, limit], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<Vec<String>>>()?
+        }
+        None => {
+            // No string sorts right after every extension of this prefix (it ends in the
+            // last code point): scan forward from it and stop at the first non-match.
+            let mut statement = store
+                .conn
+                .prepare_cached("SELECT id FROM jobs WHERE id >= ?1 ORDER BY id")?;
+            let mut rows = statement.query([prefix])?;
+            let mut ids = Vec::new();
+            while let Some(row) = rows.next()? {
+                let id: String = row.get(0)?;
+                if !id.starts_with(prefix) || ids.len() as i64 >= limit {
+                    break;
+                }
+                ids.push(id);
+            }
+            ids
+        }
+    };
+    Ok(ids)
+}
+
+/// The ids right before and right after `id` in id order (either may be absent): the only
+/// ids that can share a longer prefix with it than any other, which is what the shortest
+/// unambiguous form of an id depends on.
+pub(super) fn id_neighbours(store: &SqliteStore, id: &str) -> Result<(Option<String>, Option<String>)> {
+    let before = store
+        .conn
+        .prepare_cached("SELECT max(id) FROM jobs WHERE id < ?1")?
+        .query_row([id], |r| r.get(0))?;
+    let after = store
+        .conn
+        .prepare_cached("SELECT min(id) FROM jobs WHERE id > ?1")?
+        .query_row([id], |r| r.get(0))?;
+    Ok((before, after))
+}
+
+/// The smallest string greater than every string that starts with `prefix`: the prefix with
+/// its last character replaced by the next code point. SQLite compares TEXT bytewise and
+/// UTF-8 byte order is code point order, so `[prefix, successor)` is exactly the ids that
+/// start with `prefix`. `None` when there is no such string (empty prefix, or it ends in
+/// U+10FFFF).
+pub fn prefix_successor(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    let last = chars.pop()?;
+    let mut code = last as u32 + 1;
+    // Surrogates are not chars; the next one after U+D7FF is U+E000.
+    if (0xD800..0xE000).contains(&code) {
+        code = 0xE000;
+    }
+    let next = char::from_u32(code)?;
+    chars.push(next);
+    Some(chars.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn successor_bounds_exactly_the_extensions_of_a_prefix() {
+        assert_eq!(prefix_successor("ab12").as_deref(), Some("ab13"));
+        assert_eq!(prefix_successor("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(prefix_successor("a\u{10FFFF}"), None);
+        assert_eq!(prefix_successor(""), None);
+        for (id, inside) in [
+            ("ab12", true),
+            ("ab12ffff", true),
+            ("ab13", false),
+            ("ab1", false),
+            ("ab11z", false),
+        ] {
+            let upper = prefix_successor("ab12").unwrap_or_default();
+            let in_range = id >= "ab12" && id < upper.as_str();
+            assert_eq!(in_range, inside, "{id}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+    use crate::store::Store;
+
+    /// `EXPLAIN QUERY PLAN` of the statement `list_filtered` builds, as one string.
+    fn plan(store: &SqliteStore, sql: &str) -> String {
+        let mut statement = store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("prepare");
+        let rows = statement.query_map([], |r| r.get::<_, String>(3)).expect("query");
+        rows.map(|r| r.expect("row")).collect::<Vec<_>>().join("; ")
+    }
+
+    #[test]
+    fn newest_jobs_of_a_state_come_from_the_state_index_without_a_sort() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (store, _) = SqliteStore::create(&dir.path().join("queue.db")).expect("create");
+        store.migrate().expect("migrate");
+        for order in ["DESC", "ASC"] {
+            let text = plan(
+                &store,
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'dead' ORDER BY seq {order} LIMIT 50"),
+            );
+            assert!(text.contains("jobs_state_seq"), "{order}: {text}");
+            assert!(!text.contains("TEMP B-TREE"), "{order}: {text}");
+        }
+        let text = plan(
+            &store,
+            "SELECT id FROM jobs WHERE id >= 'ab12' AND id < 'ab13' ORDER BY id LIMIT 11",
+        );
+        assert!(
+            text.contains("sqlite_autoindex_jobs_1") && text.contains("id>? AND id<?"),
+            "{text}"
+        );
+    }
+}
