@@ -11,15 +11,14 @@
 //!
 //! What an outcome *means* (retry when, or dead) is decided outside the store
 //! ([`crate::lifecycle`]); a backend applies it atomically, guarded by the claim's lease, so a
-//! stale holder's result is never applied. The conformance suite ([`conformance`]) holds both
+//! stale holder's result is never applied. The conformance suite (`conformance`) holds both
 //! backends to the same behaviour.
 
-mod error;
 mod location;
 pub mod sqlite;
 mod types;
 
-pub use error::{StoreError, StoreErrorKind};
+pub use crate::error::{StoreError, StoreErrorKind};
 pub use location::{check_schema_name, redact, DbLocation, DEFAULT_PG_SCHEMA};
 pub use types::*;
 
