@@ -14,6 +14,7 @@
 //! stale holder's result is never applied. The conformance suite ([`conformance`]) holds both
 //! backends to the same behaviour.
 
+pub mod conformance;
 mod error;
 mod location;
 pub mod sqlite;
