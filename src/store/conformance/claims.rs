@@ -85,7 +85,10 @@ pub fn jobs_not_yet_due_are_not_claimed(factory: &dyn Factory) {
         ],
     );
     assert!(claim(&mut *store, "w", 10, T0).is_empty(), "nothing is due at T0");
-    assert!(claim(&mut *store, "w", 10, T0 + 9).is_empty(), "soon is due at T0+10, not T0+9");
+    assert!(
+        claim(&mut *store, "w", 10, T0 + 9).is_empty(),
+        "soon is due at T0+10, not T0+9"
+    );
     assert_eq!(ids(&claim(&mut *store, "w", 10, T0 + 10)), ["soon"]);
     assert!(claim(&mut *store, "w", 10, T0 + 19).is_empty());
     assert_eq!(ids(&claim(&mut *store, "w", 10, T0 + 20)), ["later"]);
@@ -195,7 +198,10 @@ pub fn concurrent_claimers_never_share_a_job(factory: &dyn Factory) {
                         let (applied, claimed) = connection
                             .finish_and_claim(&worker, &finished, 3, &[], T0)
                             .unwrap_or_else(|e| panic!("{worker}: finish_and_claim: {e}"));
-                        assert!(applied.iter().all(|a| *a), "{worker}: own results discarded: {applied:?}");
+                        assert!(
+                            applied.iter().all(|a| *a),
+                            "{worker}: own results discarded: {applied:?}"
+                        );
                         if claimed.is_empty() {
                             break;
                         }

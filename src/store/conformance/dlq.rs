@@ -19,7 +19,10 @@ pub fn dlq_retry_resets_attempts_and_keeps_history(factory: &dyn Factory) {
     let mut store = db.connect();
     insert(&mut *store, &jobs(&["a"]));
     let first = claim_one(&mut *store, "w", "a");
-    assert_eq!(finish(&mut *store, "w", &[failed(&first, T0 + 1, Some(T0 + 2))]), [true]);
+    assert_eq!(
+        finish(&mut *store, "w", &[failed(&first, T0 + 1, Some(T0 + 2))]),
+        [true]
+    );
     let second = claim(&mut *store, "w", 1, T0 + 2);
     assert_eq!(finish(&mut *store, "w", &[failed(&second[0], T0 + 3, None)]), [true]);
     let dead = get(&*store, "a");
@@ -30,7 +33,10 @@ pub fn dlq_retry_resets_attempts_and_keeps_history(factory: &dyn Factory) {
     assert_eq!(store.dlq_retry(&["a".to_string()]).expect("dlq_retry"), 1);
     let retried = get(&*store, "a");
     assert_eq!((retried.state, retried.attempts), (State::Pending, 0));
-    assert!(retried.run_at <= T0, "due at once (retried with the real clock, before T0)");
+    assert!(
+        retried.run_at <= T0,
+        "due at once (retried with the real clock, before T0)"
+    );
     assert_eq!(store.attempts(dead.seq).expect("attempts"), history, "history kept");
     assert_counts_match_rows(&*store, "after the DLQ retry");
 
@@ -48,7 +54,11 @@ pub fn dlq_retry_resets_attempts_and_keeps_history(factory: &dyn Factory) {
         .collect();
     assert_eq!(
         summary,
-        [(1, "failed".to_string()), (2, "failed".to_string()), (1, "completed".to_string())]
+        [
+            (1, "failed".to_string()),
+            (2, "failed".to_string()),
+            (1, "completed".to_string())
+        ]
     );
 }
 
@@ -107,7 +117,11 @@ pub fn dlq_retry_all_counts_the_jobs_it_retried(factory: &dyn Factory) {
     for id in ["d1", "d2", "d3"] {
         let job = get(&*store, id);
         assert_eq!((job.state, job.attempts), (State::Pending, 0), "{id}");
-        assert_eq!(store.attempts(job.seq).expect("attempts").len(), 1, "{id}: history kept");
+        assert_eq!(
+            store.attempts(job.seq).expect("attempts").len(),
+            1,
+            "{id}: history kept"
+        );
     }
     assert_eq!(get(&*store, "done").state, State::Completed);
     assert_eq!(store.dlq_retry_all().expect("dlq_retry_all again"), 0);

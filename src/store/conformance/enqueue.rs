@@ -50,14 +50,20 @@ pub fn duplicate_id_across_batches_names_its_place(factory: &dyn Factory) {
     let mut store = db.connect();
     insert(&mut *store, &jobs(&["a"]));
     let before = get(&*store, "a");
-    let mut batch = vec![job("c"), crate::store::NewJob {
-        command: "something else".into(),
-        ..job("a")
-    }];
+    let mut batch = vec![
+        job("c"),
+        crate::store::NewJob {
+            command: "something else".into(),
+            ..job("a")
+        },
+    ];
     batch[0].location = Some("index 0".into());
     batch[1].location = Some("index 1".into());
     assert_duplicate(store.insert_jobs(&batch, false), "a", Some("index 1"));
-    assert!(store.get_job("c").expect("get_job").is_none(), "c came in with a refused batch");
+    assert!(
+        store.get_job("c").expect("get_job").is_none(),
+        "c came in with a refused batch"
+    );
     assert_eq!(get(&*store, "a"), before, "the existing job changed");
     // Without a place (a single job), the error says none.
     assert_duplicate(store.insert_jobs(&jobs(&["a"]), false), "a", None);
@@ -87,7 +93,10 @@ pub fn inserted_jobs_read_back_field_for_field(factory: &dyn Factory) {
     assert_eq!(got.id, "full");
     assert_eq!(got.kind, "email");
     assert_eq!(got.command, "printf '%s' \"it's ünïcode\"");
-    assert_eq!(got.payload, Some(serde_json::json!({"to": "ada@example.com", "n": [1, 2]})));
+    assert_eq!(
+        got.payload,
+        Some(serde_json::json!({"to": "ada@example.com", "n": [1, 2]}))
+    );
     assert_eq!(got.max_retries, Some(7));
     assert_eq!(got.priority, -3);
     assert_eq!(got.run_at, T0 + 1_500);
@@ -102,14 +111,26 @@ pub fn inserted_jobs_read_back_field_for_field(factory: &dyn Factory) {
     assert_eq!(got.attempts, 0);
     assert_eq!(got.lease, 0, "never claimed");
     assert_eq!(
-        (got.worker, got.started_at, got.finished_at, got.exit_code, got.last_error),
+        (
+            got.worker,
+            got.started_at,
+            got.finished_at,
+            got.exit_code,
+            got.last_error
+        ),
         (None, None, None, None, None)
     );
     let bare = get(&*store, "bare");
-    assert_eq!((bare.payload, bare.max_retries, bare.timeout_seconds, bare.cwd), (None, None, None, None));
+    assert_eq!(
+        (bare.payload, bare.max_retries, bare.timeout_seconds, bare.cwd),
+        (None, None, None, None)
+    );
     assert!(bare.env.is_empty());
     assert!(bare.seq > get(&*store, "full").seq, "seq follows enqueue order");
-    assert_eq!(store.job_source("full").expect("job_source").as_deref(), Some("spool:batch-7.json"));
+    assert_eq!(
+        store.job_source("full").expect("job_source").as_deref(),
+        Some("spool:batch-7.json")
+    );
     assert_eq!(store.job_source("missing").expect("job_source"), None);
 }
 
@@ -138,22 +159,36 @@ pub fn spool_file_committed_once_is_already_ingested(factory: &dyn Factory) {
     let files = [spool_file("k1", &["s1", "s2"]), spool_file("k2", &["s3"])];
     let results = store.ingest_spool_files(&files).expect("ingest");
     assert!(
-        matches!(results[..], [SpoolFileResult::Inserted(2), SpoolFileResult::Inserted(1)]),
+        matches!(
+            results[..],
+            [SpoolFileResult::Inserted(2), SpoolFileResult::Inserted(1)]
+        ),
         "{results:?}"
     );
-    assert_eq!(store.job_source("s1").expect("job_source").as_deref(), Some("spool:k1.json"));
+    assert_eq!(
+        store.job_source("s1").expect("job_source").as_deref(),
+        Some("spool:k1.json")
+    );
     // Read again (a crash between the commit and the unlink), alone and beside a new file.
     let again = store
         .ingest_spool_files(&[spool_file("k1", &["s1", "s2"]), spool_file("k3", &["s4"])])
         .expect("ingest again");
     assert!(
-        matches!(again[..], [SpoolFileResult::AlreadyIngested, SpoolFileResult::Inserted(1)]),
+        matches!(
+            again[..],
+            [SpoolFileResult::AlreadyIngested, SpoolFileResult::Inserted(1)]
+        ),
         "{again:?}"
     );
     let mut other = db.connect();
-    let again = other.ingest_spool_files(&files).expect("ingest from another connection");
+    let again = other
+        .ingest_spool_files(&files)
+        .expect("ingest from another connection");
     assert!(
-        matches!(again[..], [SpoolFileResult::AlreadyIngested, SpoolFileResult::AlreadyIngested]),
+        matches!(
+            again[..],
+            [SpoolFileResult::AlreadyIngested, SpoolFileResult::AlreadyIngested]
+        ),
         "{again:?}"
     );
     assert_eq!(store.counts().expect("counts").pending, 4);

@@ -40,7 +40,10 @@ pub fn completed_attempt_records_state_output_and_history(factory: &dyn Factory)
             stderr_tail: Some("err a".into()),
         }]
     );
-    assert!(claim(&mut *store, "w", 1, T0 + 1_000_000).is_empty(), "a completed job is never claimed");
+    assert!(
+        claim(&mut *store, "w", 1, T0 + 1_000_000).is_empty(),
+        "a completed job is never claimed"
+    );
     assert_counts_match_rows(&*store, "after completing");
 }
 
@@ -52,14 +55,20 @@ pub fn failed_attempt_with_a_retry_waits_until_its_run_at(factory: &dyn Factory)
     let mut store = db.connect();
     insert(&mut *store, &jobs(&["a"]));
     let claimed = claim_one(&mut *store, "w", "a");
-    assert_eq!(finish(&mut *store, "w", &[failed(&claimed, T0 + 5, Some(T0 + 2_000))]), [true]);
+    assert_eq!(
+        finish(&mut *store, "w", &[failed(&claimed, T0 + 5, Some(T0 + 2_000))]),
+        [true]
+    );
     let job = get(&*store, "a");
     assert_eq!((job.state, job.attempts, job.run_at), (State::Failed, 1, T0 + 2_000));
     assert_eq!(job.exit_code, Some(3));
     assert_eq!(job.last_error.as_deref(), Some("exit code 3 (a)"));
     assert_eq!(job.stderr.as_deref(), Some("boom"));
     assert_counts_match_rows(&*store, "after the failure");
-    assert!(claim(&mut *store, "w", 1, T0 + 1_999).is_empty(), "claimed before its retry time");
+    assert!(
+        claim(&mut *store, "w", 1, T0 + 1_999).is_empty(),
+        "claimed before its retry time"
+    );
     let again = claim(&mut *store, "w2", 1, T0 + 2_000);
     assert_eq!(super::ids(&again), ["a"]);
     assert!(again[0].lease > claimed.lease, "a new claim, a new lease");
@@ -70,7 +79,10 @@ pub fn failed_attempt_with_a_retry_waits_until_its_run_at(factory: &dyn Factory)
         .iter()
         .map(|a| (a.attempt, a.outcome.as_str(), a.worker.as_deref(), a.exit_code))
         .collect();
-    assert_eq!(summary, [(1, "failed", Some("w"), Some(3)), (2, "completed", Some("w2"), Some(0))]);
+    assert_eq!(
+        summary,
+        [(1, "failed", Some("w"), Some(3)), (2, "completed", Some("w2"), Some(0))]
+    );
     assert_eq!(history[0].error.as_deref(), Some("exit code 3 (a)"));
     assert_eq!(get(&*store, "a").attempts, 2);
 }
@@ -140,7 +152,11 @@ pub fn history_keeps_the_tail_of_long_output(factory: &dyn Factory) {
     };
     assert_eq!(finish(&mut *store, "w", &[attempt]), [true]);
     let job = get(&*store, "a");
-    assert_eq!(job.stdout.as_deref(), Some(long.as_str()), "the job keeps its output whole");
+    assert_eq!(
+        job.stdout.as_deref(),
+        Some(long.as_str()),
+        "the job keeps its output whole"
+    );
     let history = store.attempts(job.seq).expect("attempts");
     let tail = history[0].stdout_tail.as_deref().expect("a stdout tail");
     assert!(long.ends_with(tail), "the tail is the end of the output");
@@ -168,7 +184,10 @@ pub fn finish_under_a_stale_lease_is_discarded(factory: &dyn Factory) {
         };
         assert_eq!(finish(&mut *store, "w", &[stale]), [false], "lease {lease}");
         assert_eq!(get(&*store, "a"), before, "lease {lease} changed the job");
-        assert!(store.attempts(a.seq).expect("attempts").is_empty(), "lease {lease} wrote history");
+        assert!(
+            store.attempts(a.seq).expect("attempts").is_empty(),
+            "lease {lease} wrote history"
+        );
     }
     let stale = FinishedAttempt {
         lease: a.lease - 1,
@@ -177,7 +196,10 @@ pub fn finish_under_a_stale_lease_is_discarded(factory: &dyn Factory) {
     let applied = finish(&mut *store, "w", &[stale, completed(a, T0 + 6), completed(b, T0 + 6)]);
     assert_eq!(applied, [false, true, true]);
     let job = get(&*store, "a");
-    assert_eq!((job.state, job.attempts, job.finished_at), (State::Completed, 1, Some(T0 + 6)));
+    assert_eq!(
+        (job.state, job.attempts, job.finished_at),
+        (State::Completed, 1, Some(T0 + 6))
+    );
     assert_eq!(store.attempts(a.seq).expect("attempts").len(), 1);
     assert_counts_match_rows(&*store, "after the stale results");
 }
@@ -189,7 +211,14 @@ pub fn finish_of_a_job_already_finished_is_discarded(factory: &dyn Factory) {
     insert(&mut *store, &jobs(&["a", "b"]));
     let claimed = claim(&mut *store, "w", 2, T0);
     let (a, b) = (&claimed[0], &claimed[1]);
-    assert_eq!(finish(&mut *store, "w", &[completed(a, T0 + 5), failed(b, T0 + 5, Some(T0 + 50))]), [true, true]);
+    assert_eq!(
+        finish(
+            &mut *store,
+            "w",
+            &[completed(a, T0 + 5), failed(b, T0 + 5, Some(T0 + 50))]
+        ),
+        [true, true]
+    );
     let before = (get(&*store, "a"), get(&*store, "b"));
     let again = [failed(a, T0 + 6, None), completed(b, T0 + 6), interrupted(b, T0 + 6)];
     assert_eq!(finish(&mut *store, "w", &again), [false, false, false]);
@@ -231,7 +260,11 @@ pub fn finish_after_reap_and_reclaim_is_discarded(factory: &dyn Factory) {
 
     assert_eq!(finish(&mut *other, "w2", &[completed(second, T0 + 30)]), [true]);
     let job = get(&*store, "a");
-    assert_eq!((job.state, job.attempts), (State::Completed, 2), "the lost attempt counted");
+    assert_eq!(
+        (job.state, job.attempts),
+        (State::Completed, 2),
+        "the lost attempt counted"
+    );
     let summary: Vec<_> = store
         .attempts(first.seq)
         .expect("attempts")

@@ -5,7 +5,7 @@
 //! backend) and expands [`store_conformance!`](crate::store_conformance) with it, which makes one
 //! `#[test]` per case of this module:
 //!
-//! ```ignore
+//! ```text
 //! // tests/store_sqlite.rs
 //! queuectl::store_conformance!(SqliteFactory);
 //! ```
@@ -44,6 +44,9 @@ pub use schema::*;
 use super::{AttemptOutcome, DbLocation, FinishedAttempt, NewJob, Store, WorkerRecord};
 use crate::job::{Job, State};
 use crate::time::Millis;
+use std::io::Write;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::Duration;
 
 /// Makes the databases the cases run on: one per case, of one backend.
 pub trait Factory {
@@ -77,18 +80,53 @@ pub trait Fixture {
     fn set_schema_version(&self, version: i64);
 }
 
-/// Runs one case against `factory`, or nothing when the backend is not available here.
-pub fn run(factory: &dyn Factory, case: fn(&dyn Factory)) {
-    if factory.available() {
-        case(factory);
+/// The longest one case may take. A backend that hangs (a lock never released, a loop that
+/// never ends) stops the test binary with a line naming the case, instead of hanging the run.
+pub const CASE_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Runs the case `name` against `factory`, or nothing when the backend is not available here.
+/// Past [`CASE_DEADLINE`] the whole test binary exits (code 101) naming the case: a case
+/// cannot be abandoned on its own, and a hung CI run is worse than a failed one.
+pub fn run(factory: &dyn Factory, name: &str, case: fn(&dyn Factory)) {
+    if !factory.available() {
+        return;
     }
+    let finished = Arc::new((Mutex::new(false), Condvar::new()));
+    let watched = Arc::clone(&finished);
+    let name = name.to_string();
+    std::thread::spawn(move || {
+        let (lock, ended) = &*watched;
+        let done = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let (done, _) = ended
+            .wait_timeout_while(done, CASE_DEADLINE, |done| !*done)
+            .unwrap_or_else(PoisonError::into_inner);
+        if !*done {
+            // Straight to the process's stderr: libtest captures the print macros.
+            let _ = writeln!(
+                std::io::stderr(),
+                "conformance case `{name}` still running after {CASE_DEADLINE:?}: stopping the test binary"
+            );
+            std::process::exit(101);
+        }
+    });
+    /// Tells the watchdog the case ended, also when it panicked.
+    struct Ended(Arc<(Mutex<bool>, Condvar)>);
+    impl Drop for Ended {
+        fn drop(&mut self) {
+            let (lock, ended) = &*self.0;
+            *lock.lock().unwrap_or_else(PoisonError::into_inner) = true;
+            ended.notify_all();
+        }
+    }
+    let _ended = Ended(finished);
+    case(factory);
 }
 
 /// Expands to one `#[test]` per conformance case, each running that case against the factory
 /// expression given (evaluated once per test). Use it once per backend, in an integration test
 /// file:
 ///
-/// ```ignore
+/// ```text
 /// queuectl::store_conformance!(SqliteFactory);
 /// ```
 #[macro_export]
@@ -150,7 +188,11 @@ macro_rules! store_conformance {
         $(
             #[test]
             fn $case() {
-                $crate::store::conformance::run(&$factory, $crate::store::conformance::$case);
+                $crate::store::conformance::run(
+                    &$factory,
+                    stringify!($case),
+                    $crate::store::conformance::$case,
+                );
             }
         )*
     };
@@ -343,7 +385,11 @@ pub fn assert_counts_match_rows(store: &dyn Store, when: &str) {
         total += rows.len() as u64;
     }
     let all = store.list_jobs(None, None).expect("list_jobs");
-    assert_eq!(all.len() as u64, total, "{when}: rows of all states vs the sum per state");
+    assert_eq!(
+        all.len() as u64,
+        total,
+        "{when}: rows of all states vs the sum per state"
+    );
     assert_eq!(counts.total(), total, "{when}: counts total");
 }
 

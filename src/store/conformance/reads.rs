@@ -33,7 +33,10 @@ pub fn counts_equal_rows_after_every_transition(factory: &dyn Factory) {
     let mut store = db.connect();
     let s = &mut *store;
     assert_counts_match_rows(s, "empty");
-    insert(s, &[of_kind("a", "shell"), of_kind("b", "email"), of_kind("c", "shell")]);
+    insert(
+        s,
+        &[of_kind("a", "shell"), of_kind("b", "email"), of_kind("c", "shell")],
+    );
     insert(s, &[of_kind("d", "email"), of_kind("e", "shell"), of_kind("f", "sms")]);
     assert_counts_match_rows(s, "after inserts");
     assert!(s.insert_jobs(&jobs(&["g", "a"]), false).is_err());
@@ -93,9 +96,20 @@ pub fn count_scheduled_counts_waiting_jobs_not_yet_due(factory: &dyn Factory) {
     assert_eq!(finish(&mut *store, "w", &finished), [true, true, true]);
     insert(
         &mut *store,
-        &[at("due", "shell", T0), at("p10", "shell", T0 + 10), at("p20", "email", T0 + 20)],
+        &[
+            at("due", "shell", T0),
+            at("p10", "shell", T0 + 10),
+            at("p20", "email", T0 + 20),
+        ],
     );
-    for (now, expected) in [(T0 - 1, 4), (T0, 3), (T0 + 9, 3), (T0 + 10, 2), (T0 + 29, 1), (T0 + 30, 0)] {
+    for (now, expected) in [
+        (T0 - 1, 4),
+        (T0, 3),
+        (T0 + 9, 3),
+        (T0 + 10, 2),
+        (T0 + 29, 1),
+        (T0 + 30, 0),
+    ] {
         assert_eq!(
             store.count_scheduled(now).expect("count_scheduled"),
             expected,
@@ -116,7 +130,11 @@ pub fn next_run_at_is_the_earliest_waiting_job_of_the_kinds(factory: &dyn Factor
     assert_eq!(finish(&mut *store, "w", &[failed(&c[0], T0, Some(T0 + 5))]), [true]);
     insert(
         &mut *store,
-        &[at("b", "email", T0 + 10), at("c", "email", T0 + 20), at("a", "shell", T0 + 30)],
+        &[
+            at("b", "email", T0 + 10),
+            at("c", "email", T0 + 20),
+            at("a", "shell", T0 + 30),
+        ],
     );
     for (kinds, expected) in [
         (vec![], Some(T0 + 5)),
@@ -126,7 +144,11 @@ pub fn next_run_at_is_the_earliest_waiting_job_of_the_kinds(factory: &dyn Factor
         (vec!["sms"], None),
         (vec!["unknown"], None),
     ] {
-        assert_eq!(store.next_run_at(&strings(&kinds)).expect("next_run_at"), expected, "{kinds:?}");
+        assert_eq!(
+            store.next_run_at(&strings(&kinds)).expect("next_run_at"),
+            expected,
+            "{kinds:?}"
+        );
     }
 }
 
@@ -147,10 +169,21 @@ pub fn has_unfinished_sees_waiting_and_processing_jobs(factory: &dyn Factory) {
     assert!(unfinished(&*store, &["shell", "email"]));
     let b = claim_one(&mut *store, "w", "b");
     assert_eq!(finish(&mut *store, "w", &[failed(&b, T0 + 1, Some(T0 + 100))]), [true]);
-    assert!(unfinished(&*store, &["email"]), "a job waiting for its retry is unfinished");
+    assert!(
+        unfinished(&*store, &["email"]),
+        "a job waiting for its retry is unfinished"
+    );
     let b = claim(&mut *store, "w", 1, T0 + 100);
     assert_eq!(finish(&mut *store, "w", &[failed(&b[0], T0 + 101, None)]), [true]);
     assert!(!unfinished(&*store, &[]), "completed and dead jobs are finished");
+    insert(&mut *store, &[of_kind("c", "sms")]);
+    let c = claim_one(&mut *store, "w", "c");
+    assert!(
+        unfinished(&*store, &[]) && unfinished(&*store, &["sms"]),
+        "a processing job alone is unfinished, asked with kinds or without"
+    );
+    assert_eq!(finish(&mut *store, "w", &[completed(&c, T0 + 1)]), [true]);
+    assert!(!unfinished(&*store, &[]));
 }
 
 /// `waiting_by_kind` counts `pending` and `failed` jobs per kind, leaving out kinds with none.
@@ -160,17 +193,29 @@ pub fn waiting_by_kind_counts_pending_and_failed(factory: &dyn Factory) {
     assert!(store.waiting_by_kind().expect("waiting_by_kind").is_empty());
     insert(
         &mut *store,
-        &[of_kind("m", "sms"), of_kind("e", "email"), of_kind("s1", "shell"), of_kind("s2", "shell")],
+        &[
+            of_kind("m", "sms"),
+            of_kind("e", "email"),
+            of_kind("s1", "shell"),
+            of_kind("s2", "shell"),
+        ],
     );
     let waiting = |store: &dyn Store| store.waiting_by_kind().expect("waiting_by_kind");
-    let expect = |pairs: &[(&str, u64)]| -> BTreeMap<String, u64> {
-        pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect()
-    };
+    let expect =
+        |pairs: &[(&str, u64)]| -> BTreeMap<String, u64> { pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect() };
     assert_eq!(waiting(&*store), expect(&[("email", 1), ("shell", 2), ("sms", 1)]));
     let m = claim_one(&mut *store, "w", "m");
-    assert_eq!(waiting(&*store), expect(&[("email", 1), ("shell", 2)]), "processing is not waiting");
+    assert_eq!(
+        waiting(&*store),
+        expect(&[("email", 1), ("shell", 2)]),
+        "processing is not waiting"
+    );
     assert_eq!(finish(&mut *store, "w", &[failed(&m, T0 + 1, Some(T0 + 50))]), [true]);
-    assert_eq!(waiting(&*store), expect(&[("email", 1), ("shell", 2), ("sms", 1)]), "a retry waits");
+    assert_eq!(
+        waiting(&*store),
+        expect(&[("email", 1), ("shell", 2), ("sms", 1)]),
+        "a retry waits"
+    );
     let e = claim_one(&mut *store, "w", "e");
     assert_eq!(finish(&mut *store, "w", &[completed(&e, T0 + 1)]), [true]);
     assert_eq!(waiting(&*store), expect(&[("shell", 2), ("sms", 1)]));
@@ -200,13 +245,22 @@ pub fn list_filtered_by_state_search_limit_and_order(factory: &dyn Factory) {
         limit,
         oldest_first,
     };
-    assert_eq!(listed(&*store, f(None, None, false)), ["j6", "j5", "j4", "j3", "j2", "j1"]);
-    assert_eq!(listed(&*store, f(None, None, true)), ["j1", "j2", "j3", "j4", "j5", "j6"]);
+    assert_eq!(
+        listed(&*store, f(None, None, false)),
+        ["j6", "j5", "j4", "j3", "j2", "j1"]
+    );
+    assert_eq!(
+        listed(&*store, f(None, None, true)),
+        ["j1", "j2", "j3", "j4", "j5", "j6"]
+    );
     assert_eq!(listed(&*store, f(None, Some(2), false)), ["j6", "j5"]);
     assert_eq!(listed(&*store, f(None, Some(2), true)), ["j1", "j2"]);
     assert_eq!(listed(&*store, f(None, Some(0), false)), Vec::<String>::new());
     assert_eq!(listed(&*store, f(None, Some(100), false)).len(), 6);
-    assert_eq!(listed(&*store, f(Some(State::Pending), None, false)), ["j6", "j5", "j4", "j3"]);
+    assert_eq!(
+        listed(&*store, f(Some(State::Pending), None, false)),
+        ["j6", "j5", "j4", "j3"]
+    );
     assert_eq!(listed(&*store, f(Some(State::Pending), Some(2), true)), ["j3", "j4"]);
     assert_eq!(listed(&*store, f(Some(State::Completed), None, false)), ["j1"]);
     assert_eq!(listed(&*store, f(Some(State::Processing), None, true)), ["j2"]);
@@ -219,7 +273,12 @@ pub fn list_filtered_by_state_search_limit_and_order(factory: &dyn Factory) {
     };
     assert_eq!(listed(&*store, search), ["j6", "j5", "j4"]);
     // list_jobs: enqueue order, of a state, with a limit.
-    let all: Vec<String> = store.list_jobs(None, Some(4)).expect("list_jobs").into_iter().map(|j| j.id).collect();
+    let all: Vec<String> = store
+        .list_jobs(None, Some(4))
+        .expect("list_jobs")
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
     assert_eq!(all, ["j1", "j2", "j3", "j4"]);
     let pending: Vec<String> = store
         .list_jobs(Some(State::Pending), Some(2))
@@ -280,7 +339,18 @@ pub fn ids_with_prefix_in_code_point_order(factory: &dyn Factory) {
     let db = factory.fresh();
     let mut store = db.connect();
     let all = [
-        "ab2", "abc", "ab12", "ab1", "aB", "a_1", "a%2", "b1", "Zed", "€uro", "x\u{10FFFF}y", "x",
+        "ab2",
+        "abc",
+        "ab12",
+        "ab1",
+        "aB",
+        "a_1",
+        "a%2",
+        "b1",
+        "Zed",
+        "€uro",
+        "x\u{10FFFF}y",
+        "x",
     ];
     insert(&mut *store, &jobs(&all));
     let prefixed = |prefix: &str, limit: u64| store.ids_with_prefix(prefix, limit).expect("ids_with_prefix");

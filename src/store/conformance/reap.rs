@@ -19,7 +19,11 @@ pub fn reap_recovers_dead_workers_jobs_as_lost_attempts(factory: &dyn Factory) {
     let d = claim(&mut *store, "dead", 2, T0);
     assert_eq!(super::ids(&d), ["d1", "d2"]);
     assert_eq!(super::ids(&claim(&mut *store, "live", 1, T0)), ["l1"]);
-    assert_eq!(super::ids(&claim(&mut *store, "ghost", 1, T0)), ["g1"], "a worker without a row");
+    assert_eq!(
+        super::ids(&claim(&mut *store, "ghost", 1, T0)),
+        ["g1"],
+        "a worker without a row"
+    );
     let before_live = get(&*store, "l1");
 
     let asked = RefCell::new(BTreeSet::new());
@@ -35,7 +39,10 @@ pub fn reap_recovers_dead_workers_jobs_as_lost_attempts(factory: &dyn Factory) {
         Some(lost(job, T0 + 100, retry))
     };
     let outcome = store.reap_workers(&alive, &lost_attempt).expect("reap");
-    assert_eq!(judged.into_inner(), BTreeSet::from(["dead".to_string(), "live".to_string()]));
+    assert_eq!(
+        judged.into_inner(),
+        BTreeSet::from(["dead".to_string(), "live".to_string()])
+    );
     assert_eq!(
         asked.into_inner(),
         BTreeSet::from(["d1".to_string(), "d2".to_string(), "g1".to_string()]),
@@ -53,7 +60,10 @@ pub fn reap_recovers_dead_workers_jobs_as_lost_attempts(factory: &dyn Factory) {
         })
         .collect();
     recovered.sort();
-    assert_eq!(recovered, [("d1", State::Failed), ("d2", State::Dead), ("g1", State::Failed)]);
+    assert_eq!(
+        recovered,
+        [("d1", State::Failed), ("d2", State::Dead), ("g1", State::Failed)]
+    );
 
     let d1 = get(&*store, "d1");
     assert_eq!((d1.state, d1.attempts, d1.run_at), (State::Failed, 1, T0 + 5_000));
@@ -65,7 +75,12 @@ pub fn reap_recovers_dead_workers_jobs_as_lost_attempts(factory: &dyn Factory) {
         assert_eq!(history.len(), 1, "{id}: {history:?}");
         let row = &history[0];
         assert_eq!(
-            (row.attempt, row.outcome.as_str(), row.worker.as_deref(), row.finished_at),
+            (
+                row.attempt,
+                row.outcome.as_str(),
+                row.worker.as_deref(),
+                row.finished_at
+            ),
             (1, "lost", Some(holder), T0 + 100),
             "{id}"
         );
@@ -103,7 +118,11 @@ pub fn reap_leaves_a_job_the_lost_closure_declines(factory: &dyn Factory) {
         })
         .expect("reap");
     let removed: Vec<&str> = outcome.removed.iter().map(|w| w.id.as_str()).collect();
-    assert_eq!(removed, ["idle-dead"], "a dead worker holding nothing goes, one still holding a job stays");
+    assert_eq!(
+        removed,
+        ["idle-dead"],
+        "a dead worker holding nothing goes, one still holding a job stays"
+    );
     let recovered: Vec<&str> = outcome.recovered.iter().map(|(j, _)| j.id.as_str()).collect();
     assert_eq!(recovered, ["freed"]);
     assert_eq!(get(&*store, "held"), held_before, "a declined job changed");
@@ -111,7 +130,9 @@ pub fn reap_leaves_a_job_the_lost_closure_declines(factory: &dyn Factory) {
     let workers: Vec<String> = store.workers().expect("workers").into_iter().map(|w| w.id).collect();
     assert_eq!(workers, ["dead"]);
     assert!(
-        !store.heartbeat("idle-dead", T0 + 101, &serde_json::json!([]), false).expect("heartbeat"),
+        !store
+            .heartbeat("idle-dead", T0 + 101, &serde_json::json!([]), false)
+            .expect("heartbeat"),
         "a removed worker's heartbeat finds no row"
     );
     assert_counts_match_rows(&*store, "after the partial reap");

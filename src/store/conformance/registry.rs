@@ -15,14 +15,10 @@ pub fn config_values_set_replace_and_unset(factory: &dyn Factory) {
     store.config_set("max_retries", "7").expect("replace");
     let quoted = "it's \"quoted\" ünïcode; DROP TABLE config; --";
     store.config_set("hooks.on_dead", quoted).expect("set");
-    let expected: BTreeMap<String, String> = [
-        ("backoff_base", "2.5"),
-        ("hooks.on_dead", quoted),
-        ("max_retries", "7"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let expected: BTreeMap<String, String> = [("backoff_base", "2.5"), ("hooks.on_dead", quoted), ("max_retries", "7")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     assert_eq!(store.config_values().expect("config_values"), expected);
     assert_eq!(db.connect().config_values().expect("from another connection"), expected);
     assert!(store.config_unset("max_retries").expect("unset"));
@@ -80,5 +76,8 @@ pub fn workers_register_heartbeat_and_remove(factory: &dyn Factory) {
     store.remove_worker("younger").expect("removing a row that is gone");
     store.remove_worker("older").expect("remove");
     assert!(store.workers().expect("workers").is_empty());
-    assert!(!db.connect().heartbeat("older", T0 + 80, &slots, false).expect("heartbeat"));
+    assert!(!db
+        .connect()
+        .heartbeat("older", T0 + 80, &slots, false)
+        .expect("heartbeat"));
 }

@@ -21,7 +21,14 @@ pub fn migrate_is_idempotent(factory: &dyn Factory) {
     db.connect().migrate().expect("from another connection");
     assert_eq!(store.schema_version().expect("schema_version"), supported);
     assert_eq!(get(&*store, "a"), before);
-    assert_eq!(store.config_values().expect("config_values").get("k").map(String::as_str), Some("v"));
+    assert_eq!(
+        store
+            .config_values()
+            .expect("config_values")
+            .get("k")
+            .map(String::as_str),
+        Some("v")
+    );
     if let Some(by) = store.last_migrated_by().expect("last_migrated_by") {
         assert!(by.starts_with("queuectl "), "last migrated by {by:?}");
     }
@@ -53,7 +60,11 @@ pub fn newer_schema_is_refused(factory: &dyn Factory) {
     check("open", crate::store::open(db.location()).err());
     check("open_existing", crate::store::open_existing(db.location()).err());
     check("create", crate::store::create(db.location()).err());
-    assert_eq!(store.schema_version().expect("schema_version"), newer, "the version was changed");
+    assert_eq!(
+        store.schema_version().expect("schema_version"),
+        newer,
+        "the version was changed"
+    );
     db.set_schema_version(supported);
     let reopened = crate::store::open(db.location()).expect("open at the supported version");
     assert_eq!(get(&*reopened, "a"), before, "the refused database was changed");
@@ -87,7 +98,10 @@ pub fn change_token_moves_when_another_connection_inserts(factory: &dyn Factory)
 
     let claimed = claim_one(&mut *writer, "w", "a");
     let token = watcher.change_token().expect("change_token");
-    assert_eq!(finish(&mut *writer, "w", &[failed(&claimed, T0 + 1, Some(T0 + 2))]), [true]);
+    assert_eq!(
+        finish(&mut *writer, "w", &[failed(&claimed, T0 + 1, Some(T0 + 2))]),
+        [true]
+    );
     wait_for_change(&*watcher, token, "failure with a retry");
 
     let again = super::claim(&mut *writer, "w", 1, T0 + 2);
