@@ -200,7 +200,7 @@ pub fn concurrent_claimers_never_share_a_job(factory: &dyn Factory) {
                             .unwrap_or_else(|e| panic!("{worker}: finish_and_claim: {e}"));
                         assert!(
                             applied.iter().all(|a| *a),
-                            "{worker}: own results discarded: {applied:?}"
+                            "{worker}: its own results were discarded ({applied:?}): did another claimer take its jobs meanwhile?"
                         );
                         if claimed.is_empty() {
                             break;
