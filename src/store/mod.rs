@@ -11,9 +11,10 @@
 //!
 //! What an outcome *means* (retry when, or dead) is decided outside the store
 //! ([`crate::lifecycle`]); a backend applies it atomically, guarded by the claim's lease, so a
-//! stale holder's result is never applied. The conformance suite (`conformance`) holds both
+//! stale holder's result is never applied. The conformance suite ([`conformance`]) holds both
 //! backends to the same behaviour.
 
+pub mod conformance;
 mod location;
 pub mod sqlite;
 mod types;
