@@ -1,7 +1,7 @@
 //! The queue's tables in one PostgreSQL schema, and their migrations.
 //!
 //! The version lives in the schema's `meta` table (`schema_version`, with `last_migrated_by`
-//! like SQLite's). Each entry of [`MIGRATIONS`] moves the schema up one version in one
+//! like SQLite's). Each entry of `MIGRATIONS` moves the schema up one version in one
 //! transaction together with the version bump, under a transaction-level advisory lock, so
 //! `migrate` run from several hosts at once migrates once and the others find it done.
 //!
@@ -275,6 +275,7 @@ pub(super) fn migrate(conn: &mut Conn, location: &DbLocation, schema: &str) -> R
             return Ok(());
         }
         let mut tx = conn.client.transaction()?;
+        super::durable(&mut tx)?;
         tx.execute(
             "SELECT pg_advisory_xact_lock($1, $2)",
             &[&MIGRATION_LOCK, &schema_key(schema)],
