@@ -565,3 +565,21 @@ fn after_a_lost_connection_jobs_the_worker_never_received_go_back_to_pending() {
         State::Processing
     );
 }
+
+#[test]
+fn concurrent_migrations_from_several_hosts_all_succeed_once() {
+    let Some(scratch) = Scratch::new("migrate") else { return };
+    let location = scratch.location();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let location = location.clone();
+            std::thread::spawn(move || {
+                let (store, _) = store::create(&location).expect("create");
+                store.migrate().map(|_| store.schema_version().expect("version"))
+            })
+        })
+        .collect();
+    for handle in handles {
+        assert_eq!(handle.join().expect("migrator").expect("migrate"), 1);
+    }
+}

@@ -191,8 +191,21 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("queuectl");
         }
-        // Notice a server that vanished (a host cut off) within a minute, not two hours.
-        config.keepalives(true).keepalives_idle(Duration::from_secs(30));
+        // Notice a server that vanished (a host cut off, a link down) within about a minute, not
+        // hours: keepalives while idle, and a cap on how long sent data may go unacknowledged
+        // while a statement runs. The URL's own settings win.
+        if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+            config.keepalives_idle(Duration::from_secs(30));
+        }
+        if config.get_keepalives_interval().is_none() {
+            config.keepalives_interval(Duration::from_secs(10));
+        }
+        if config.get_keepalives_retries().is_none() {
+            config.keepalives_retries(3);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(Duration::from_secs(60));
+        }
         let store = PgStore {
             location: location.clone(),
             schema: schema.clone(),
