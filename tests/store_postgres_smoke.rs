@@ -583,3 +583,41 @@ fn concurrent_migrations_from_several_hosts_all_succeed_once() {
         assert_eq!(handle.join().expect("migrator").expect("migrate"), 1);
     }
 }
+
+#[test]
+fn finishes_recorded_with_a_claim_apply_only_under_their_lease() {
+    let Some(scratch) = Scratch::new("batch") else { return };
+    let mut store = scratch.store();
+    let now = now_ms();
+    let jobs: Vec<NewJob> = ["a", "b", "c", "d"].iter().map(|id| job(id, 0, now)).collect();
+    store.insert_jobs(&jobs, true).expect("insert");
+    let (_, claimed) = store.finish_and_claim("w", &[], 3, &[], now).expect("claim");
+    assert_eq!(
+        claimed.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        ["a", "b", "c"]
+    );
+    let mut stale = finished(&claimed[2], AttemptOutcome::Completed, State::Completed, None);
+    stale.lease -= 1;
+    let done = [
+        finished(&claimed[1], AttemptOutcome::Failed, State::Failed, Some(now + 60_000)),
+        stale,
+        finished(&claimed[0], AttemptOutcome::Completed, State::Completed, None),
+    ];
+    let (applied, next) = store
+        .finish_and_claim("w", &done, 2, &[], now)
+        .expect("finish and claim");
+    assert_eq!(applied, [true, false, true]);
+    assert_eq!(next.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["d"]);
+    let states: Vec<State> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|id| store.get_job(id).expect("get").expect("exists").state)
+        .collect();
+    assert_eq!(
+        states,
+        [State::Completed, State::Failed, State::Processing, State::Processing]
+    );
+    assert_eq!(store.attempts(claimed[2].seq).expect("history").len(), 0);
+    let b = store.attempts(claimed[1].seq).expect("history");
+    assert_eq!((b.len(), b[0].attempt, b[0].worker.as_deref()), (1, 1, Some("w")));
+    assert_counts_match_rows(store.as_ref());
+}

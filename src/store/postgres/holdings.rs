@@ -40,6 +40,11 @@ pub(super) struct Holdings {
 }
 
 impl Holdings {
+    /// Whether the connection was replaced since the last committed `finish_and_claim`.
+    pub(super) fn is_unsure(&self) -> bool {
+        self.unsure
+    }
+
     /// After a connection was replaced: check before trusting the server's view again.
     pub(super) fn connection_replaced(&mut self) {
         self.unsure = true;
@@ -71,7 +76,7 @@ impl Holdings {
     }
 
     /// If unsure, puts back to `pending` every job `processing` under `worker` that it does
-    /// not hold (nor finishes now); returns whether any was.
+    /// not hold (nor finishes now).
     pub(super) fn release_unheld(
         &self,
         tx: &mut impl GenericClient,
@@ -79,9 +84,9 @@ impl Holdings {
         worker: &str,
         finishing: &[FinishedAttempt],
         now: Millis,
-    ) -> Result<bool> {
+    ) -> Result<()> {
         if !self.unsure {
-            return Ok(false);
+            return Ok(());
         }
         let mut keep: Vec<i64> = self
             .held
@@ -95,7 +100,8 @@ impl Holdings {
             "UPDATE jobs SET state = 'pending', worker = NULL, updated_at = $3 \
              WHERE state = 'processing' AND worker = $1 AND seq <> ALL($2)",
         )?;
-        Ok(tx.execute(&statement, &[&worker, &keep, &now])? > 0)
+        tx.execute(&statement, &[&worker, &keep, &now])?;
+        Ok(())
     }
 
     /// Whether a lost transaction recorded this attempt after all (its history row is there).

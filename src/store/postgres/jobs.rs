@@ -1,17 +1,13 @@
-//! The transactions that change jobs' states: enqueue (and spool ingestion), the worker's
-//! finish-and-claim, reaping lost workers, and DLQ retries.
+//! The transactions that change jobs' states besides the worker's (see [`super::claim`]):
+//! enqueue and spool ingestion, reaping lost workers, and DLQ retries.
 
-use super::holdings::Holdings;
-use super::listen::Listener;
-use super::reads::{row_to_job, rows_to_jobs, workers_in, JOB_COLUMNS};
+use super::claim::finish_in;
+use super::reads::{row_to_job, workers_in, JOB_COLUMNS};
 use super::{prepared, Conn};
 use crate::error::{Error, Result};
 use crate::job::Job;
-use crate::store::{
-    AttemptOutcome, FinishedAttempt, NewJob, ReapOutcome, SpoolFileJobs, SpoolFileResult, WorkerRecord,
-    HISTORY_TAIL_BYTES,
-};
-use crate::time::{now_ms, Millis};
+use crate::store::{FinishedAttempt, NewJob, ReapOutcome, SpoolFileJobs, SpoolFileResult, WorkerRecord};
+use crate::time::now_ms;
 use postgres::{GenericClient, Statement};
 use std::collections::{HashMap, HashSet};
 
@@ -87,33 +83,25 @@ fn insert_jobs_in(tx: &mut impl GenericClient, cache: &mut HashMap<String, State
     ))
 }
 
-pub(super) fn insert_jobs(conn: &mut Conn, listener: &Listener, jobs: &[NewJob], durable: bool) -> Result<()> {
+pub(super) fn insert_jobs(conn: &mut Conn, jobs: &[NewJob], durable: bool) -> Result<()> {
     let mut tx = conn.client.transaction()?;
     if durable {
         super::durable(&mut tx)?;
     }
     insert_jobs_in(&mut tx, &mut conn.statements, jobs)?;
-    if !jobs.is_empty() {
-        listener.notify(&mut tx, &mut conn.statements)?;
-    }
     tx.commit()?;
     Ok(())
 }
 
 /// Each file in a savepoint of one transaction: its identity first (a file some other session
 /// is committing right now waits for it, then counts as already ingested), then its jobs.
-pub(super) fn ingest_spool_files(
-    conn: &mut Conn,
-    listener: &Listener,
-    files: &[SpoolFileJobs],
-) -> Result<Vec<SpoolFileResult>> {
+pub(super) fn ingest_spool_files(conn: &mut Conn, files: &[SpoolFileJobs]) -> Result<Vec<SpoolFileResult>> {
     let mut tx = conn.client.transaction()?;
     // The files are deleted once this returns.
     super::durable(&mut tx)?;
     let cache = &mut conn.statements;
     let now = now_ms();
     let mut results = Vec::with_capacity(files.len());
-    let mut any = false;
     for file in files {
         let mut sp = tx.savepoint("spool_file")?;
         let record = prepared(
@@ -131,7 +119,6 @@ pub(super) fn ingest_spool_files(
         match insert_jobs_in(&mut sp, cache, &file.jobs) {
             Ok(()) => {
                 sp.commit()?;
-                any |= !file.jobs.is_empty();
                 results.push(SpoolFileResult::Inserted(file.jobs.len()));
             }
             // The database failing (not this file's content): the whole call fails.
@@ -142,162 +129,8 @@ pub(super) fn ingest_spool_files(
             }
         }
     }
-    if any {
-        listener.notify(&mut tx, cache)?;
-    }
     tx.commit()?;
     Ok(results)
-}
-
-/// Records finished attempts, each only while its job is still `processing` under the same
-/// claim, then claims up to `limit` due jobs, all in one transaction. Attempts are applied in
-/// `seq` order, so two transactions touching the same jobs lock them in the same order.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn finish_and_claim(
-    conn: &mut Conn,
-    listener: &Listener,
-    holdings: &Holdings,
-    worker: &str,
-    finished: &[FinishedAttempt],
-    limit: usize,
-    kinds: &[String],
-    now: Millis,
-) -> Result<(Vec<bool>, Vec<Job>)> {
-    let mut tx = conn.client.transaction()?;
-    let cache = &mut conn.statements;
-    let mut changed = holdings.release_unheld(&mut tx, cache, worker, finished, now)?;
-    let applied = finish_in(&mut tx, cache, finished, Some((worker, holdings)))?;
-    // What waiters look at changed (and a retry or a release made work claimable).
-    changed |= applied.iter().any(|ok| *ok);
-    if changed {
-        listener.notify(&mut tx, cache)?;
-    }
-    let jobs = if limit > 0 {
-        claim_in(&mut tx, cache, worker, limit, kinds, now)?
-    } else {
-        Vec::new()
-    };
-    tx.commit()?;
-    Ok((applied, jobs))
-}
-
-/// Claims up to `limit` due jobs in claim order for `worker`: one statement, skipping rows
-/// other claimers hold. The limit is written into the SQL (one prepared variant per thread
-/// count) so the plan is made for it: an index walk of `jobs_runnable` that stops early.
-fn claim_in(
-    tx: &mut impl GenericClient,
-    cache: &mut HashMap<String, Statement>,
-    worker: &str,
-    limit: usize,
-    kinds: &[String],
-    now: Millis,
-) -> Result<Vec<Job>> {
-    let kind_filter = if kinds.is_empty() { "" } else { " AND kind = ANY($3)" };
-    let sql = format!(
-        "UPDATE jobs SET state = 'processing', worker = $1, started_at = $2, updated_at = $2, \
-         finished_at = NULL, lease = lease + 1 \
-         WHERE seq IN (SELECT seq FROM jobs \
-                       WHERE state IN ('pending', 'failed') AND run_at <= $2{kind_filter} \
-                       ORDER BY priority DESC, run_at, seq LIMIT {limit} FOR UPDATE SKIP LOCKED) \
-         RETURNING {JOB_COLUMNS}"
-    );
-    let statement = prepared(tx, cache, &sql)?;
-    let rows = if kinds.is_empty() {
-        tx.query(&statement, &[&worker, &now])?
-    } else {
-        tx.query(&statement, &[&worker, &now, &kinds])?
-    };
-    let mut jobs = rows_to_jobs(&rows)?;
-    // RETURNING promises no order: restore claim order.
-    jobs.sort_by(|a, b| {
-        b.priority
-            .cmp(&a.priority)
-            .then(a.run_at.cmp(&b.run_at))
-            .then(a.seq.cmp(&b.seq))
-    });
-    Ok(jobs)
-}
-
-fn tail(text: &Option<String>, limit: usize) -> Option<String> {
-    text.as_ref().map(|t| {
-        if t.len() <= limit {
-            t.clone()
-        } else {
-            let mut start = t.len() - limit;
-            while !t.is_char_boundary(start) {
-                start += 1;
-            }
-            t[start..].to_string()
-        }
-    })
-}
-
-/// Records finished attempts. Each applies only while its job is still `processing` under the
-/// same claim (`lease`); its history row (which copies the job's worker before a release
-/// clears it) is written by the same statement, only when the update applied. With
-/// `holdings`, an attempt whose guard fails but that an earlier transaction, lost with its
-/// connection, recorded after all counts as applied.
-fn finish_in(
-    tx: &mut impl GenericClient,
-    cache: &mut HashMap<String, Statement>,
-    finished: &[FinishedAttempt],
-    holdings: Option<(&str, &Holdings)>,
-) -> Result<Vec<bool>> {
-    let mut applied = vec![false; finished.len()];
-    if finished.is_empty() {
-        return Ok(applied);
-    }
-    let statement = prepared(
-        tx,
-        cache,
-        "WITH done AS ( \
-             UPDATE jobs j SET state = $2::text, attempts = $3, run_at = COALESCE($4, j.run_at), updated_at = $5, \
-                 finished_at = $5, exit_code = $6, last_error = COALESCE($7, j.last_error), stdout = $8, \
-                 stderr = $9, worker = CASE WHEN $2::text = 'pending' THEN NULL ELSE j.worker END \
-             FROM jobs old_job \
-             WHERE j.seq = $1 AND old_job.seq = j.seq AND j.state = 'processing' AND j.lease = $10 \
-             RETURNING old_job.worker) \
-         INSERT INTO attempts (job_seq, attempt, outcome, worker, started_at, finished_at, exit_code, error, \
-                               stdout_tail, stderr_tail) \
-         SELECT $1, $11, $12, done.worker, $13, $5, $6, $7, $14, $15 FROM done",
-    )?;
-    let mut order: Vec<usize> = (0..finished.len()).collect();
-    order.sort_by_key(|&i| finished[i].job_seq);
-    for i in order {
-        let f = &finished[i];
-        let attempt_number = if f.outcome == AttemptOutcome::Interrupted {
-            f.attempts + 1
-        } else {
-            f.attempts
-        };
-        let inserted = tx.execute(
-            &statement,
-            &[
-                &f.job_seq,
-                &f.new_state.as_str(),
-                &i64::from(f.attempts),
-                &f.run_at,
-                &f.finished_at,
-                &f.exit_code,
-                &f.error,
-                &f.stdout,
-                &f.stderr,
-                &f.lease,
-                &i64::from(attempt_number),
-                &f.outcome.as_str(),
-                &f.started_at,
-                &tail(&f.stdout, HISTORY_TAIL_BYTES),
-                &tail(&f.stderr, HISTORY_TAIL_BYTES),
-            ],
-        )?;
-        applied[i] = inserted == 1;
-        if !applied[i] {
-            if let Some((worker, holdings)) = holdings {
-                applied[i] = holdings.recorded_before(tx, cache, worker, f, attempt_number)?;
-            }
-        }
-    }
-    Ok(applied)
 }
 
 /// Recovers every `processing` job whose worker is not alive and removes the rows of dead
@@ -307,7 +140,6 @@ fn finish_in(
 /// for a stranger. Each recovery applies only to the claim that was read (its lease).
 pub(super) fn reap_workers(
     conn: &mut Conn,
-    listener: &Listener,
     alive: &dyn Fn(&WorkerRecord) -> bool,
     lost: &dyn Fn(&Job) -> Option<FinishedAttempt>,
 ) -> Result<ReapOutcome> {
@@ -344,9 +176,6 @@ pub(super) fn reap_workers(
             removed.push(worker);
         }
     }
-    if applied.iter().any(|ok| *ok) {
-        listener.notify(&mut tx, cache)?;
-    }
     tx.commit()?;
     let recovered = recovered
         .into_iter()
@@ -364,7 +193,7 @@ pub(super) fn reap_workers(
 /// Puts dead jobs back to `pending` with attempts reset, all or nothing: the ids are checked in
 /// the order given (rows locked), and the first that does not exist or is not dead (a repeated
 /// id is pending by then) refuses the whole call.
-pub(super) fn dlq_retry(conn: &mut Conn, listener: &Listener, ids: &[String]) -> Result<usize> {
+pub(super) fn dlq_retry(conn: &mut Conn, ids: &[String]) -> Result<usize> {
     let mut tx = conn.client.transaction()?;
     super::durable(&mut tx)?;
     let cache = &mut conn.statements;
@@ -399,15 +228,13 @@ pub(super) fn dlq_retry(conn: &mut Conn, listener: &Listener, ids: &[String]) ->
         "UPDATE jobs SET state = 'pending', attempts = 0, run_at = $2, updated_at = $2, worker = NULL \
          WHERE id = ANY($1) AND state = 'dead'",
     )?;
-    if tx.execute(&retry, &[&ids, &now])? > 0 {
-        listener.notify(&mut tx, cache)?;
-    }
+    tx.execute(&retry, &[&ids, &now])?;
     tx.commit()?;
     Ok(ids.len())
 }
 
 /// Puts every dead job back to `pending`; returns how many.
-pub(super) fn dlq_retry_all(conn: &mut Conn, listener: &Listener) -> Result<usize> {
+pub(super) fn dlq_retry_all(conn: &mut Conn) -> Result<usize> {
     let mut tx = conn.client.transaction()?;
     super::durable(&mut tx)?;
     let cache = &mut conn.statements;
@@ -418,9 +245,6 @@ pub(super) fn dlq_retry_all(conn: &mut Conn, listener: &Listener) -> Result<usiz
          WHERE state = 'dead'",
     )?;
     let count = tx.execute(&retry, &[&now_ms()])?;
-    if count > 0 {
-        listener.notify(&mut tx, cache)?;
-    }
     tx.commit()?;
     Ok(count as usize)
 }

@@ -4,11 +4,15 @@
 //! A [`PgStore`] is one connection (`Send`, not `Sync`, like every store). Every state change
 //! is one transaction. Claims take due jobs with `FOR UPDATE SKIP LOCKED` in one statement, so
 //! concurrent workers never wait for one another nor share a job; finishing an attempt is
-//! guarded by the claim's lease, so a stale holder's result is never applied. Per-state counts
-//! are kept by statement triggers in slotted rows (see [`schema`]). Transactions that make work
-//! claimable or finish jobs send a `NOTIFY` on the queue's channel; [`Store::change_token`]
-//! counts the notifications other sessions sent, received by a listening thread (see the
-//! `listen` module).
+//! guarded by the claim's lease, so a stale holder's result is never applied; a worker's step
+//! (finish and claim) is usually a single statement, one round trip (see the `claim` module).
+//! Per-state counts are kept by statement triggers in slotted rows, and the same triggers send
+//! a `NOTIFY` on the queue's channel when jobs are added or leave `processing` (see
+//! [`schema`]); [`Store::change_token`] counts the notifications other sessions sent, received
+//! by a listening thread (see the `listen` module).
+//!
+//! Every statement names tables without a schema: each session's `search_path` is the queue's
+//! schema. Statements are prepared once per connection and kept.
 //!
 //! Times are the `now` of the calling host (milliseconds), as with SQLite, so both backends
 //! behave the same: hosts sharing a queue need synchronised clocks (NTP). Drift well below
@@ -16,12 +20,17 @@
 //! that much, and its heartbeats look fresher to others by that much.
 //!
 //! A lost connection fails the call in progress with a [`StoreErrorKind::Unavailable`] error
-//! and the next call connects again (the worker pool retries its step, keeping its results).
+//! and the next call connects again (the worker pool retries its step, keeping its results);
+//! what a transaction lost with its connection may have committed is settled then (see the
+//! `holdings` module). Workers' commits do not wait for the WAL flush; accepting jobs does
+//! (see `durable`).
 //!
 //! TLS is not built in: the client connects with `NoTls`, so a URL asking for
 //! `sslmode=require` is refused at connect time; use a local socket, a private network or an
 //! SSH/stunnel tunnel to reach a remote server.
 
+mod claim;
+mod connection;
 mod errors;
 mod holdings;
 mod jobs;
@@ -31,6 +40,8 @@ pub mod schema;
 
 pub use schema::SCHEMA_VERSION;
 
+use connection::{durable, prepared, Conn};
+
 use super::{
     BackupReport, DbLocation, FinishedAttempt, ListFilter, NewJob, Overwrite, ReapOutcome, SpoolFileJobs,
     SpoolFileResult, StateCounts, Store, StoreErrorKind, WorkerRecord,
@@ -38,61 +49,15 @@ use super::{
 use crate::error::{Error, Result};
 use crate::job::{Attempt, Job, State};
 use crate::time::Millis;
-use postgres::{Client, GenericClient, NoTls, Statement};
+
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 /// How long a statement waits for a lock held by another session before failing as busy,
 /// until [`Store::set_lock_timeout`] says otherwise (SQLite's busy timeout is the same).
 const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How long connecting may take when the URL does not say (`connect_timeout`).
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// One open connection and what is cached for it.
-pub(super) struct Conn {
-    /// The client.
-    pub(super) client: Client,
-    /// Statements prepared on this connection, by their text.
-    statements: HashMap<String, Statement>,
-}
-
-impl Conn {
-    /// The prepared statement for `sql`, prepared on first use.
-    pub(super) fn prepared(&mut self, sql: &str) -> Result<Statement> {
-        prepared(&mut self.client, &mut self.statements, sql)
-    }
-}
-
-/// The statement for `sql` from `cache`, prepared through `client` (a connection or one of its
-/// transactions) the first time.
-pub(super) fn prepared(
-    client: &mut impl GenericClient,
-    cache: &mut HashMap<String, Statement>,
-    sql: &str,
-) -> Result<Statement> {
-    if let Some(statement) = cache.get(sql) {
-        return Ok(statement.clone());
-    }
-    let statement = client.prepare(sql)?;
-    cache.insert(sql.to_string(), statement.clone());
-    Ok(statement)
-}
-
-/// Makes the transaction `tx` runs wait for its commit to be flushed to the server's disk.
-///
-/// Sessions commit without that wait by default (`synchronous_commit = off`, set on connect):
-/// the counterpart of SQLite's `synchronous = NORMAL`, and what lets a worker record results
-/// and claim jobs faster than the disk syncs. A server crash may lose the last commits (at most
-/// three `wal_writer_delay`s, 600 ms by default) but never corrupts anything; what that means
-/// for workers is settled by [`holdings`]. Accepting jobs (`insert_jobs` with `durable`, spool
-/// files, whose source files are deleted next), DLQ retries, `config set` and migrations wait.
-pub(super) fn durable(tx: &mut impl GenericClient) -> Result<()> {
-    tx.batch_execute("SET LOCAL synchronous_commit = on")?;
-    Ok(())
-}
 
 /// One connection to a queue in a PostgreSQL schema.
 pub struct PgStore {
@@ -171,41 +136,7 @@ impl PgStore {
             )));
         };
         super::check_schema_name(schema)?;
-        let mut config: postgres::Config = url
-            .parse()
-            .map_err(|e: postgres::Error| Error::InvalidArgument(format!("{location}: {}", errors::message(&e))))?;
-        // What libpq would take from the environment when the URL leaves it out.
-        if config.get_user().is_none() {
-            if let Some(user) = std::env::var("PGUSER").ok().or_else(|| std::env::var("USER").ok()) {
-                config.user(&user);
-            }
-        }
-        if config.get_password().is_none() {
-            if let Ok(password) = std::env::var("PGPASSWORD") {
-                config.password(password);
-            }
-        }
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("queuectl");
-        }
-        // Notice a server that vanished (a host cut off, a link down) within about a minute, not
-        // hours: keepalives while idle, and a cap on how long sent data may go unacknowledged
-        // while a statement runs. The URL's own settings win.
-        if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
-            config.keepalives_idle(Duration::from_secs(30));
-        }
-        if config.get_keepalives_interval().is_none() {
-            config.keepalives_interval(Duration::from_secs(10));
-        }
-        if config.get_keepalives_retries().is_none() {
-            config.keepalives_retries(3);
-        }
-        if config.get_tcp_user_timeout().is_none() {
-            config.tcp_user_timeout(Duration::from_secs(60));
-        }
+        let config = connection::client_config(location, url)?;
         let store = PgStore {
             location: location.clone(),
             schema: schema.clone(),
@@ -221,39 +152,16 @@ impl PgStore {
         Ok(store)
     }
 
-    /// A new connection with the session set up: `search_path` to the queue's schema, the lock
-    /// timeout, and commits that do not wait for the WAL flush (see [`durable`]) unless the
-    /// URL's `options` set `synchronous_commit` themselves.
+    /// A new connection with the session set up (see [`connection::open`]).
     fn connect(&self) -> Result<Conn> {
-        let mut client = self
-            .config
-            .connect(NoTls)
-            .map_err(|e| errors::connect_error(&self.location, &e))?;
-        let asynchronous = if self
-            .config
-            .get_options()
-            .is_some_and(|options| options.contains("synchronous_commit"))
-        {
-            ""
-        } else {
-            "; SET synchronous_commit = off"
-        };
-        client.batch_execute(&format!(
-            "SET search_path TO {}; SET lock_timeout = {}{asynchronous}",
-            self.schema,
-            self.lock_timeout.get().as_millis()
-        ))?;
-        let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[])?.try_get(0)?;
+        let (conn, pid) = connection::open(&self.config, &self.location, &self.schema, self.lock_timeout.get())?;
         self.listener.set_own_pid(pid);
-        Ok(Conn {
-            client,
-            statements: HashMap::new(),
-        })
+        Ok(conn)
     }
 
     /// Runs `f` on the connection, connecting first if there is none (or it was closed). A
     /// failure that means the connection is gone drops it, so the next call connects again.
-    pub(super) fn with_conn<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
+    fn with_conn<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
         let mut slot = self.conn.borrow_mut();
         if slot.as_ref().is_some_and(|conn| conn.client.is_closed()) {
             *slot = None;
@@ -358,11 +266,11 @@ impl Store for PgStore {
     }
 
     fn insert_jobs(&mut self, jobs: &[NewJob], durable: bool) -> Result<()> {
-        self.with_conn(|conn| jobs::insert_jobs(conn, &self.listener, jobs, durable))
+        self.with_conn(|conn| jobs::insert_jobs(conn, jobs, durable))
     }
 
     fn ingest_spool_files(&mut self, files: &[SpoolFileJobs]) -> Result<Vec<SpoolFileResult>> {
-        self.with_conn(|conn| jobs::ingest_spool_files(conn, &self.listener, files))
+        self.with_conn(|conn| jobs::ingest_spool_files(conn, files))
     }
 
     fn job_source(&self, id: &str) -> Result<Option<String>> {
@@ -440,7 +348,7 @@ impl Store for PgStore {
             if self.replaced.replace(false) {
                 holdings.connection_replaced();
             }
-            jobs::finish_and_claim(conn, &self.listener, &holdings, worker, finished, limit, kinds, now)
+            claim::finish_and_claim(conn, &holdings, worker, finished, limit, kinds, now)
         });
         match &result {
             Ok((_, claimed)) => holdings.committed(worker, finished, claimed),
@@ -455,15 +363,15 @@ impl Store for PgStore {
         alive: &dyn Fn(&WorkerRecord) -> bool,
         lost: &dyn Fn(&Job) -> Option<FinishedAttempt>,
     ) -> Result<ReapOutcome> {
-        self.with_conn(|conn| jobs::reap_workers(conn, &self.listener, alive, lost))
+        self.with_conn(|conn| jobs::reap_workers(conn, alive, lost))
     }
 
     fn dlq_retry(&mut self, ids: &[String]) -> Result<usize> {
-        self.with_conn(|conn| jobs::dlq_retry(conn, &self.listener, ids))
+        self.with_conn(|conn| jobs::dlq_retry(conn, ids))
     }
 
     fn dlq_retry_all(&mut self) -> Result<usize> {
-        self.with_conn(|conn| jobs::dlq_retry_all(conn, &self.listener))
+        self.with_conn(jobs::dlq_retry_all)
     }
 
     fn config_values(&self) -> Result<BTreeMap<String, String>> {

@@ -25,37 +25,43 @@ const WORKER_COLUMNS: &str =
 
 /// A job from a row of [`JOB_COLUMNS`] (or [`JOB_COLUMNS_WITH_OUTPUT`]).
 pub(super) fn row_to_job(row: &Row) -> Result<Job> {
-    let state: String = row.try_get(5)?;
-    let payload: Option<String> = row.try_get(4)?;
-    let env: Option<String> = row.try_get(12)?;
-    let with_output = row.len() > 22;
+    row_to_job_at(row, 0)
+}
+
+/// A job from the columns of a row that start at `first` with [`JOB_COLUMNS`] (and may go on
+/// with the output).
+pub(super) fn row_to_job_at(row: &Row, first: usize) -> Result<Job> {
+    let state: String = row.try_get(first + 5)?;
+    let payload: Option<String> = row.try_get(first + 4)?;
+    let env: Option<String> = row.try_get(first + 12)?;
+    let with_output = row.len() > first + 22;
     Ok(Job {
-        seq: row.try_get(0)?,
-        id: row.try_get(1)?,
-        kind: row.try_get(2)?,
-        command: row.try_get(3)?,
+        seq: row.try_get(first)?,
+        id: row.try_get(first + 1)?,
+        kind: row.try_get(first + 2)?,
+        command: row.try_get(first + 3)?,
         payload: payload.and_then(|p| serde_json::from_str(&p).ok()),
         state: state.parse().unwrap_or(State::Pending),
-        attempts: row.try_get::<_, i64>(6)?.clamp(0, u32::MAX as i64) as u32,
+        attempts: row.try_get::<_, i64>(first + 6)?.clamp(0, u32::MAX as i64) as u32,
         max_retries: row
             .try_get::<_, Option<i64>>(7)?
             .map(|v| v.clamp(0, u32::MAX as i64) as u32),
-        priority: row.try_get(8)?,
-        run_at: row.try_get(9)?,
+        priority: row.try_get(first + 8)?,
+        run_at: row.try_get(first + 9)?,
         timeout_seconds: row.try_get::<_, Option<i64>>(10)?.map(|v| v.max(0) as u64),
-        cwd: row.try_get(11)?,
+        cwd: row.try_get(first + 11)?,
         env: env.and_then(|e| serde_json::from_str(&e).ok()).unwrap_or_default(),
-        created_at: row.try_get(13)?,
-        updated_at: row.try_get(14)?,
-        started_at: row.try_get(15)?,
-        finished_at: row.try_get(16)?,
-        worker: row.try_get(17)?,
-        exit_code: row.try_get(18)?,
-        last_error: row.try_get(19)?,
-        source: row.try_get(20)?,
-        lease: row.try_get(21)?,
-        stdout: if with_output { row.try_get(22)? } else { None },
-        stderr: if with_output { row.try_get(23)? } else { None },
+        created_at: row.try_get(first + 13)?,
+        updated_at: row.try_get(first + 14)?,
+        started_at: row.try_get(first + 15)?,
+        finished_at: row.try_get(first + 16)?,
+        worker: row.try_get(first + 17)?,
+        exit_code: row.try_get(first + 18)?,
+        last_error: row.try_get(first + 19)?,
+        source: row.try_get(first + 20)?,
+        lease: row.try_get(first + 21)?,
+        stdout: if with_output { row.try_get(first + 22)? } else { None },
+        stderr: if with_output { row.try_get(first + 23)? } else { None },
     })
 }
 

@@ -30,7 +30,8 @@ const MIGRATION_LOCK: i32 = 0x5155_4531; // "QUE1"
 pub const COUNT_SLOTS: i32 = 64;
 
 /// `MIGRATIONS[n]` takes a schema from version `n` to `n + 1`; `{s}` stands for the schema
-/// name and `{key}` for its [`schema_key`].
+/// name, `{key}` for its [`schema_key`], `{slots}` for [`COUNT_SLOTS`] and `{channel}` for its
+/// [`channel_name`].
 const MIGRATIONS: &[&str] = &[r#"
 CREATE SCHEMA IF NOT EXISTS {s};
 
@@ -105,12 +106,19 @@ BEGIN
     RETURN start;
 END $$;
 
+-- The count triggers also announce what matters to waiting workers and `wait`: new jobs, and
+-- every change of a job's state to another than `processing` (finished, retried, released,
+-- recovered, back from the DLQ). A claim announces nothing. A notification is delivered at
+-- commit, once per transaction.
 CREATE FUNCTION {s}.jobs_count_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO {s}.job_counts AS c (kind, state, slot, n)
         SELECT kind, state, {s}.count_slot(), count(*) FROM new_rows GROUP BY kind, state
         ORDER BY kind, state
         ON CONFLICT (kind, state, slot) DO UPDATE SET n = c.n + excluded.n;
+    IF FOUND THEN
+        PERFORM pg_notify('{channel}', '');
+    END IF;
     RETURN NULL;
 END $$;
 
@@ -126,6 +134,9 @@ BEGIN
         GROUP BY kind, state HAVING sum(delta) <> 0
         ORDER BY kind, state
         ON CONFLICT (kind, state, slot) DO UPDATE SET n = c.n + excluded.n;
+    IF FOUND AND EXISTS (SELECT 1 FROM new_rows WHERE state <> 'processing') THEN
+        PERFORM pg_notify('{channel}', '');
+    END IF;
     RETURN NULL;
 END $$;
 
@@ -215,6 +226,7 @@ fn migration_sql(version: i64, schema: &str) -> String {
         .replace("{s}", schema)
         .replace("{key}", &schema_key(schema).to_string())
         .replace("{slots}", &COUNT_SLOTS.to_string())
+        .replace("{channel}", &channel_name(schema))
 }
 
 /// The schema's version: 0 when it (or its `meta` table) does not exist.
@@ -357,7 +369,9 @@ mod tests {
     #[test]
     fn migrations_name_nothing_outside_their_schema() {
         let sql = migration_sql(0, "q_test");
-        assert!(!sql.contains("{s}") && !sql.contains("{key}") && !sql.contains("{slots}"));
+        for placeholder in ["{s}", "{key}", "{slots}", "{channel}"] {
+            assert!(!sql.contains(placeholder), "{placeholder}");
+        }
         for line in sql.lines() {
             let line = line.trim();
             if let Some(rest) = line.strip_prefix("CREATE TABLE ") {
