@@ -621,3 +621,56 @@ fn finishes_recorded_with_a_claim_apply_only_under_their_lease() {
     assert_eq!((b.len(), b[0].attempt, b[0].worker.as_deref()), (1, 1, Some("w")));
     assert_counts_match_rows(store.as_ref());
 }
+
+#[test]
+fn a_claimed_job_reads_back_every_field_it_was_enqueued_with() {
+    let Some(scratch) = Scratch::new("fields") else { return };
+    let mut store = scratch.store();
+    let now = now_ms();
+    let mut full = job("full", 3, now - 5);
+    full.kind = "custom".into();
+    full.payload = Some(r#"{"a":[1,2]}"#.into());
+    full.max_retries = Some(7);
+    full.timeout_seconds = Some(42);
+    full.cwd = Some("/tmp".into());
+    full.env = Some(r#"{"X":"1"}"#.into());
+    full.created_at = now - 9;
+    full.source = "spool:f.json".into();
+    store.insert_jobs(&[full], true).expect("insert");
+    // Claimed alone (one statement) and through a transaction (a finish due at once).
+    let (_, claimed) = store.finish_and_claim("w", &[], 1, &[], now).expect("claim");
+    let stored = store.get_job("full").expect("get").expect("exists");
+    assert_eq!(claimed.len(), 1);
+    for job in [&claimed[0], &stored] {
+        assert_eq!(
+            (job.kind.as_str(), job.priority, job.max_retries, job.timeout_seconds),
+            ("custom", 3, Some(7), Some(42))
+        );
+        assert_eq!(
+            (job.run_at, job.created_at, job.source.as_str()),
+            (now - 5, now - 9, "spool:f.json")
+        );
+        assert_eq!(
+            (job.cwd.as_deref(), job.env.get("X").map(String::as_str)),
+            (Some("/tmp"), Some("1"))
+        );
+        assert_eq!(job.payload, Some(serde_json::json!({"a": [1, 2]})));
+    }
+    let release = finished(&claimed[0], AttemptOutcome::Interrupted, State::Pending, None);
+    let (applied, again) = store
+        .finish_and_claim("w", &[release], 1, &[], now)
+        .expect("release and claim");
+    assert_eq!(applied, [true]);
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (
+            again[0].max_retries,
+            again[0].timeout_seconds,
+            again[0].lease,
+            again[0].attempts
+        ),
+        (Some(7), Some(42), 2, 0)
+    );
+    let history = store.attempts(again[0].seq).expect("history");
+    assert_eq!((history[0].outcome.as_str(), history[0].attempt), ("interrupted", 1));
+}

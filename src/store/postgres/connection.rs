@@ -47,7 +47,7 @@ pub(super) fn prepared(
 /// the counterpart of SQLite's `synchronous = NORMAL`, and what lets a worker record results
 /// and claim jobs faster than the disk syncs. A server crash may lose the last commits (at most
 /// three `wal_writer_delay`s, 600 ms by default) but never corrupts anything; what that means
-/// for workers is settled by [`holdings`]. Accepting jobs (`insert_jobs` with `durable`, spool
+/// for workers is settled by [`super::holdings`]. Accepting jobs (`insert_jobs` with `durable`, spool
 /// files, whose source files are deleted next), DLQ retries, `config set` and migrations wait.
 pub(super) fn durable(tx: &mut impl GenericClient) -> Result<()> {
     tx.batch_execute("SET LOCAL synchronous_commit = on")?;

@@ -44,11 +44,11 @@ pub(super) fn row_to_job_at(row: &Row, first: usize) -> Result<Job> {
         state: state.parse().unwrap_or(State::Pending),
         attempts: row.try_get::<_, i64>(first + 6)?.clamp(0, u32::MAX as i64) as u32,
         max_retries: row
-            .try_get::<_, Option<i64>>(7)?
+            .try_get::<_, Option<i64>>(first + 7)?
             .map(|v| v.clamp(0, u32::MAX as i64) as u32),
         priority: row.try_get(first + 8)?,
         run_at: row.try_get(first + 9)?,
-        timeout_seconds: row.try_get::<_, Option<i64>>(10)?.map(|v| v.max(0) as u64),
+        timeout_seconds: row.try_get::<_, Option<i64>>(first + 10)?.map(|v| v.max(0) as u64),
         cwd: row.try_get(first + 11)?,
         env: env.and_then(|e| serde_json::from_str(&e).ok()).unwrap_or_default(),
         created_at: row.try_get(first + 13)?,
