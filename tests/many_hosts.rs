@@ -1,0 +1,517 @@
+//! Many hosts, for real: three "hosts" (network + UTS namespaces on a private bridge, each with
+//! its own host name, queue home, config file and spool) share one queue in a PostgreSQL server
+//! the test starts itself, with one worker process per host.
+//!
+//! - `init` from every host (two at once) keeps the queue and its jobs;
+//! - 2,000 jobs each run exactly once across the hosts, and every host runs some;
+//! - each host's spool feeds the shared queue: every spooled job is ingested and run once;
+//! - a host killed whole (every process in its namespace SIGKILLed) has its jobs recovered by
+//!   the other hosts after the lease: 0 lost, 0 stuck, the killed runs show a `lost` attempt and
+//!   ran again elsewhere, and no two runs of one job ever overlapped.
+//!
+//! Root only (namespaces, a server of its own): otherwise it prints one `skipped:` line.
+
+#[path = "many_hosts/mod.rs"]
+mod harness;
+
+use harness::cluster::{Cluster, SetupError};
+use harness::host::{shown, Host};
+use harness::runs::{self, Record};
+use harness::{run_output, wait_until};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+/// Jobs of the bulk phase.
+const BULK_JOBS: usize = 2000;
+/// Spool files each host drops (one by `spool submit`, one by tmp + rename) and jobs per file.
+const SPOOL_JOBS_PER_FILE: usize = 10;
+/// Jobs of the host-loss phase, and how long each sleeps: long enough that the host is killed
+/// mid-run, short enough that 2 surviving hosts (4 threads) finish them in seconds.
+const LOSS_JOBS: usize = 30;
+const LOSS_SLEEP_SECONDS: u32 = 2;
+/// Threads per worker.
+const THREADS: u32 = 2;
+
+/// Polling interval for the queue's state (each poll runs `queuectl status`).
+const POLL: Duration = Duration::from_millis(200);
+
+#[test]
+fn three_hosts_share_one_postgres_queue_each_job_runs_once_and_a_killed_host_is_recovered() {
+    let tools = match harness::prerequisites() {
+        Ok(tools) => tools,
+        Err(reason) => {
+            eprintln!("skipped: {reason}");
+            return;
+        }
+    };
+    let started = Instant::now();
+    let cluster = match Cluster::build(&tools, 3) {
+        Ok(cluster) => cluster,
+        Err(SetupError::Unsupported(reason)) => {
+            eprintln!("skipped: cannot make network namespaces or a bridge here: {reason}");
+            return;
+        }
+        Err(SetupError::Failed(reason)) => panic!("setup failed: {reason}"),
+    };
+    let mut timings = Vec::new();
+    let mut total = init_from_every_host(&cluster);
+    start_workers(&cluster);
+    assert_health(&cluster.hosts[2], 6, true);
+    timings.push(("setup", started.elapsed()));
+
+    let phase = Instant::now();
+    total = bulk_jobs_run_once_each(&cluster, total);
+    timings.push(("2,000 jobs", phase.elapsed()));
+
+    let phase = Instant::now();
+    total = every_host_spool_feeds_the_shared_queue(&cluster, total);
+    timings.push(("spool", phase.elapsed()));
+
+    let phase = Instant::now();
+    a_killed_host_has_its_jobs_recovered(&cluster, total);
+    timings.push(("host loss", phase.elapsed()));
+
+    timings.push(("total", started.elapsed()));
+    let shown: Vec<String> = timings
+        .iter()
+        .map(|(what, took)| format!("{what} {:.1}s", took.as_secs_f64()))
+        .collect();
+    eprintln!("many hosts: {}", shown.join(", "));
+}
+
+/// `init` on h1, a job enqueued, then `init` on the other hosts at once: every init succeeds and
+/// the job is still there. Returns the number of jobs in the queue.
+fn init_from_every_host(cluster: &Cluster) -> usize {
+    let (first, rest) = cluster.hosts.split_first().expect("hosts");
+    first.init().unwrap_or_else(|e| panic!("{e}"));
+    let probe = runs::command(&cluster.runs, "init-probe", None);
+    let enqueued = run_output(&mut first.inside(["enqueue", "--id", "init-probe", "--command", &probe]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(enqueued.status.success(), "enqueue from h1: {}", shown(&enqueued));
+    // Hosts booting together: their inits race on an existing schema.
+    std::thread::scope(|scope| {
+        let inits: Vec<_> = rest.iter().map(|host| scope.spawn(|| host.init())).collect();
+        for init in inits {
+            init.join().expect("init thread").unwrap_or_else(|e| panic!("{e}"));
+        }
+    });
+    for host in &cluster.hosts {
+        let job = host.job("init-probe");
+        assert_eq!(job["state"], "pending", "{}: init kept the job: {job:#}", host.name);
+    }
+    1
+}
+
+/// Starts a worker on every host and waits until `status` lists all three, each on its host.
+fn start_workers(cluster: &Cluster) {
+    for host in &cluster.hosts {
+        host.start_worker(THREADS).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let names: Vec<String> = cluster.hosts.iter().map(|h| h.name.clone()).collect();
+    wait_until(
+        "a worker registered on every host",
+        Duration::from_secs(30),
+        POLL,
+        || cluster.logs(),
+        || {
+            for host in &cluster.hosts {
+                assert!(
+                    host.worker_running(),
+                    "{} worker exited:\n{}",
+                    host.name,
+                    host.log_tail()
+                );
+            }
+            let seen = worker_hosts(&cluster.hosts[1].status());
+            if seen == names {
+                Ok(())
+            } else {
+                Err(format!("workers on {seen:?}"))
+            }
+        },
+    );
+}
+
+/// 2,000 jobs enqueued from h2 run exactly once each, spread over all three hosts, and the
+/// queue's record of each run (worker, attempts) matches what the job recorded.
+fn bulk_jobs_run_once_each(cluster: &Cluster, before: usize) -> usize {
+    let jobs: String = (1..=BULK_JOBS)
+        .map(|i| {
+            let id = format!("p1-{i:04}");
+            let command = runs::command(&cluster.runs, &id, None);
+            format!("{}\n", json!({ "id": id, "command": command }))
+        })
+        .collect();
+    let file = cluster.scratch.join("bulk.ndjson");
+    std::fs::write(&file, jobs).expect("write the jobs");
+    let enqueue = run_output(&mut cluster.hosts[1].inside(["enqueue", "--file", &file.display().to_string()]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(enqueue.status.success(), "enqueue from h2: {}", shown(&enqueue));
+    let total = before + BULK_JOBS;
+    wait_all_completed(cluster, &cluster.hosts[1], total, Duration::from_secs(180));
+
+    let listed = jobs_by_id(&cluster.hosts[0]);
+    let mut per_host: BTreeMap<String, usize> = BTreeMap::new();
+    let tags = (1..=BULK_JOBS)
+        .map(|i| format!("p1-{i:04}"))
+        .chain(["init-probe".to_string()]);
+    for tag in tags {
+        let records = runs::records(&cluster.runs, &tag);
+        let host = runs::single_complete_run(&records)
+            .unwrap_or_else(|| panic!("{tag} did not run exactly once: {records:?}"));
+        assert_eq!(records[0].job, tag, "{tag} ran as another job: {records:?}");
+        assert_eq!(records[0].attempt, 1, "{tag}: {records:?}");
+        let job = &listed[&tag];
+        assert_eq!(job["state"], "completed", "{job:#}");
+        assert_eq!(job["attempts"], 1, "{job:#}");
+        assert_eq!(
+            worker_host(job),
+            host,
+            "{tag}: the queue names another host than the run: {job:#}"
+        );
+        *per_host.entry(host.to_string()).or_default() += 1;
+    }
+    let hosts: Vec<&String> = per_host.keys().collect();
+    assert_eq!(hosts, ["h1", "h2", "h3"], "every host ran some jobs: {per_host:?}");
+    assert_eq!(runs::overlaps(&cluster.runs), Vec::<String>::new(), "runs overlapped");
+    eprintln!(
+        "many hosts: bulk jobs per host {per_host:?}; server connections by client {:?}",
+        connections(cluster)
+    );
+    total
+}
+
+/// Each host drops two files into its own spool while the workers run: one with `spool
+/// submit`, one written to `spool/tmp/` and renamed into `incoming/`. Every job of every file is
+/// ingested once and runs once, and the spools end empty.
+fn every_host_spool_feeds_the_shared_queue(cluster: &Cluster, before: usize) -> usize {
+    let mut tags = Vec::new();
+    for host in &cluster.hosts {
+        let mut file_jobs = |file: &str| -> Vec<Value> {
+            (1..=SPOOL_JOBS_PER_FILE)
+                .map(|i| {
+                    let tag = format!("s-{}-{file}-{i:02}", host.name);
+                    let command = runs::command(&cluster.runs, &tag, None);
+                    tags.push(tag);
+                    // No ids: the ingester derives them from the file's identity.
+                    json!({ "command": command })
+                })
+                .collect()
+        };
+        let submitted: String = file_jobs("a").iter().map(|job| format!("{job}\n")).collect();
+        let file = cluster.scratch.join(format!("spool-{}.ndjson", host.name));
+        std::fs::write(&file, submitted).expect("write the spool jobs");
+        let submit = run_output(&mut host.inside(["spool", "submit", "--file", &file.display().to_string()]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            submit.status.success(),
+            "{}: spool submit: {}",
+            host.name,
+            shown(&submit)
+        );
+
+        let renamed = Value::Array(file_jobs("b")).to_string();
+        let name = format!("{}-renamed.json", host.name);
+        let scratch = host.home.join("spool/tmp").join(&name);
+        std::fs::write(&scratch, renamed).expect("write into spool/tmp");
+        std::fs::rename(&scratch, host.incoming().join(&name)).expect("rename into spool/incoming");
+    }
+    let total = before + tags.len();
+    wait_all_completed(cluster, &cluster.hosts[1], total, Duration::from_secs(60));
+
+    let listed = jobs_by_id(&cluster.hosts[2]);
+    let mut ids = BTreeSet::new();
+    for tag in &tags {
+        let records = runs::records(&cluster.runs, tag);
+        runs::single_complete_run(&records).unwrap_or_else(|| panic!("{tag} did not run exactly once: {records:?}"));
+        let job = &listed[&records[0].job];
+        assert!(
+            job["source"].as_str().unwrap_or("").starts_with("spool:"),
+            "{tag} came from the spool: {job:#}"
+        );
+        assert_eq!(job["attempts"], 1, "{job:#}");
+        assert!(
+            ids.insert(records[0].job.clone()),
+            "{tag}: one job for two spool entries"
+        );
+    }
+    let spooled = listed
+        .values()
+        .filter(|job| job["source"].as_str().unwrap_or("").starts_with("spool:"))
+        .count();
+    assert_eq!(spooled, tags.len(), "one job per spool entry, none added twice");
+    for host in &cluster.hosts {
+        for sub in ["incoming", "failed"] {
+            let dir = host.home.join("spool").join(sub);
+            let left: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| !name.starts_with('.'))
+                .collect();
+            assert!(left.is_empty(), "{}: spool/{sub} still holds {left:?}", host.name);
+        }
+    }
+    assert_eq!(runs::overlaps(&cluster.runs), Vec::<String>::new(), "runs overlapped");
+    total
+}
+
+/// Jobs that sleep are spread over the hosts; once h1 runs some, every process in h1's
+/// namespace is SIGKILLed. The other hosts recover its jobs after the lease and run them:
+/// everything completes, nothing stays processing or pending, each run h1 lost shows a `lost`
+/// attempt by h1 followed by a completed one elsewhere, no other job lost an attempt, and no two
+/// runs of one job overlapped.
+fn a_killed_host_has_its_jobs_recovered(cluster: &Cluster, before: usize) {
+    let tags: Vec<String> = (1..=LOSS_JOBS).map(|i| format!("p3-{i:02}")).collect();
+    let jobs: String = tags
+        .iter()
+        .map(|tag| {
+            let command = runs::command(&cluster.runs, tag, Some(LOSS_SLEEP_SECONDS));
+            format!("{}\n", json!({ "id": tag, "command": command }))
+        })
+        .collect();
+    let file = cluster.scratch.join("loss.ndjson");
+    std::fs::write(&file, jobs).expect("write the jobs");
+    let enqueue = run_output(&mut cluster.hosts[2].inside(["enqueue", "--file", &file.display().to_string()]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(enqueue.status.success(), "enqueue from h3: {}", shown(&enqueue));
+    let total = before + LOSS_JOBS;
+
+    let started_on = |host: &str| -> Vec<String> {
+        tags.iter()
+            .filter(|tag| {
+                runs::records(&cluster.runs, tag)
+                    .iter()
+                    .any(|r| r.host == host && r.event == "start")
+            })
+            .cloned()
+            .collect()
+    };
+    wait_until(
+        "h1 to run some of the sleeping jobs",
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || cluster.logs(),
+        || match started_on("h1").is_empty() {
+            true => Err("no run on h1 yet".into()),
+            false => Ok(()),
+        },
+    );
+    let killed_at_least = started_on("h1");
+    assert!(
+        cluster.netns(0).kill_everything(),
+        "processes in h1's namespace survived SIGKILL: {:?}",
+        cluster.netns(0).pids()
+    );
+    let status = cluster.hosts[0].reap_worker(Duration::from_secs(10));
+    assert!(status.is_some(), "h1's worker still runs after SIGKILL");
+
+    wait_all_completed(cluster, &cluster.hosts[1], total, Duration::from_secs(90));
+
+    // The jobs h1 was running when it died: an h1 start with no h1 end.
+    let killed: BTreeSet<String> = tags
+        .iter()
+        .filter(|tag| {
+            let records = runs::records(&cluster.runs, tag);
+            let on_h1 = |event: &str| records.iter().any(|r| r.host == "h1" && r.event == event);
+            on_h1("start") && !on_h1("end")
+        })
+        .cloned()
+        .collect();
+    for tag in &killed_at_least {
+        let records = runs::records(&cluster.runs, tag);
+        let finished_on_h1 = records.iter().any(|r| r.host == "h1" && r.event == "end");
+        assert!(
+            killed.contains(tag) || finished_on_h1,
+            "{tag} started on h1 but neither finished there nor was cut off: {records:?}"
+        );
+    }
+    assert!(!killed.is_empty(), "h1 was killed mid-run, so some runs were cut off");
+    for tag in &tags {
+        let records = runs::records(&cluster.runs, tag);
+        let ends: Vec<&Record> = records.iter().filter(|r| r.event == "end").collect();
+        assert_eq!(ends.len(), 1, "{tag} completed exactly once: {records:?}");
+        if killed.contains(tag) {
+            let end = ends[0];
+            assert_ne!(end.host, "h1", "{tag}: rerun on a live host: {records:?}");
+            assert!(end.attempt >= 2, "{tag}: the rerun is a new attempt: {records:?}");
+        } else {
+            assert!(runs::single_complete_run(&records).is_some(), "{tag}: {records:?}");
+        }
+    }
+
+    // The queue's side: only h1's jobs lost an attempt, each once, and then completed elsewhere.
+    let listed = jobs_by_id(&cluster.hosts[1]);
+    let counts = &cluster.hosts[1].status()["jobs"];
+    assert_eq!(
+        counts,
+        &json!({ "pending": 0, "processing": 0, "completed": total, "failed": 0, "dead": 0 }),
+        "0 lost, 0 stuck"
+    );
+    assert_eq!(listed.len(), total, "no job lost or added");
+    let retried: BTreeSet<String> = listed
+        .iter()
+        .filter(|(_, job)| job["attempts"] != 1)
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert!(
+        killed.is_subset(&retried),
+        "every cut-off run counted as an attempt: killed {killed:?}, retried {retried:?}"
+    );
+    for id in &retried {
+        assert!(
+            id.starts_with("p3-"),
+            "{id} lost an attempt though its host lived: {:#}",
+            listed[id]
+        );
+        let job = cluster.hosts[1].job(id);
+        let history = job["history"].as_array().expect("history");
+        let outcomes: Vec<(&str, &str)> = history
+            .iter()
+            .map(|a| (a["outcome"].as_str().unwrap_or("?"), attempt_host(a)))
+            .collect();
+        let (last, earlier) = outcomes.split_last().expect("attempts");
+        assert!(
+            earlier.iter().all(|&(outcome, host)| outcome == "lost" && host == "h1") && !earlier.is_empty(),
+            "{id}: only h1's runs were lost: {outcomes:?}"
+        );
+        assert!(
+            last.0 == "completed" && last.1 != "h1",
+            "{id}: completed on a live host: {outcomes:?}"
+        );
+        if let Some(end) = runs::records(&cluster.runs, id).iter().find(|r| r.event == "end") {
+            assert_eq!(end.host, last.1, "{id}: the queue names the host that ran it");
+        }
+    }
+    assert_eq!(runs::overlaps(&cluster.runs), Vec::<String>::new(), "runs overlapped");
+
+    // h1's worker row is gone with its jobs, and nothing is reported lost.
+    wait_until(
+        "h1's worker to be removed from the registry",
+        Duration::from_secs(15),
+        POLL,
+        String::new,
+        || {
+            let status = cluster.hosts[1].status();
+            match (worker_hosts(&status) == ["h2", "h3"], status["lost_jobs"] == json!([])) {
+                (true, true) => Ok(()),
+                _ => Err(format!("{status:#}")),
+            }
+        },
+    );
+    // h1's connections to the server closed with its processes.
+    let h1 = cluster.netns(0).address.to_string();
+    wait_until(
+        "h1's connections to close",
+        Duration::from_secs(15),
+        POLL,
+        String::new,
+        || match connections(cluster).get(&h1) {
+            None => Ok(()),
+            Some(n) => Err(format!("{n} connections from {h1}")),
+        },
+    );
+    // Monitoring sees the lost host as missing worker threads.
+    assert_health(&cluster.hosts[2], 6, false);
+    assert_health(&cluster.hosts[2], 4, true);
+    eprintln!(
+        "many hosts: h1 was killed running {} job(s) {killed:?}; {} lost an attempt",
+        killed.len(),
+        retried.len()
+    );
+}
+
+/// Polls `status --json` until `total` jobs are completed; fails at once if a job dies.
+fn wait_all_completed(cluster: &Cluster, observer: &Host, total: usize, timeout: Duration) {
+    wait_until(
+        &format!("all {total} jobs completed"),
+        timeout,
+        POLL,
+        || cluster.logs(),
+        || {
+            let status = observer.status();
+            assert_eq!(status["jobs"]["dead"], 0, "a job died: {status:#}\n{}", cluster.logs());
+            match status["jobs"]["completed"] == total {
+                true => Ok(()),
+                false => Err(format!("jobs {}", status["jobs"])),
+            }
+        },
+    );
+}
+
+/// `queuectl health --min-workers N` inside `host`: healthy or not, as expected.
+#[track_caller]
+fn assert_health(host: &Host, min_threads: usize, healthy: bool) {
+    let output = run_output(&mut host.inside(["health", "--min-workers", &min_threads.to_string()]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let expected = if healthy { 0 } else { 1 };
+    assert_eq!(
+        output.status.code(),
+        Some(expected),
+        "health --min-workers {min_threads} on {}: {}",
+        host.name,
+        shown(&output)
+    );
+    if !healthy {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            stdout.contains("FAIL workers"),
+            "the workers check failed: {}",
+            shown(&output)
+        );
+    }
+}
+
+/// The server's client connections to the queue's database, counted by client address.
+fn connections(cluster: &Cluster) -> BTreeMap<String, usize> {
+    let rows = cluster
+        .postgres
+        .query("SELECT client_addr, count(*) FROM pg_stat_activity WHERE datname = 'postgres' AND client_addr IS NOT NULL GROUP BY 1")
+        .unwrap_or_else(|e| panic!("{e}"));
+    rows.lines()
+        .filter_map(|line| {
+            let (address, count) = line.split_once('|')?;
+            Some((address.to_string(), count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Every job (`list --json`) by id.
+fn jobs_by_id(host: &Host) -> BTreeMap<String, Value> {
+    let text = host.query(&["list", "--json"]);
+    let jobs: Vec<Value> = serde_json::from_str(&text).unwrap_or_else(|e| panic!("list --json: {e}"));
+    jobs.into_iter()
+        .map(|job| (job["id"].as_str().expect("an id").to_string(), job))
+        .collect()
+}
+
+/// The host part of a worker id (`HOST:PID:STARTED_MS`).
+fn host_of(worker: &str) -> &str {
+    worker.rsplitn(3, ':').nth(2).unwrap_or("")
+}
+
+/// The host of the worker that last ran a job.
+fn worker_host(job: &Value) -> &str {
+    host_of(job["worker"].as_str().unwrap_or(""))
+}
+
+/// The host of the worker of one attempt in a job's history.
+fn attempt_host(attempt: &Value) -> &str {
+    host_of(attempt["worker"].as_str().unwrap_or(""))
+}
+
+/// The hosts of the live workers `status --json` lists, sorted.
+fn worker_hosts(status: &Value) -> Vec<String> {
+    let mut hosts: Vec<String> = status["workers"]
+        .as_array()
+        .map(|workers| {
+            workers
+                .iter()
+                .map(|w| w["host"].as_str().unwrap_or("?").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    hosts.sort();
+    hosts
+}

@@ -1,0 +1,168 @@
+//! The network: a bridge in the root namespace with the `.1` address of a private /24, and one
+//! network namespace per host joined to it by a veth pair, with the address `.1N` and `lo` up.
+//! Names carry the test process's PID, so concurrent runs never share anything, and a run that
+//! was killed before its guards ran is swept by the next one.
+
+use super::{cmd, kill, run_ok, run_output};
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+/// Name prefixes: namespaces `qm<PID>h<N>`, the bridge `qmb<PID>`, veths `qmv<PID>h<N>` (root
+/// side) and `qmp<PID>h<N>` (host side). Interface names stay under 16 bytes.
+const NS_PREFIX: &str = "qm";
+const BRIDGE_PREFIX: &str = "qmb";
+
+/// The bridge; deleted when dropped.
+pub struct Bridge {
+    /// The interface name.
+    pub name: String,
+    /// The third octet of `10.213.X.0/24`.
+    pub subnet: u8,
+}
+
+impl Bridge {
+    /// Creates the bridge on a /24 of 10.213.0.0/16 that no interface here uses yet.
+    pub fn create() -> Result<Bridge, String> {
+        sweep_stale();
+        let pid = std::process::id();
+        let used =
+            run_ok(&mut cmd("ip", ["-4", "-o", "addr", "show"]))? + &run_ok(&mut cmd("ip", ["-4", "route", "show"]))?;
+        let start = (pid % 250) as u8 + 1;
+        let subnet = (0..250u8)
+            .map(|i| ((start as u16 + i as u16 - 1) % 250 + 1) as u8)
+            .find(|x| !used.contains(&format!("10.213.{x}.")))
+            .ok_or("every 10.213.X.0/24 is in use here")?;
+        let name = format!("{BRIDGE_PREFIX}{pid}");
+        run_ok(&mut cmd("ip", ["link", "add", &name, "type", "bridge"]))?;
+        // From here on, dropping the guard deletes the bridge.
+        let bridge = Bridge { name, subnet };
+        let cidr = format!("{}/24", bridge.address(1));
+        run_ok(&mut cmd("ip", ["addr", "add", &cidr, "dev", &bridge.name]))?;
+        run_ok(&mut cmd("ip", ["link", "set", &bridge.name, "up"]))?;
+        Ok(bridge)
+    }
+
+    /// `10.213.X.last`.
+    pub fn address(&self, last: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, 213, self.subnet, last)
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = run_output(&mut cmd("ip", ["link", "del", &self.name]));
+    }
+}
+
+/// A network namespace joined to the bridge; every process in it is killed and the namespace
+/// deleted when dropped.
+pub struct Netns {
+    /// The namespace's name (`ip netns exec NAME ...`).
+    pub name: String,
+    /// The root side of its veth pair.
+    veth: String,
+    /// Its address on the bridge.
+    pub address: Ipv4Addr,
+}
+
+impl Netns {
+    /// Host number `n` (1-based): namespace, veth pair into `bridge`, address `.1n`, `lo` up.
+    pub fn create(bridge: &Bridge, n: u8) -> Result<Netns, String> {
+        let pid = std::process::id();
+        let name = format!("{NS_PREFIX}{pid}h{n}");
+        let veth = format!("qmv{pid}h{n}");
+        let peer = format!("qmp{pid}h{n}");
+        let address = bridge.address(10 + n);
+        run_ok(&mut cmd("ip", ["netns", "add", &name]))?;
+        // From here on, dropping the guard deletes the namespace (and the veth with it).
+        let netns = Netns { name, veth, address };
+        let name = netns.name.as_str();
+        let veth = netns.veth.as_str();
+        run_ok(&mut cmd(
+            "ip",
+            ["link", "add", veth, "type", "veth", "peer", "name", &peer],
+        ))?;
+        run_ok(&mut cmd("ip", ["link", "set", &peer, "netns", name]))?;
+        run_ok(&mut cmd("ip", ["link", "set", veth, "master", &bridge.name, "up"]))?;
+        let cidr = format!("{address}/24");
+        run_ok(&mut cmd("ip", ["-n", name, "addr", "add", &cidr, "dev", &peer]))?;
+        run_ok(&mut cmd("ip", ["-n", name, "link", "set", &peer, "up"]))?;
+        run_ok(&mut cmd("ip", ["-n", name, "link", "set", "lo", "up"]))?;
+        Ok(netns)
+    }
+
+    /// The PIDs of every process in this namespace.
+    pub fn pids(&self) -> Vec<u32> {
+        namespace_pids(&self.name)
+    }
+
+    /// SIGKILLs every process in the namespace, again and again until none is left (a process
+    /// may fork while we kill); `false` if some were still there after 10 s.
+    pub fn kill_everything(&self) -> bool {
+        kill_namespace(&self.name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        kill_namespace(&self.name);
+        let _ = run_output(&mut cmd("ip", ["netns", "del", &self.name]));
+        // Gone with the namespace already, unless a process kept the namespace alive.
+        let _ = run_output(&mut cmd("ip", ["link", "del", &self.veth]));
+    }
+}
+
+fn namespace_pids(name: &str) -> Vec<u32> {
+    run_ok(&mut cmd("ip", ["netns", "pids", name]))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .collect()
+}
+
+fn kill_namespace(name: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pids = namespace_pids(name);
+        if pids.is_empty() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        for pid in pids {
+            kill(pid, libc::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Deletes namespaces and bridges left by earlier runs whose test process is gone (killed
+/// before its guards could run).
+fn sweep_stale() {
+    let gone = |pid: &str| !std::path::Path::new(&format!("/proc/{pid}")).exists();
+    let namespaces = run_ok(&mut cmd("ip", ["netns", "list"])).unwrap_or_default();
+    for name in namespaces.lines().filter_map(|line| line.split_whitespace().next()) {
+        let Some(rest) = name.strip_prefix(NS_PREFIX) else {
+            continue;
+        };
+        let Some((pid, host)) = rest.split_once('h') else {
+            continue;
+        };
+        if pid.bytes().all(|b| b.is_ascii_digit()) && host.bytes().all(|b| b.is_ascii_digit()) && gone(pid) {
+            kill_namespace(name);
+            let _ = run_output(&mut cmd("ip", ["netns", "del", name]));
+        }
+    }
+    let links = run_ok(&mut cmd("ip", ["-o", "link", "show", "type", "bridge"])).unwrap_or_default();
+    for line in links.lines() {
+        // "7: qmb1234: <BROADCAST,...> ..."
+        let Some(name) = line.split(": ").nth(1) else { continue };
+        let Some(pid) = name.strip_prefix(BRIDGE_PREFIX) else {
+            continue;
+        };
+        if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && gone(pid) {
+            let _ = run_output(&mut cmd("ip", ["link", "del", name]));
+        }
+    }
+}
