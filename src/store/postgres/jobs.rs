@@ -18,11 +18,7 @@ use std::collections::{HashMap, HashSet};
 /// skipping ids that exist; any skipped id fails the batch with the first clashing job's
 /// place, exactly as a row-by-row insert would have: an id seen earlier in the batch, or one
 /// that was already in the table.
-fn insert_jobs_in(
-    tx: &mut impl GenericClient,
-    cache: &mut HashMap<String, Statement>,
-    jobs: &[NewJob],
-) -> Result<()> {
+fn insert_jobs_in(tx: &mut impl GenericClient, cache: &mut HashMap<String, Statement>, jobs: &[NewJob]) -> Result<()> {
     if jobs.is_empty() {
         return Ok(());
     }
@@ -85,7 +81,9 @@ fn insert_jobs_in(
             });
         }
     }
-    Err(Error::Other("inserting jobs: fewer rows were inserted than given".into()))
+    Err(Error::Other(
+        "inserting jobs: fewer rows were inserted than given".into(),
+    ))
 }
 
 pub(super) fn insert_jobs(conn: &mut Conn, listener: &Listener, jobs: &[NewJob], durable: bool) -> Result<()> {
@@ -415,10 +413,7 @@ pub(super) fn reap_workers(
     let mut held_by = Vec::new();
     for row in &processing {
         let job = row_to_job(row)?;
-        let held = job
-            .worker
-            .as_ref()
-            .is_some_and(|w| live.iter().any(|l| &l.id == w));
+        let held = job.worker.as_ref().is_some_and(|w| live.iter().any(|l| &l.id == w));
         if held {
             continue;
         }
@@ -460,7 +455,11 @@ pub(super) fn dlq_retry(conn: &mut Conn, listener: &Listener, ids: &[String]) ->
     let mut tx = conn.client.transaction()?;
     let cache = &mut conn.statements;
     let now = now_ms();
-    let lock = prepared(&mut tx, cache, "SELECT id, state FROM jobs WHERE id = ANY($1) FOR UPDATE")?;
+    let lock = prepared(
+        &mut tx,
+        cache,
+        "SELECT id, state FROM jobs WHERE id = ANY($1) FOR UPDATE",
+    )?;
     let mut states: HashMap<String, String> = HashMap::new();
     for row in tx.query(&lock, &[&ids])? {
         states.insert(row.try_get(0)?, row.try_get(1)?);
