@@ -96,6 +96,14 @@ impl Netns {
         namespace_pids(&self.name)
     }
 
+    /// Cuts (`up == false`) or restores the namespace's link: the root side of its veth goes
+    /// down or up. Packets are dropped silently, as when a cable is pulled: no connection is
+    /// reset, the processes inside keep running.
+    pub fn set_link(&self, up: bool) -> Result<(), String> {
+        let state = if up { "up" } else { "down" };
+        run_ok(&mut cmd("ip", ["link", "set", &self.veth, state])).map(|_| ())
+    }
+
     /// SIGKILLs every process in the namespace, again and again until none is left (a process
     /// may fork while we kill); `false` if some were still there after 10 s.
     pub fn kill_everything(&self) -> bool {
