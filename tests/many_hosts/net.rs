@@ -1,21 +1,32 @@
 //! The network: a bridge in the root namespace with the `.1` address of a private /24, and one
 //! network namespace per host joined to it by a veth pair, with the address `.1N` and `lo` up.
-//! Names carry the test process's PID, so concurrent runs never share anything, and a run that
-//! was killed before its guards ran is swept by the next one.
+//! Names carry the test process's PID and a counter (two clusters in one test process), so
+//! concurrent runs never share anything, and a run that was killed before its guards ran is
+//! swept by the next one.
 
 use super::{cmd, kill, run_ok, run_output};
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Name prefixes: namespaces `qm<PID>h<N>`, the bridge `qmb<PID>`, veths `qmv<PID>h<N>` (root
-/// side) and `qmp<PID>h<N>` (host side). Interface names stay under 16 bytes.
+/// Name prefixes, with TAG = `<PID>c<K>` (K: this process's cluster count, one digit):
+/// namespaces `qm<TAG>h<N>`, the bridge `qmb<TAG>`, veths `qmv<TAG>h<N>` (root side) and
+/// `qmp<TAG>h<N>` (host side). Interface names stay under 16 bytes (PIDs have at most 7 digits).
 const NS_PREFIX: &str = "qm";
 const BRIDGE_PREFIX: &str = "qmb";
+
+/// Clusters made by this process so far.
+static CLUSTERS: AtomicU32 = AtomicU32::new(0);
+/// Held while a bridge picks its subnet and takes it, so two clusters never pick the same.
+static SUBNETS: Mutex<()> = Mutex::new(());
 
 /// The bridge; deleted when dropped.
 pub struct Bridge {
     /// The interface name.
     pub name: String,
+    /// `<PID>c<K>`, shared by the names of this cluster's namespaces and veths.
+    tag: String,
     /// The third octet of `10.213.X.0/24`.
     pub subnet: u8,
 }
@@ -23,8 +34,10 @@ pub struct Bridge {
 impl Bridge {
     /// Creates the bridge on a /24 of 10.213.0.0/16 that no interface here uses yet.
     pub fn create() -> Result<Bridge, String> {
+        let _subnets = SUBNETS.lock().unwrap_or_else(|e| e.into_inner());
         sweep_stale();
         let pid = std::process::id();
+        let tag = format!("{pid}c{}", CLUSTERS.fetch_add(1, Ordering::Relaxed) % 10);
         let used =
             run_ok(&mut cmd("ip", ["-4", "-o", "addr", "show"]))? + &run_ok(&mut cmd("ip", ["-4", "route", "show"]))?;
         let start = (pid % 250) as u8 + 1;
@@ -32,10 +45,10 @@ impl Bridge {
             .map(|i| ((start as u16 + i as u16 - 1) % 250 + 1) as u8)
             .find(|x| !used.contains(&format!("10.213.{x}.")))
             .ok_or("every 10.213.X.0/24 is in use here")?;
-        let name = format!("{BRIDGE_PREFIX}{pid}");
+        let name = format!("{BRIDGE_PREFIX}{tag}");
         run_ok(&mut cmd("ip", ["link", "add", &name, "type", "bridge"]))?;
         // From here on, dropping the guard deletes the bridge.
-        let bridge = Bridge { name, subnet };
+        let bridge = Bridge { name, tag, subnet };
         let cidr = format!("{}/24", bridge.address(1));
         run_ok(&mut cmd("ip", ["addr", "add", &cidr, "dev", &bridge.name]))?;
         run_ok(&mut cmd("ip", ["link", "set", &bridge.name, "up"]))?;
@@ -68,10 +81,10 @@ pub struct Netns {
 impl Netns {
     /// Host number `n` (1-based): namespace, veth pair into `bridge`, address `.1n`, `lo` up.
     pub fn create(bridge: &Bridge, n: u8) -> Result<Netns, String> {
-        let pid = std::process::id();
-        let name = format!("{NS_PREFIX}{pid}h{n}");
-        let veth = format!("qmv{pid}h{n}");
-        let peer = format!("qmp{pid}h{n}");
+        let tag = &bridge.tag;
+        let name = format!("{NS_PREFIX}{tag}h{n}");
+        let veth = format!("qmv{tag}h{n}");
+        let peer = format!("qmp{tag}h{n}");
         let address = bridge.address(10 + n);
         run_ok(&mut cmd("ip", ["netns", "add", &name]))?;
         // From here on, dropping the guard deletes the namespace (and the veth with it).
@@ -148,29 +161,35 @@ fn kill_namespace(name: &str) -> bool {
 /// Deletes namespaces and bridges left by earlier runs whose test process is gone (killed
 /// before its guards could run).
 fn sweep_stale() {
-    let gone = |pid: &str| !std::path::Path::new(&format!("/proc/{pid}")).exists();
     let namespaces = run_ok(&mut cmd("ip", ["netns", "list"])).unwrap_or_default();
     for name in namespaces.lines().filter_map(|line| line.split_whitespace().next()) {
-        let Some(rest) = name.strip_prefix(NS_PREFIX) else {
+        // qm<PID>c<K>h<N>
+        let Some((tag, host)) = name.strip_prefix(NS_PREFIX).and_then(|rest| rest.rsplit_once('h')) else {
             continue;
         };
-        let Some((pid, host)) = rest.split_once('h') else {
-            continue;
-        };
-        if pid.bytes().all(|b| b.is_ascii_digit()) && host.bytes().all(|b| b.is_ascii_digit()) && gone(pid) {
+        if digits(host) && left_by_a_dead_process(tag) {
             kill_namespace(name);
             let _ = run_output(&mut cmd("ip", ["netns", "del", name]));
         }
     }
     let links = run_ok(&mut cmd("ip", ["-o", "link", "show", "type", "bridge"])).unwrap_or_default();
     for line in links.lines() {
-        // "7: qmb1234: <BROADCAST,...> ..."
+        // "7: qmb1234c0: <BROADCAST,...> ..."
         let Some(name) = line.split(": ").nth(1) else { continue };
-        let Some(pid) = name.strip_prefix(BRIDGE_PREFIX) else {
-            continue;
-        };
-        if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && gone(pid) {
+        if name.strip_prefix(BRIDGE_PREFIX).is_some_and(left_by_a_dead_process) {
             let _ = run_output(&mut cmd("ip", ["link", "del", name]));
         }
     }
+}
+
+/// Whether `tag` is `<PID>c<K>` and that process is gone.
+fn left_by_a_dead_process(tag: &str) -> bool {
+    match tag.split_once('c') {
+        Some((pid, k)) if digits(pid) && digits(k) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        _ => false,
+    }
+}
+
+fn digits(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
 }

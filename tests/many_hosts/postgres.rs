@@ -7,7 +7,7 @@ use super::{cmd, run_ok, run_output, tail};
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, ChildStdin, Command, Stdio};
 
 /// A running server; stopped when dropped.
 pub struct Postgres {
@@ -102,6 +102,37 @@ impl Postgres {
         run_ok(&mut psql)
     }
 
+    /// A `psql` session (named `name` in `pg_stat_activity`) that runs `sql` and then stays
+    /// open, idle, until dropped: e.g. a transaction left open, as a client that vanished
+    /// mid-transaction leaves it until the server notices.
+    pub fn open_session(&self, name: &str, sql: &str) -> Result<Session, String> {
+        use std::io::Write;
+        let mut child = Command::new(self.bin.join("psql"))
+            .args([
+                "-X",
+                "-q",
+                "-h",
+                &text(&self.dir.join("sock")),
+                "-p",
+                &self.port.to_string(),
+            ])
+            .args(["-U", "postgres", "-d", "postgres"])
+            .env("PGAPPNAME", name)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("psql: {e}"))?;
+        let mut stdin = child.stdin.take().expect("psql's stdin");
+        let written = writeln!(stdin, "{sql}").and_then(|_| stdin.flush());
+        let session = Session {
+            child,
+            stdin: Some(stdin),
+        };
+        written.map_err(|e| format!("psql: {e}"))?;
+        Ok(session)
+    }
+
     fn command(&self, tool: &str) -> Command {
         let mut command = cmd("runuser", ["-u", "postgres", "--"]);
         command.arg(self.bin.join(tool)).current_dir(&self.dir);
@@ -144,4 +175,18 @@ fn free_port(address: Ipv4Addr) -> Result<u16, String> {
 
 fn text(path: &Path) -> String {
     path.display().to_string()
+}
+
+/// An open `psql` session; ended (killed) when dropped.
+pub struct Session {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
