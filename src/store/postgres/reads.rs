@@ -1,5 +1,5 @@
-//! Reads (jobs, lists, counts, workers, config) and the small writes of the worker registry:
-//! the statements that change no job's state.
+//! Reads (jobs, lists, counts, workers, config) and the small writes of the worker registry
+//! and `config set`: the statements that change no job's state.
 
 use super::Conn;
 use crate::error::Result;
@@ -300,6 +300,29 @@ pub(super) fn config_values(conn: &mut Conn) -> Result<BTreeMap<String, String>>
         .collect()
 }
 
+pub(super) fn config_set(conn: &mut Conn, key: &str, value: &str) -> Result<()> {
+    let mut tx = conn.client.transaction()?;
+    super::durable(&mut tx)?;
+    let statement = super::prepared(
+        &mut tx,
+        &mut conn.statements,
+        "INSERT INTO config (key, value, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+    )?;
+    tx.execute(&statement, &[&key, &value, &crate::time::now_ms()])?;
+    tx.commit()?;
+    Ok(())
+}
+
+pub(super) fn config_unset(conn: &mut Conn, key: &str) -> Result<bool> {
+    let mut tx = conn.client.transaction()?;
+    super::durable(&mut tx)?;
+    let statement = super::prepared(&mut tx, &mut conn.statements, "DELETE FROM config WHERE key = $1")?;
+    let removed = tx.execute(&statement, &[&key])? > 0;
+    tx.commit()?;
+    Ok(removed)
+}
+
 pub(super) fn register_worker(conn: &mut Conn, worker: &WorkerRecord) -> Result<()> {
     let statement = conn.prepared(&format!(
         "INSERT INTO workers ({WORKER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
@@ -329,7 +352,7 @@ pub(super) fn register_worker(conn: &mut Conn, worker: &WorkerRecord) -> Result<
 }
 
 /// Every recorded worker, oldest first; with `lock`, their rows stay locked until the
-/// transaction `conn` runs ends (so two reapers take turns).
+/// transaction `client` runs ends (so two reapers take turns).
 pub(super) fn workers_in(client: &mut impl postgres::GenericClient, lock: bool) -> Result<Vec<WorkerRecord>> {
     let sql = format!(
         "SELECT {WORKER_COLUMNS} FROM workers ORDER BY started_at, id{}",
@@ -338,12 +361,9 @@ pub(super) fn workers_in(client: &mut impl postgres::GenericClient, lock: bool) 
     client.query(&sql, &[])?.iter().map(row_to_worker).collect()
 }
 
-pub(super) fn workers(conn: &mut Conn, lock: bool) -> Result<Vec<WorkerRecord>> {
-    let sql = format!(
-        "SELECT {WORKER_COLUMNS} FROM workers ORDER BY started_at, id{}",
-        if lock { " FOR UPDATE" } else { "" }
-    );
-    let statement = conn.prepared(&sql)?;
+/// Every recorded worker, oldest first.
+pub(super) fn workers(conn: &mut Conn) -> Result<Vec<WorkerRecord>> {
+    let statement = conn.prepared(&format!("SELECT {WORKER_COLUMNS} FROM workers ORDER BY started_at, id"))?;
     conn.client.query(&statement, &[])?.iter().map(row_to_worker).collect()
 }
 
