@@ -18,7 +18,8 @@
 mod harness;
 
 use harness::cluster::{Cluster, SetupError};
-use harness::host::{shown, Host};
+use harness::host::shown;
+use harness::queue::*;
 use harness::runs::{self, Record};
 use harness::{run_output, wait_until};
 use serde_json::{json, Value};
@@ -40,11 +41,8 @@ const LOSS_SLEEP_SECONDS: u32 = 2;
 /// Threads per worker.
 const THREADS: u32 = 2;
 
-/// Polling interval for the queue's state (each poll runs `queuectl status`).
-const POLL: Duration = Duration::from_millis(200);
-
 #[test]
-fn three_hosts_share_one_postgres_queue_each_job_runs_once_and_a_killed_host_is_recovered() {
+fn three_hosts_share_one_postgres_queue_and_recover_a_cut_off_and_a_killed_host() {
     let tools = match harness::prerequisites() {
         Ok(tools) => tools,
         Err(reason) => {
@@ -390,39 +388,6 @@ fn a_partitioned_host_is_presumed_dead_and_rejoins(cluster: &Cluster, before: us
     (cut_off.into_iter().collect(), total)
 }
 
-/// Enqueues jobs tagged `tags` that sleep `seconds`, from inside `host`.
-fn enqueue_sleepers(cluster: &Cluster, host: &Host, tags: &[String], seconds: u32) {
-    let jobs: String = tags
-        .iter()
-        .map(|tag| {
-            let command = runs::command(&cluster.runs, tag, Some(seconds));
-            format!("{}\n", json!({ "id": tag, "command": command }))
-        })
-        .collect();
-    let file = cluster.scratch.join(format!("{}.ndjson", tags[0]));
-    std::fs::write(&file, jobs).expect("write the jobs");
-    let enqueue = run_output(&mut host.inside(["enqueue", "--file", &file.display().to_string()]))
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        enqueue.status.success(),
-        "enqueue from {}: {}",
-        host.name,
-        shown(&enqueue)
-    );
-}
-
-/// The tags among `tags` whose job has a run that started on `host`.
-fn started_on(cluster: &Cluster, tags: &[String], host: &str) -> Vec<String> {
-    tags.iter()
-        .filter(|tag| {
-            runs::records(&cluster.runs, tag)
-                .iter()
-                .any(|r| r.host == host && r.event == "start")
-        })
-        .cloned()
-        .collect()
-}
-
 /// Jobs that sleep are spread over the hosts; once h1 runs some, every process in h1's
 /// namespace is SIGKILLed. The other hosts recover its jobs after the lease and run them:
 /// everything completes, nothing stays processing or pending, each run h1 lost shows a `lost`
@@ -701,98 +666,4 @@ fn a_session_holding_one_lost_jobs_row_delays_only_that_job() {
         "live workers were presumed dead\n{}",
         cluster.logs()
     );
-}
-
-/// Polls `status --json` until `total` jobs are completed; fails at once if a job dies.
-fn wait_all_completed(cluster: &Cluster, observer: &Host, total: usize, timeout: Duration) {
-    wait_until(
-        &format!("all {total} jobs completed"),
-        timeout,
-        POLL,
-        || cluster.logs(),
-        || {
-            let status = observer.status();
-            assert_eq!(status["jobs"]["dead"], 0, "a job died: {status:#}\n{}", cluster.logs());
-            match status["jobs"]["completed"] == total {
-                true => Ok(()),
-                false => Err(format!("jobs {}", status["jobs"])),
-            }
-        },
-    );
-}
-
-/// `queuectl health --min-workers N` inside `host`: healthy or not, as expected.
-#[track_caller]
-fn assert_health(host: &Host, min_threads: usize, healthy: bool) {
-    let output = run_output(&mut host.inside(["health", "--min-workers", &min_threads.to_string()]))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let expected = if healthy { 0 } else { 1 };
-    assert_eq!(
-        output.status.code(),
-        Some(expected),
-        "health --min-workers {min_threads} on {}: {}",
-        host.name,
-        shown(&output)
-    );
-    if !healthy {
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            stdout.contains("FAIL workers"),
-            "the workers check failed: {}",
-            shown(&output)
-        );
-    }
-}
-
-/// The server's client connections to the queue's database, counted by client address.
-fn connections(cluster: &Cluster) -> BTreeMap<String, usize> {
-    let rows = cluster
-        .postgres
-        .query("SELECT client_addr, count(*) FROM pg_stat_activity WHERE datname = 'postgres' AND client_addr IS NOT NULL GROUP BY 1")
-        .unwrap_or_else(|e| panic!("{e}"));
-    rows.lines()
-        .filter_map(|line| {
-            let (address, count) = line.split_once('|')?;
-            Some((address.to_string(), count.trim().parse().ok()?))
-        })
-        .collect()
-}
-
-/// Every job (`list --json`) by id.
-fn jobs_by_id(host: &Host) -> BTreeMap<String, Value> {
-    let text = host.query(&["list", "--json"]);
-    let jobs: Vec<Value> = serde_json::from_str(&text).unwrap_or_else(|e| panic!("list --json: {e}"));
-    jobs.into_iter()
-        .map(|job| (job["id"].as_str().expect("an id").to_string(), job))
-        .collect()
-}
-
-/// The host part of a worker id (`HOST:PID:STARTED_MS`).
-fn host_of(worker: &str) -> &str {
-    worker.rsplitn(3, ':').nth(2).unwrap_or("")
-}
-
-/// The host of the worker that last ran a job.
-fn worker_host(job: &Value) -> &str {
-    host_of(job["worker"].as_str().unwrap_or(""))
-}
-
-/// The host of the worker of one attempt in a job's history.
-fn attempt_host(attempt: &Value) -> &str {
-    host_of(attempt["worker"].as_str().unwrap_or(""))
-}
-
-/// The hosts of the live workers `status --json` lists, sorted.
-fn worker_hosts(status: &Value) -> Vec<String> {
-    let mut hosts: Vec<String> = status["workers"]
-        .as_array()
-        .map(|workers| {
-            workers
-                .iter()
-                .map(|w| w["host"].as_str().unwrap_or("?").to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    hosts.sort();
-    hosts
 }

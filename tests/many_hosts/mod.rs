@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod host;
 pub mod net;
 pub mod postgres;
+pub mod queue;
 pub mod runs;
 
 use std::ffi::OsStr;
