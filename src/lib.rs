@@ -18,6 +18,8 @@
 //! - [`lifecycle`]: what the end of an attempt does to its job, a pure function.
 //! - [`store`]: the [`Store`](store::Store) trait and its backends (SQLite, PostgreSQL); all
 //!   SQL lives there.
+//! - [`sqlite`]: enqueue inside the application's own SQLite transaction ([`sqlite::enqueue_tx`]):
+//!   the job exists if and only if that transaction commits.
 //! - [`worker`]: the worker pool ([`PoolBuilder`]), its events and shell hooks, and the registry
 //!   of worker processes.
 //! - [`executor`]: the plugin seam ([`Executor`]) and the built-in [`ShellExecutor`].
@@ -69,6 +71,7 @@ mod process;
 pub mod queue;
 pub mod shutdown;
 pub mod spool;
+pub mod sqlite;
 pub mod store;
 pub mod time;
 pub mod worker;

@@ -6,6 +6,7 @@
 //! still `processing` and held by the same worker, so a stale worker cannot overwrite a result.
 
 pub mod backup;
+pub(crate) mod caller_tx;
 mod listing;
 pub mod schema;
 mod spool_sql;
