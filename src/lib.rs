@@ -20,6 +20,8 @@
 //!   SQL lives there.
 //! - [`sqlite`]: enqueue inside the application's own SQLite transaction ([`sqlite::enqueue_tx`]):
 //!   the job exists if and only if that transaction commits.
+//! - `postgres` (feature `postgres`): the same on the application's PostgreSQL transaction
+//!   (`postgres::enqueue_tx`).
 //! - [`worker`]: the worker pool ([`PoolBuilder`]), its events and shell hooks, and the registry
 //!   of worker processes.
 //! - [`executor`]: the plugin seam ([`Executor`]) and the built-in [`ShellExecutor`].
@@ -67,6 +69,8 @@ pub mod intake;
 pub mod job;
 pub mod lifecycle;
 pub mod notify;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod process;
 pub mod queue;
 pub mod shutdown;
