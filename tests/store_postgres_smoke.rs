@@ -143,14 +143,7 @@ fn enqueue_claim_finish_and_counts_follow_the_store_contract() {
     let mut store = scratch.store();
     let now = now_ms();
     store
-        .insert_jobs(
-            &[
-                job("low", 0, now - 10),
-                job("high", 5, now),
-                job("later", 9, now + 60_000),
-            ],
-            true,
-        )
+        .insert_jobs(&[job("low", 0, now - 10), job("high", 5, now), job("later", 9, now + 60_000)], true)
         .expect("insert");
     assert_counts_match_rows(store.as_ref());
 
@@ -191,10 +184,7 @@ fn enqueue_claim_finish_and_counts_follow_the_store_contract() {
     assert_eq!((high.state, high.stdout.as_deref()), (State::Completed, Some("out")));
     let history = store.attempts(claimed[1].seq).expect("attempts");
     assert_eq!(history.len(), 1, "the stale finish wrote no history: {history:?}");
-    assert_eq!(
-        (history[0].outcome.as_str(), history[0].worker.as_deref()),
-        ("failed", Some("w1"))
-    );
+    assert_eq!((history[0].outcome.as_str(), history[0].worker.as_deref()), ("failed", Some("w1")));
     assert_counts_match_rows(store.as_ref());
 
     assert_eq!(store.count_scheduled(now).expect("scheduled"), 1);
@@ -215,9 +205,7 @@ fn reaping_recovers_the_jobs_of_dead_workers_once() {
     let mut store = scratch.store();
     let mut other = store::open(&scratch.location()).expect("open");
     let now = now_ms();
-    store
-        .insert_jobs(&[job("a", 0, now), job("b", 0, now)], true)
-        .expect("insert");
+    store.insert_jobs(&[job("a", 0, now), job("b", 0, now)], true).expect("insert");
     store.register_worker(&worker("dead")).expect("register");
     store.register_worker(&worker("alive")).expect("register");
     store.finish_and_claim("dead", &[], 1, &[], now).expect("claim");
@@ -228,14 +216,8 @@ fn reaping_recovers_the_jobs_of_dead_workers_once() {
     let outcome = store.reap_workers(&alive, &lost).expect("reap");
     assert_eq!(outcome.recovered.len(), 1);
     assert_eq!(outcome.recovered[0].0.id, "a");
-    assert_eq!(
-        outcome.removed.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(),
-        ["dead"]
-    );
-    assert_eq!(
-        outcome.live.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(),
-        ["alive"]
-    );
+    assert_eq!(outcome.removed.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(), ["dead"]);
+    assert_eq!(outcome.live.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(), ["alive"]);
     // A second reaper (another host) finds nothing left to do.
     let again = other.reap_workers(&alive, &lost).expect("reap again");
     assert!(again.recovered.is_empty() && again.removed.is_empty());
@@ -245,12 +227,8 @@ fn reaping_recovers_the_jobs_of_dead_workers_once() {
     assert_eq!(history.iter().map(|h| h.outcome.as_str()).collect::<Vec<_>>(), ["lost"]);
     assert_counts_match_rows(store.as_ref());
 
-    assert!(store
-        .heartbeat("alive", now + 1, &serde_json::json!([]), true)
-        .expect("heartbeat"));
-    assert!(!store
-        .heartbeat("dead", now + 1, &serde_json::json!([]), false)
-        .expect("heartbeat"));
+    assert!(store.heartbeat("alive", now + 1, &serde_json::json!([]), true).expect("heartbeat"));
+    assert!(!store.heartbeat("dead", now + 1, &serde_json::json!([]), false).expect("heartbeat"));
     let workers = store.workers().expect("workers");
     assert_eq!((workers.len(), workers[0].stopping), (1, true));
 }
@@ -260,31 +238,17 @@ fn dlq_retry_is_all_or_nothing_and_keeps_history() {
     let Some(scratch) = Scratch::new("dlq") else { return };
     let mut store = scratch.store();
     let now = now_ms();
-    store
-        .insert_jobs(&[job("doomed", 0, now), job("fine", 0, now)], true)
-        .expect("insert");
+    store.insert_jobs(&[job("doomed", 0, now), job("fine", 0, now)], true).expect("insert");
     let (_, claimed) = store.finish_and_claim("w", &[], 2, &[], now).expect("claim");
     let doomed = claimed.iter().find(|j| j.id == "doomed").expect("claimed");
     store
-        .finish_and_claim(
-            "w",
-            &[finished(doomed, AttemptOutcome::Failed, State::Dead, None)],
-            0,
-            &[],
-            now,
-        )
+        .finish_and_claim("w", &[finished(doomed, AttemptOutcome::Failed, State::Dead, None)], 0, &[], now)
         .expect("finish");
     let error = store.dlq_retry(&["doomed".into(), "fine".into()]).unwrap_err();
-    assert!(
-        matches!(&error, Error::WrongState { id, .. } if id == "fine"),
-        "{error:?}"
-    );
+    assert!(matches!(&error, Error::WrongState { id, .. } if id == "fine"), "{error:?}");
     let error = store.dlq_retry(&["nope".into()]).unwrap_err();
     assert!(matches!(&error, Error::NotFound(id) if id == "nope"), "{error:?}");
-    assert_eq!(
-        store.get_job("doomed").expect("get").expect("exists").state,
-        State::Dead
-    );
+    assert_eq!(store.get_job("doomed").expect("get").expect("exists").state, State::Dead);
 
     assert_eq!(store.dlq_retry(&["doomed".into()]).expect("retry"), 1);
     let retried = store.get_job("doomed").expect("get").expect("exists");
@@ -345,16 +309,10 @@ fn another_connections_commit_changes_the_token_and_its_own_does_not() {
     // Its own commits first: notifications arrive in commit order, so by the time the other
     // connection's two commits have been counted, its own would have been too.
     for i in 0..5 {
-        waiter
-            .insert_jobs(&[job(&format!("own{i}"), 0, now_ms())], true)
-            .expect("insert");
+        waiter.insert_jobs(&[job(&format!("own{i}"), 0, now_ms())], true).expect("insert");
     }
-    writer
-        .insert_jobs(&[job("theirs1", 0, now_ms())], true)
-        .expect("insert");
-    writer
-        .insert_jobs(&[job("theirs2", 0, now_ms())], true)
-        .expect("insert");
+    writer.insert_jobs(&[job("theirs1", 0, now_ms())], true).expect("insert");
+    writer.insert_jobs(&[job("theirs2", 0, now_ms())], true).expect("insert");
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut after = before;
     while after < before + 2 && Instant::now() < deadline {
@@ -380,11 +338,7 @@ fn another_connections_commit_changes_the_token_and_its_own_does_not() {
     while listening(&mut admin) > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(
-        listening(&mut admin),
-        0,
-        "the listening connection was closed with the store"
-    );
+    assert_eq!(listening(&mut admin), 0, "the listening connection was closed with the store");
     drop(writer);
 }
 
@@ -400,11 +354,7 @@ fn spool_files_are_ingested_exactly_once() {
         jobs: ids.iter().map(|id| job(id, 0, now)).collect(),
     };
     let results = store
-        .ingest_spool_files(&[
-            file("f1", &["s1", "s2"]),
-            file("f2", &["s3", "taken"]),
-            file("f3", &["s4"]),
-        ])
+        .ingest_spool_files(&[file("f1", &["s1", "s2"]), file("f2", &["s3", "taken"]), file("f3", &["s4"])])
         .expect("ingest");
     assert!(matches!(results[0], SpoolFileResult::Inserted(2)), "{results:?}");
     assert!(
@@ -412,10 +362,7 @@ fn spool_files_are_ingested_exactly_once() {
         "{results:?}"
     );
     assert!(matches!(results[2], SpoolFileResult::Inserted(1)), "{results:?}");
-    assert!(
-        store.get_job("s3").expect("get").is_none(),
-        "a refused file adds nothing"
-    );
+    assert!(store.get_job("s3").expect("get").is_none(), "a refused file adds nothing");
     let again = store.ingest_spool_files(&[file("f1", &["s1", "s2"])]).expect("ingest");
     assert!(matches!(again[0], SpoolFileResult::AlreadyIngested), "{again:?}");
     assert_eq!(store.job_source("s1").expect("source").as_deref(), Some("api"));
@@ -432,32 +379,17 @@ fn migrations_are_idempotent_and_a_newer_or_missing_schema_is_refused() {
     store.migrate().expect("migrate again");
     let (_, version) = store::create(&scratch.location()).expect("create again");
     assert_eq!(version, store.supported_schema_version());
-    assert!(store
-        .last_migrated_by()
-        .expect("by")
-        .is_some_and(|by| by.starts_with("queuectl ")));
+    assert!(store.last_migrated_by().expect("by").is_some_and(|by| by.starts_with("queuectl ")));
     store.config_set("max_retries", "7").expect("config set");
-    assert_eq!(
-        store
-            .config_values()
-            .expect("values")
-            .get("max_retries")
-            .map(String::as_str),
-        Some("7")
-    );
+    assert_eq!(store.config_values().expect("values").get("max_retries").map(String::as_str), Some("7"));
     assert!(store.config_unset("max_retries").expect("unset"));
-    let error = store
-        .backup_to(std::path::Path::new("/nonexistent"), store::Overwrite::Refuse)
-        .unwrap_err();
+    let error = store.backup_to(std::path::Path::new("/nonexistent"), store::Overwrite::Refuse).unwrap_err();
     assert!(error.to_string().contains("pg_dump -n"), "{error}");
 
     let mut admin = scratch.admin();
     admin
         .execute(
-            &format!(
-                "UPDATE {}.meta SET value = '99' WHERE key = 'schema_version'",
-                scratch.schema
-            ),
+            &format!("UPDATE {}.meta SET value = '99' WHERE key = 'schema_version'", scratch.schema),
             &[],
         )
         .expect("bump version");

@@ -18,7 +18,11 @@ use std::collections::{HashMap, HashSet};
 /// skipping ids that exist; any skipped id fails the batch with the first clashing job's
 /// place, exactly as a row-by-row insert would have: an id seen earlier in the batch, or one
 /// that was already in the table.
-fn insert_jobs_in(tx: &mut impl GenericClient, cache: &mut HashMap<String, Statement>, jobs: &[NewJob]) -> Result<()> {
+fn insert_jobs_in(
+    tx: &mut impl GenericClient,
+    cache: &mut HashMap<String, Statement>,
+    jobs: &[NewJob],
+) -> Result<()> {
     insert_jobs_into(tx, cache, "jobs", jobs)
 }
 
@@ -36,8 +40,7 @@ pub(super) fn insert_jobs_into(
     let statement = prepared(
         tx,
         cache,
-        &format!(
-            "INSERT INTO {table} (id, kind, command, payload, state, attempts, max_retries, priority, run_at, \
+        &format!("INSERT INTO {table} (id, kind, command, payload, state, attempts, max_retries, priority, run_at, \
          timeout_seconds, cwd, env, created_at, updated_at, source) \
          SELECT id, kind, command, payload, 'pending', 0, max_retries, priority, run_at, timeout_seconds, cwd, \
          env, created_at, created_at, source \
@@ -46,8 +49,7 @@ pub(super) fn insert_jobs_into(
               AS batch (id, kind, command, payload, max_retries, priority, run_at, timeout_seconds, cwd, env, \
                         created_at, source, place) \
          ORDER BY place \
-         ON CONFLICT (id) DO NOTHING RETURNING id"
-        ),
+         ON CONFLICT (id) DO NOTHING RETURNING id"),
     )?;
     let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
     let kinds: Vec<&str> = jobs.iter().map(|j| j.kind.as_str()).collect();
@@ -94,9 +96,7 @@ pub(super) fn insert_jobs_into(
             });
         }
     }
-    Err(Error::Other(
-        "inserting jobs: fewer rows were inserted than given".into(),
-    ))
+    Err(Error::Other("inserting jobs: fewer rows were inserted than given".into()))
 }
 
 pub(super) fn insert_jobs(conn: &mut Conn, listener: &Listener, jobs: &[NewJob], durable: bool) -> Result<()> {
@@ -426,7 +426,10 @@ pub(super) fn reap_workers(
     let mut held_by = Vec::new();
     for row in &processing {
         let job = row_to_job(row)?;
-        let held = job.worker.as_ref().is_some_and(|w| live.iter().any(|l| &l.id == w));
+        let held = job
+            .worker
+            .as_ref()
+            .is_some_and(|w| live.iter().any(|l| &l.id == w));
         if held {
             continue;
         }
@@ -468,11 +471,7 @@ pub(super) fn dlq_retry(conn: &mut Conn, listener: &Listener, ids: &[String]) ->
     let mut tx = conn.client.transaction()?;
     let cache = &mut conn.statements;
     let now = now_ms();
-    let lock = prepared(
-        &mut tx,
-        cache,
-        "SELECT id, state FROM jobs WHERE id = ANY($1) FOR UPDATE",
-    )?;
+    let lock = prepared(&mut tx, cache, "SELECT id, state FROM jobs WHERE id = ANY($1) FOR UPDATE")?;
     let mut states: HashMap<String, String> = HashMap::new();
     for row in tx.query(&lock, &[&ids])? {
         states.insert(row.try_get(0)?, row.try_get(1)?);

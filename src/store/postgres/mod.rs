@@ -99,9 +99,7 @@ pub struct PgStore {
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgStore")
-            .field("location", &self.location.to_string())
-            .finish()
+        f.debug_struct("PgStore").field("location", &self.location.to_string()).finish()
     }
 }
 
@@ -150,14 +148,12 @@ impl PgStore {
     /// A store for `location`, connected.
     fn new(location: &DbLocation) -> Result<PgStore> {
         let DbLocation::Postgres { url, schema } = location else {
-            return Err(Error::InvalidArgument(format!(
-                "{location} is not a PostgreSQL location"
-            )));
+            return Err(Error::InvalidArgument(format!("{location} is not a PostgreSQL location")));
         };
         super::check_schema_name(schema)?;
-        let mut config: postgres::Config = url
-            .parse()
-            .map_err(|e: postgres::Error| Error::InvalidArgument(format!("{location}: {}", errors::message(&e))))?;
+        let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
+            Error::InvalidArgument(format!("{location}: {}", errors::message(&e)))
+        })?;
         // What libpq would take from the environment when the URL leaves it out.
         if config.get_user().is_none() {
             if let Some(user) = std::env::var("PGUSER").ok().or_else(|| std::env::var("USER").ok()) {

@@ -175,8 +175,9 @@ pub(super) fn ids_with_prefix(conn: &mut Conn, prefix: &str, limit: u64) -> Resu
         None => {
             // No string sorts right after every extension of this prefix: the ids from it on
             // that still start with it (the index walk stops at the first that does not).
-            let statement =
-                conn.prepared("SELECT id FROM jobs WHERE id >= $1 AND starts_with(id, $1) ORDER BY id LIMIT $2")?;
+            let statement = conn.prepared(
+                "SELECT id FROM jobs WHERE id >= $1 AND starts_with(id, $1) ORDER BY id LIMIT $2",
+            )?;
             conn.client.query(&statement, &[&prefix, &limit])?
         }
     };
@@ -250,7 +251,8 @@ pub(super) fn counts(conn: &mut Conn) -> Result<StateCounts> {
 
 /// Waiting jobs scheduled after `now` (counted on `jobs_due`: scheduled jobs are usually few).
 pub(super) fn count_scheduled(conn: &mut Conn, now: Millis) -> Result<u64> {
-    let statement = conn.prepared("SELECT count(*) FROM jobs WHERE state IN ('pending', 'failed') AND run_at > $1")?;
+    let statement =
+        conn.prepared("SELECT count(*) FROM jobs WHERE state IN ('pending', 'failed') AND run_at > $1")?;
     Ok(conn.client.query_one(&statement, &[&now])?.try_get::<_, i64>(0)? as u64)
 }
 
@@ -278,8 +280,9 @@ pub(super) fn next_run_at(conn: &mut Conn, kinds: &[String]) -> Result<Option<Mi
 
 pub(super) fn has_unfinished(conn: &mut Conn, kinds: &[String]) -> Result<bool> {
     let row = if kinds.is_empty() {
-        let statement =
-            conn.prepared("SELECT EXISTS (SELECT 1 FROM jobs WHERE state IN ('pending', 'failed', 'processing'))")?;
+        let statement = conn.prepared(
+            "SELECT EXISTS (SELECT 1 FROM jobs WHERE state IN ('pending', 'failed', 'processing'))",
+        )?;
         conn.client.query_one(&statement, &[])?
     } else {
         let statement = conn.prepared(
