@@ -143,7 +143,14 @@ fn enqueue_claim_finish_and_counts_follow_the_store_contract() {
     let mut store = scratch.store();
     let now = now_ms();
     store
-        .insert_jobs(&[job("low", 0, now - 10), job("high", 5, now), job("later", 9, now + 60_000)], true)
+        .insert_jobs(
+            &[
+                job("low", 0, now - 10),
+                job("high", 5, now),
+                job("later", 9, now + 60_000),
+            ],
+            true,
+        )
         .expect("insert");
     assert_counts_match_rows(store.as_ref());
 
@@ -184,7 +191,10 @@ fn enqueue_claim_finish_and_counts_follow_the_store_contract() {
     assert_eq!((high.state, high.stdout.as_deref()), (State::Completed, Some("out")));
     let history = store.attempts(claimed[1].seq).expect("attempts");
     assert_eq!(history.len(), 1, "the stale finish wrote no history: {history:?}");
-    assert_eq!((history[0].outcome.as_str(), history[0].worker.as_deref()), ("failed", Some("w1")));
+    assert_eq!(
+        (history[0].outcome.as_str(), history[0].worker.as_deref()),
+        ("failed", Some("w1"))
+    );
     assert_counts_match_rows(store.as_ref());
 
     assert_eq!(store.count_scheduled(now).expect("scheduled"), 1);
@@ -205,7 +215,9 @@ fn reaping_recovers_the_jobs_of_dead_workers_once() {
     let mut store = scratch.store();
     let mut other = store::open(&scratch.location()).expect("open");
     let now = now_ms();
-    store.insert_jobs(&[job("a", 0, now), job("b", 0, now)], true).expect("insert");
+    store
+        .insert_jobs(&[job("a", 0, now), job("b", 0, now)], true)
+        .expect("insert");
     store.register_worker(&worker("dead")).expect("register");
     store.register_worker(&worker("alive")).expect("register");
     store.finish_and_claim("dead", &[], 1, &[], now).expect("claim");
@@ -216,8 +228,14 @@ fn reaping_recovers_the_jobs_of_dead_workers_once() {
     let outcome = store.reap_workers(&alive, &lost).expect("reap");
     assert_eq!(outcome.recovered.len(), 1);
     assert_eq!(outcome.recovered[0].0.id, "a");
-    assert_eq!(outcome.removed.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(), ["dead"]);
-    assert_eq!(outcome.live.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(), ["alive"]);
+    assert_eq!(
+        outcome.removed.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(),
+        ["dead"]
+    );
+    assert_eq!(
+        outcome.live.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(),
+        ["alive"]
+    );
     // A second reaper (another host) finds nothing left to do.
     let again = other.reap_workers(&alive, &lost).expect("reap again");
     assert!(again.recovered.is_empty() && again.removed.is_empty());
@@ -227,8 +245,12 @@ fn reaping_recovers_the_jobs_of_dead_workers_once() {
     assert_eq!(history.iter().map(|h| h.outcome.as_str()).collect::<Vec<_>>(), ["lost"]);
     assert_counts_match_rows(store.as_ref());
 
-    assert!(store.heartbeat("alive", now + 1, &serde_json::json!([]), true).expect("heartbeat"));
-    assert!(!store.heartbeat("dead", now + 1, &serde_json::json!([]), false).expect("heartbeat"));
+    assert!(store
+        .heartbeat("alive", now + 1, &serde_json::json!([]), true)
+        .expect("heartbeat"));
+    assert!(!store
+        .heartbeat("dead", now + 1, &serde_json::json!([]), false)
+        .expect("heartbeat"));
     let workers = store.workers().expect("workers");
     assert_eq!((workers.len(), workers[0].stopping), (1, true));
 }
@@ -238,17 +260,31 @@ fn dlq_retry_is_all_or_nothing_and_keeps_history() {
     let Some(scratch) = Scratch::new("dlq") else { return };
     let mut store = scratch.store();
     let now = now_ms();
-    store.insert_jobs(&[job("doomed", 0, now), job("fine", 0, now)], true).expect("insert");
+    store
+        .insert_jobs(&[job("doomed", 0, now), job("fine", 0, now)], true)
+        .expect("insert");
     let (_, claimed) = store.finish_and_claim("w", &[], 2, &[], now).expect("claim");
     let doomed = claimed.iter().find(|j| j.id == "doomed").expect("claimed");
     store
-        .finish_and_claim("w", &[finished(doomed, AttemptOutcome::Failed, State::Dead, None)], 0, &[], now)
+        .finish_and_claim(
+            "w",
+            &[finished(doomed, AttemptOutcome::Failed, State::Dead, None)],
+            0,
+            &[],
+            now,
+        )
         .expect("finish");
     let error = store.dlq_retry(&["doomed".into(), "fine".into()]).unwrap_err();
-    assert!(matches!(&error, Error::WrongState { id, .. } if id == "fine"), "{error:?}");
+    assert!(
+        matches!(&error, Error::WrongState { id, .. } if id == "fine"),
+        "{error:?}"
+    );
     let error = store.dlq_retry(&["nope".into()]).unwrap_err();
     assert!(matches!(&error, Error::NotFound(id) if id == "nope"), "{error:?}");
-    assert_eq!(store.get_job("doomed").expect("get").expect("exists").state, State::Dead);
+    assert_eq!(
+        store.get_job("doomed").expect("get").expect("exists").state,
+        State::Dead
+    );
 
     assert_eq!(store.dlq_retry(&["doomed".into()]).expect("retry"), 1);
     let retried = store.get_job("doomed").expect("get").expect("exists");
@@ -309,10 +345,16 @@ fn another_connections_commit_changes_the_token_and_its_own_does_not() {
     // Its own commits first: notifications arrive in commit order, so by the time the other
     // connection's two commits have been counted, its own would have been too.
     for i in 0..5 {
-        waiter.insert_jobs(&[job(&format!("own{i}"), 0, now_ms())], true).expect("insert");
+        waiter
+            .insert_jobs(&[job(&format!("own{i}"), 0, now_ms())], true)
+            .expect("insert");
     }
-    writer.insert_jobs(&[job("theirs1", 0, now_ms())], true).expect("insert");
-    writer.insert_jobs(&[job("theirs2", 0, now_ms())], true).expect("insert");
+    writer
+        .insert_jobs(&[job("theirs1", 0, now_ms())], true)
+        .expect("insert");
+    writer
+        .insert_jobs(&[job("theirs2", 0, now_ms())], true)
+        .expect("insert");
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut after = before;
     while after < before + 2 && Instant::now() < deadline {
@@ -338,7 +380,11 @@ fn another_connections_commit_changes_the_token_and_its_own_does_not() {
     while listening(&mut admin) > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(listening(&mut admin), 0, "the listening connection was closed with the store");
+    assert_eq!(
+        listening(&mut admin),
+        0,
+        "the listening connection was closed with the store"
+    );
     drop(writer);
 }
 
@@ -354,7 +400,11 @@ fn spool_files_are_ingested_exactly_once() {
         jobs: ids.iter().map(|id| job(id, 0, now)).collect(),
     };
     let results = store
-        .ingest_spool_files(&[file("f1", &["s1", "s2"]), file("f2", &["s3", "taken"]), file("f3", &["s4"])])
+        .ingest_spool_files(&[
+            file("f1", &["s1", "s2"]),
+            file("f2", &["s3", "taken"]),
+            file("f3", &["s4"]),
+        ])
         .expect("ingest");
     assert!(matches!(results[0], SpoolFileResult::Inserted(2)), "{results:?}");
     assert!(
@@ -362,7 +412,10 @@ fn spool_files_are_ingested_exactly_once() {
         "{results:?}"
     );
     assert!(matches!(results[2], SpoolFileResult::Inserted(1)), "{results:?}");
-    assert!(store.get_job("s3").expect("get").is_none(), "a refused file adds nothing");
+    assert!(
+        store.get_job("s3").expect("get").is_none(),
+        "a refused file adds nothing"
+    );
     let again = store.ingest_spool_files(&[file("f1", &["s1", "s2"])]).expect("ingest");
     assert!(matches!(again[0], SpoolFileResult::AlreadyIngested), "{again:?}");
     assert_eq!(store.job_source("s1").expect("source").as_deref(), Some("api"));
@@ -379,17 +432,32 @@ fn migrations_are_idempotent_and_a_newer_or_missing_schema_is_refused() {
     store.migrate().expect("migrate again");
     let (_, version) = store::create(&scratch.location()).expect("create again");
     assert_eq!(version, store.supported_schema_version());
-    assert!(store.last_migrated_by().expect("by").is_some_and(|by| by.starts_with("queuectl ")));
+    assert!(store
+        .last_migrated_by()
+        .expect("by")
+        .is_some_and(|by| by.starts_with("queuectl ")));
     store.config_set("max_retries", "7").expect("config set");
-    assert_eq!(store.config_values().expect("values").get("max_retries").map(String::as_str), Some("7"));
+    assert_eq!(
+        store
+            .config_values()
+            .expect("values")
+            .get("max_retries")
+            .map(String::as_str),
+        Some("7")
+    );
     assert!(store.config_unset("max_retries").expect("unset"));
-    let error = store.backup_to(std::path::Path::new("/nonexistent"), store::Overwrite::Refuse).unwrap_err();
+    let error = store
+        .backup_to(std::path::Path::new("/nonexistent"), store::Overwrite::Refuse)
+        .unwrap_err();
     assert!(error.to_string().contains("pg_dump -n"), "{error}");
 
     let mut admin = scratch.admin();
     admin
         .execute(
-            &format!("UPDATE {}.meta SET value = '99' WHERE key = 'schema_version'", scratch.schema),
+            &format!(
+                "UPDATE {}.meta SET value = '99' WHERE key = 'schema_version'",
+                scratch.schema
+            ),
             &[],
         )
         .expect("bump version");
@@ -430,4 +498,88 @@ fn a_lost_connection_fails_as_unavailable_and_the_next_call_reconnects() {
     }
     assert!(worked, "the store reconnected");
     assert_eq!(store.counts().expect("counts").pending, 2);
+}
+
+#[test]
+fn after_a_lost_connection_jobs_the_worker_never_received_go_back_to_pending() {
+    let Some(scratch) = Scratch::new("held") else { return };
+    scratch.store();
+    let name = scratch.schema.clone();
+    let mut store = store::open(&scratch.location_named(&name)).expect("open");
+    let now = now_ms();
+    store
+        .insert_jobs(&[job("running", 0, now), job("phantom", 0, now + 1)], true)
+        .expect("insert");
+    let (_, claimed) = store.finish_and_claim("w", &[], 1, &[], now).expect("claim");
+    assert_eq!(claimed[0].id, "running");
+    // A claim that committed but whose answer never arrived (the connection dropped), as the
+    // server sees it: `phantom` is processing under this worker, which does not run it.
+    let mut admin = scratch.admin();
+    admin
+        .execute(
+            &format!(
+                "UPDATE {}.jobs SET state = 'processing', worker = 'w', lease = lease + 1 WHERE id = 'phantom'",
+                scratch.schema
+            ),
+            &[],
+        )
+        .expect("phantom claim");
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&name],
+        )
+        .expect("terminate");
+    let done = [finished(&claimed[0], AttemptOutcome::Completed, State::Completed, None)];
+    let mut result = store.finish_and_claim("w", &done, 0, &[], now_ms());
+    if let Err(Error::Storage(e)) = &result {
+        assert_eq!(e.kind, StoreErrorKind::Unavailable, "{e}");
+        result = store.finish_and_claim("w", &done, 0, &[], now_ms());
+    }
+    let (applied, _) = result.expect("finish after reconnecting");
+    assert_eq!(applied, [true]);
+    let phantom = store.get_job("phantom").expect("get").expect("exists");
+    assert_eq!((phantom.state, phantom.worker), (State::Pending, None));
+    assert_eq!(
+        store.get_job("running").expect("get").expect("exists").state,
+        State::Completed
+    );
+    assert_counts_match_rows(store.as_ref());
+    // Without a lost connection nothing is released: a job this worker holds stays its own.
+    let (_, again) = store.finish_and_claim("w", &[], 1, &[], now_ms() + 10).expect("claim");
+    assert_eq!(again[0].id, "phantom");
+    admin
+        .execute(
+            &format!(
+                "UPDATE {}.jobs SET worker = 'w', state = 'processing' WHERE id = 'running'",
+                scratch.schema
+            ),
+            &[],
+        )
+        .expect("second phantom");
+    store
+        .finish_and_claim("w", &[], 1, &[], now_ms())
+        .expect("claim nothing");
+    assert_eq!(
+        store.get_job("running").expect("get").expect("exists").state,
+        State::Processing
+    );
+}
+
+#[test]
+fn concurrent_migrations_from_several_hosts_all_succeed_once() {
+    let Some(scratch) = Scratch::new("migrate") else { return };
+    let location = scratch.location();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let location = location.clone();
+            std::thread::spawn(move || {
+                let (store, _) = store::create(&location).expect("create");
+                store.migrate().map(|_| store.schema_version().expect("version"))
+            })
+        })
+        .collect();
+    for handle in handles {
+        assert_eq!(handle.join().expect("migrator").expect("migrate"), 1);
+    }
 }

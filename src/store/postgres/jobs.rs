@@ -1,6 +1,7 @@
 //! The transactions that change jobs' states: enqueue (and spool ingestion), the worker's
 //! finish-and-claim, reaping lost workers, and DLQ retries.
 
+use super::holdings::Holdings;
 use super::listen::Listener;
 use super::reads::{row_to_job, rows_to_jobs, workers_in, JOB_COLUMNS};
 use super::{prepared, Conn};
@@ -18,11 +19,7 @@ use std::collections::{HashMap, HashSet};
 /// skipping ids that exist; any skipped id fails the batch with the first clashing job's
 /// place, exactly as a row-by-row insert would have: an id seen earlier in the batch, or one
 /// that was already in the table.
-fn insert_jobs_in(
-    tx: &mut impl GenericClient,
-    cache: &mut HashMap<String, Statement>,
-    jobs: &[NewJob],
-) -> Result<()> {
+fn insert_jobs_in(tx: &mut impl GenericClient, cache: &mut HashMap<String, Statement>, jobs: &[NewJob]) -> Result<()> {
     insert_jobs_into(tx, cache, "jobs", jobs)
 }
 
@@ -40,7 +37,8 @@ pub(super) fn insert_jobs_into(
     let statement = prepared(
         tx,
         cache,
-        &format!("INSERT INTO {table} (id, kind, command, payload, state, attempts, max_retries, priority, run_at, \
+        &format!(
+            "INSERT INTO {table} (id, kind, command, payload, state, attempts, max_retries, priority, run_at, \
          timeout_seconds, cwd, env, created_at, updated_at, source) \
          SELECT id, kind, command, payload, 'pending', 0, max_retries, priority, run_at, timeout_seconds, cwd, \
          env, created_at, created_at, source \
@@ -49,7 +47,8 @@ pub(super) fn insert_jobs_into(
               AS batch (id, kind, command, payload, max_retries, priority, run_at, timeout_seconds, cwd, env, \
                         created_at, source, place) \
          ORDER BY place \
-         ON CONFLICT (id) DO NOTHING RETURNING id"),
+         ON CONFLICT (id) DO NOTHING RETURNING id"
+        ),
     )?;
     let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
     let kinds: Vec<&str> = jobs.iter().map(|j| j.kind.as_str()).collect();
@@ -96,15 +95,15 @@ pub(super) fn insert_jobs_into(
             });
         }
     }
-    Err(Error::Other("inserting jobs: fewer rows were inserted than given".into()))
+    Err(Error::Other(
+        "inserting jobs: fewer rows were inserted than given".into(),
+    ))
 }
 
 pub(super) fn insert_jobs(conn: &mut Conn, listener: &Listener, jobs: &[NewJob], durable: bool) -> Result<()> {
     let mut tx = conn.client.transaction()?;
-    if !durable {
-        // PostgreSQL commits durably by default; a caller that does not need it saves the
-        // wait for the WAL flush (a crash may lose the batch, never corrupt anything).
-        tx.batch_execute("SET LOCAL synchronous_commit = off")?;
+    if durable {
+        super::durable(&mut tx)?;
     }
     insert_jobs_in(&mut tx, &mut conn.statements, jobs)?;
     if !jobs.is_empty() {
@@ -122,6 +121,8 @@ pub(super) fn ingest_spool_files(
     files: &[SpoolFileJobs],
 ) -> Result<Vec<SpoolFileResult>> {
     let mut tx = conn.client.transaction()?;
+    // The files are deleted once this returns.
+    super::durable(&mut tx)?;
     let cache = &mut conn.statements;
     let now = now_ms();
     let mut results = Vec::with_capacity(files.len());
@@ -161,37 +162,6 @@ pub(super) fn ingest_spool_files(
     Ok(results)
 }
 
-/// Finishes and claims whose transaction's fate is unknown: the connection was lost while it
-/// ran, maybe after the server committed it. The next `finish_and_claim` settles them in its
-/// own transaction: jobs claimed then (by this worker, at that `now`) never reached the worker,
-/// so they go back to `pending`; a finish the retry finds already recorded counts as applied.
-#[derive(Debug, Default)]
-pub(super) struct InDoubt {
-    /// (worker, claim time) of claims that may have committed.
-    claims: Vec<(String, Millis)>,
-    /// (job seq, lease, finished_at) of finishes that may have committed, with their worker.
-    finishes: Vec<(i64, i64, Millis, String)>,
-}
-
-impl InDoubt {
-    /// Records a failed call whose commit may have happened.
-    pub(super) fn add(&mut self, worker: &str, finished: &[FinishedAttempt], claimed_at: Option<Millis>) {
-        if let Some(at) = claimed_at {
-            self.claims.push((worker.to_string(), at));
-        }
-        for f in finished {
-            self.finishes
-                .push((f.job_seq, f.lease, f.finished_at, worker.to_string()));
-        }
-    }
-
-    /// Forgets everything (after a committed call settled it).
-    pub(super) fn clear(&mut self) {
-        self.claims.clear();
-        self.finishes.clear();
-    }
-}
-
 /// Records finished attempts, each only while its job is still `processing` under the same
 /// claim, then claims up to `limit` due jobs, all in one transaction. Attempts are applied in
 /// `seq` order, so two transactions touching the same jobs lock them in the same order.
@@ -199,7 +169,7 @@ impl InDoubt {
 pub(super) fn finish_and_claim(
     conn: &mut Conn,
     listener: &Listener,
-    in_doubt: &InDoubt,
+    holdings: &Holdings,
     worker: &str,
     finished: &[FinishedAttempt],
     limit: usize,
@@ -208,8 +178,8 @@ pub(super) fn finish_and_claim(
 ) -> Result<(Vec<bool>, Vec<Job>)> {
     let mut tx = conn.client.transaction()?;
     let cache = &mut conn.statements;
-    let mut changed = settle_claims(&mut tx, cache, in_doubt, now)?;
-    let applied = finish_in(&mut tx, cache, finished, Some((worker, in_doubt)))?;
+    let mut changed = holdings.release_unheld(&mut tx, cache, worker, finished, now)?;
+    let applied = finish_in(&mut tx, cache, finished, Some((worker, holdings)))?;
     // What waiters look at changed (and a retry or a release made work claimable).
     changed |= applied.iter().any(|ok| *ok);
     if changed {
@@ -222,27 +192,6 @@ pub(super) fn finish_and_claim(
     };
     tx.commit()?;
     Ok((applied, jobs))
-}
-
-/// Puts back to `pending` the jobs of in-doubt claims that committed after all (they are
-/// `processing` under the claiming worker since that claim, and nobody runs them).
-fn settle_claims(
-    tx: &mut impl GenericClient,
-    cache: &mut HashMap<String, Statement>,
-    in_doubt: &InDoubt,
-    now: Millis,
-) -> Result<bool> {
-    let mut released = false;
-    for (worker, claimed_at) in &in_doubt.claims {
-        let statement = prepared(
-            tx,
-            cache,
-            "UPDATE jobs SET state = 'pending', worker = NULL, updated_at = $3 \
-             WHERE worker = $1 AND started_at = $2 AND state = 'processing'",
-        )?;
-        released |= tx.execute(&statement, &[worker, claimed_at, &now])? > 0;
-    }
-    Ok(released)
 }
 
 /// Claims up to `limit` due jobs in claim order for `worker`: one statement, skipping rows
@@ -299,13 +248,13 @@ fn tail(text: &Option<String>, limit: usize) -> Option<String> {
 /// Records finished attempts. Each applies only while its job is still `processing` under the
 /// same claim (`lease`); its history row (which copies the job's worker before a release
 /// clears it) is written by the same statement, only when the update applied. With
-/// `in_doubt`, an attempt whose guard fails but that an earlier, in-doubt transaction recorded
-/// counts as applied.
+/// `holdings`, an attempt whose guard fails but that an earlier transaction, lost with its
+/// connection, recorded after all counts as applied.
 fn finish_in(
     tx: &mut impl GenericClient,
     cache: &mut HashMap<String, Statement>,
     finished: &[FinishedAttempt],
-    in_doubt: Option<(&str, &InDoubt)>,
+    holdings: Option<(&str, &Holdings)>,
 ) -> Result<Vec<bool>> {
     let mut applied = vec![false; finished.len()];
     if finished.is_empty() {
@@ -356,48 +305,12 @@ fn finish_in(
         )?;
         applied[i] = inserted == 1;
         if !applied[i] {
-            if let Some((worker, doubt)) = in_doubt {
-                applied[i] = recorded_before(tx, cache, worker, doubt, f, attempt_number)?;
+            if let Some((worker, holdings)) = holdings {
+                applied[i] = holdings.recorded_before(tx, cache, worker, f, attempt_number)?;
             }
         }
     }
     Ok(applied)
-}
-
-/// Whether an in-doubt transaction recorded this attempt after all (its history row is there).
-fn recorded_before(
-    tx: &mut impl GenericClient,
-    cache: &mut HashMap<String, Statement>,
-    worker: &str,
-    doubt: &InDoubt,
-    f: &FinishedAttempt,
-    attempt_number: u32,
-) -> Result<bool> {
-    let in_doubt = doubt
-        .finishes
-        .iter()
-        .any(|(seq, lease, at, w)| *seq == f.job_seq && *lease == f.lease && *at == f.finished_at && w == worker);
-    if !in_doubt {
-        return Ok(false);
-    }
-    let statement = prepared(
-        tx,
-        cache,
-        "SELECT EXISTS (SELECT 1 FROM attempts WHERE job_seq = $1 AND worker = $2 AND finished_at = $3 \
-         AND outcome = $4 AND attempt = $5)",
-    )?;
-    Ok(tx
-        .query_one(
-            &statement,
-            &[
-                &f.job_seq,
-                &worker,
-                &f.finished_at,
-                &f.outcome.as_str(),
-                &i64::from(attempt_number),
-            ],
-        )?
-        .try_get(0)?)
 }
 
 /// Recovers every `processing` job whose worker is not alive and removes the rows of dead
@@ -426,10 +339,7 @@ pub(super) fn reap_workers(
     let mut held_by = Vec::new();
     for row in &processing {
         let job = row_to_job(row)?;
-        let held = job
-            .worker
-            .as_ref()
-            .is_some_and(|w| live.iter().any(|l| &l.id == w));
+        let held = job.worker.as_ref().is_some_and(|w| live.iter().any(|l| &l.id == w));
         if held {
             continue;
         }
@@ -469,9 +379,14 @@ pub(super) fn reap_workers(
 /// id is pending by then) refuses the whole call.
 pub(super) fn dlq_retry(conn: &mut Conn, listener: &Listener, ids: &[String]) -> Result<usize> {
     let mut tx = conn.client.transaction()?;
+    super::durable(&mut tx)?;
     let cache = &mut conn.statements;
     let now = now_ms();
-    let lock = prepared(&mut tx, cache, "SELECT id, state FROM jobs WHERE id = ANY($1) FOR UPDATE")?;
+    let lock = prepared(
+        &mut tx,
+        cache,
+        "SELECT id, state FROM jobs WHERE id = ANY($1) FOR UPDATE",
+    )?;
     let mut states: HashMap<String, String> = HashMap::new();
     for row in tx.query(&lock, &[&ids])? {
         states.insert(row.try_get(0)?, row.try_get(1)?);
@@ -507,6 +422,7 @@ pub(super) fn dlq_retry(conn: &mut Conn, listener: &Listener, ids: &[String]) ->
 /// Puts every dead job back to `pending`; returns how many.
 pub(super) fn dlq_retry_all(conn: &mut Conn, listener: &Listener) -> Result<usize> {
     let mut tx = conn.client.transaction()?;
+    super::durable(&mut tx)?;
     let cache = &mut conn.statements;
     let retry = prepared(
         &mut tx,

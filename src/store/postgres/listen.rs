@@ -118,9 +118,7 @@ impl Drop for Listener {
 
 /// A new connection listening on `channel`.
 fn listen(config: &postgres::Config, location: &DbLocation, channel: &str) -> Result<Client> {
-    let mut client = config
-        .connect(NoTls)
-        .map_err(|e| errors::connect_error(location, &e))?;
+    let mut client = config.connect(NoTls).map_err(|e| errors::connect_error(location, &e))?;
     client.batch_execute(&format!("LISTEN {channel}"))?;
     Ok(client)
 }

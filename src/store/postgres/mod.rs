@@ -24,6 +24,7 @@
 
 pub(crate) mod caller_tx;
 mod errors;
+mod holdings;
 mod jobs;
 mod listen;
 mod reads;
@@ -81,6 +82,19 @@ pub(super) fn prepared(
     Ok(statement)
 }
 
+/// Makes the transaction `tx` runs wait for its commit to be flushed to the server's disk.
+///
+/// Sessions commit without that wait by default (`synchronous_commit = off`, set on connect):
+/// the counterpart of SQLite's `synchronous = NORMAL`, and what lets a worker record results
+/// and claim jobs faster than the disk syncs. A server crash may lose the last commits (at most
+/// three `wal_writer_delay`s, 600 ms by default) but never corrupts anything; what that means
+/// for workers is settled by [`holdings`]. Accepting jobs (`insert_jobs` with `durable`, spool
+/// files, whose source files are deleted next), DLQ retries, `config set` and migrations wait.
+pub(super) fn durable(tx: &mut impl GenericClient) -> Result<()> {
+    tx.batch_execute("SET LOCAL synchronous_commit = on")?;
+    Ok(())
+}
+
 /// One connection to a queue in a PostgreSQL schema.
 pub struct PgStore {
     location: DbLocation,
@@ -92,14 +106,19 @@ pub struct PgStore {
     lock_timeout: Cell<Duration>,
     /// Change notification: see [`listen`].
     listener: listen::Listener,
-    /// Claims and finishes whose commit may or may not have happened (the connection was lost
-    /// during the transaction): settled at the next `finish_and_claim`. See [`jobs::InDoubt`].
-    in_doubt: RefCell<jobs::InDoubt>,
+    /// The jobs this store's workers hold, to settle transactions lost with a connection.
+    holdings: RefCell<holdings::Holdings>,
+    /// Whether a connection was ever made (a new one after that replaces a lost one).
+    connected_before: Cell<bool>,
+    /// Set when a lost connection was replaced, until `finish_and_claim` takes note.
+    replaced: Cell<bool>,
 }
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgStore").field("location", &self.location.to_string()).finish()
+        f.debug_struct("PgStore")
+            .field("location", &self.location.to_string())
+            .finish()
     }
 }
 
@@ -148,12 +167,14 @@ impl PgStore {
     /// A store for `location`, connected.
     fn new(location: &DbLocation) -> Result<PgStore> {
         let DbLocation::Postgres { url, schema } = location else {
-            return Err(Error::InvalidArgument(format!("{location} is not a PostgreSQL location")));
+            return Err(Error::InvalidArgument(format!(
+                "{location} is not a PostgreSQL location"
+            )));
         };
         super::check_schema_name(schema)?;
-        let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
-            Error::InvalidArgument(format!("{location}: {}", errors::message(&e)))
-        })?;
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|e: postgres::Error| Error::InvalidArgument(format!("{location}: {}", errors::message(&e))))?;
         // What libpq would take from the environment when the URL leaves it out.
         if config.get_user().is_none() {
             if let Some(user) = std::env::var("PGUSER").ok().or_else(|| std::env::var("USER").ok()) {
@@ -171,8 +192,21 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("queuectl");
         }
-        // Notice a server that vanished (a host cut off) within a minute, not two hours.
-        config.keepalives(true).keepalives_idle(Duration::from_secs(30));
+        // Notice a server that vanished (a host cut off, a link down) within about a minute, not
+        // hours: keepalives while idle, and a cap on how long sent data may go unacknowledged
+        // while a statement runs. The URL's own settings win.
+        if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+            config.keepalives_idle(Duration::from_secs(30));
+        }
+        if config.get_keepalives_interval().is_none() {
+            config.keepalives_interval(Duration::from_secs(10));
+        }
+        if config.get_keepalives_retries().is_none() {
+            config.keepalives_retries(3);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(Duration::from_secs(60));
+        }
         let store = PgStore {
             location: location.clone(),
             schema: schema.clone(),
@@ -180,21 +214,33 @@ impl PgStore {
             config,
             conn: RefCell::new(None),
             lock_timeout: Cell::new(DEFAULT_LOCK_TIMEOUT),
-            in_doubt: RefCell::new(jobs::InDoubt::default()),
+            holdings: RefCell::new(holdings::Holdings::default()),
+            connected_before: Cell::new(false),
+            replaced: Cell::new(false),
         };
         store.with_conn(|_| Ok(()))?;
         Ok(store)
     }
 
-    /// A new connection with the session set up: `search_path` to the queue's schema and the
-    /// lock timeout.
+    /// A new connection with the session set up: `search_path` to the queue's schema, the lock
+    /// timeout, and commits that do not wait for the WAL flush (see [`durable`]) unless the
+    /// URL's `options` set `synchronous_commit` themselves.
     fn connect(&self) -> Result<Conn> {
         let mut client = self
             .config
             .connect(NoTls)
             .map_err(|e| errors::connect_error(&self.location, &e))?;
+        let asynchronous = if self
+            .config
+            .get_options()
+            .is_some_and(|options| options.contains("synchronous_commit"))
+        {
+            ""
+        } else {
+            "; SET synchronous_commit = off"
+        };
         client.batch_execute(&format!(
-            "SET search_path TO {}; SET lock_timeout = {}",
+            "SET search_path TO {}; SET lock_timeout = {}{asynchronous}",
             self.schema,
             self.lock_timeout.get().as_millis()
         ))?;
@@ -215,6 +261,9 @@ impl PgStore {
         }
         if slot.is_none() {
             *slot = Some(self.connect()?);
+            if self.connected_before.replace(true) {
+                self.replaced.set(true);
+            }
         }
         let conn = slot.as_mut().expect("connected above");
         let result = f(conn);
@@ -387,15 +436,16 @@ impl Store for PgStore {
         if finished.is_empty() && limit == 0 {
             return Ok((Vec::new(), Vec::new()));
         }
-        let mut in_doubt = self.in_doubt.borrow_mut();
+        let mut holdings = self.holdings.borrow_mut();
         let result = self.with_conn(|conn| {
-            jobs::finish_and_claim(conn, &self.listener, &in_doubt, worker, finished, limit, kinds, now)
+            if self.replaced.replace(false) {
+                holdings.connection_replaced();
+            }
+            jobs::finish_and_claim(conn, &self.listener, &holdings, worker, finished, limit, kinds, now)
         });
         match &result {
-            Ok(_) => in_doubt.clear(),
-            Err(Error::Storage(e)) if e.kind == StoreErrorKind::Unavailable => {
-                in_doubt.add(worker, finished, (limit > 0).then_some(now));
-            }
+            Ok((_, claimed)) => holdings.committed(worker, finished, claimed),
+            Err(Error::Storage(e)) if e.kind == StoreErrorKind::Unavailable => holdings.lost(worker, finished),
             Err(_) => {}
         }
         result
@@ -422,22 +472,11 @@ impl Store for PgStore {
     }
 
     fn config_set(&self, key: &str, value: &str) -> Result<()> {
-        self.with_conn(|conn| {
-            let statement = conn.prepared(
-                "INSERT INTO config (key, value, updated_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            )?;
-            conn.client
-                .execute(&statement, &[&key, &value, &crate::time::now_ms()])?;
-            Ok(())
-        })
+        self.with_conn(|conn| reads::config_set(conn, key, value))
     }
 
     fn config_unset(&self, key: &str) -> Result<bool> {
-        self.with_conn(|conn| {
-            let statement = conn.prepared("DELETE FROM config WHERE key = $1")?;
-            Ok(conn.client.execute(&statement, &[&key])? > 0)
-        })
+        self.with_conn(|conn| reads::config_unset(conn, key))
     }
 
     fn register_worker(&self, worker: &WorkerRecord) -> Result<()> {
@@ -462,6 +501,6 @@ impl Store for PgStore {
     }
 
     fn workers(&self) -> Result<Vec<WorkerRecord>> {
-        self.with_conn(|conn| reads::workers(conn, false))
+        self.with_conn(reads::workers)
     }
 }

@@ -1,5 +1,5 @@
-//! Reads (jobs, lists, counts, workers, config) and the small writes of the worker registry:
-//! the statements that change no job's state.
+//! Reads (jobs, lists, counts, workers, config) and the small writes of the worker registry
+//! and `config set`: the statements that change no job's state.
 
 use super::Conn;
 use crate::error::Result;
@@ -175,9 +175,8 @@ pub(super) fn ids_with_prefix(conn: &mut Conn, prefix: &str, limit: u64) -> Resu
         None => {
             // No string sorts right after every extension of this prefix: the ids from it on
             // that still start with it (the index walk stops at the first that does not).
-            let statement = conn.prepared(
-                "SELECT id FROM jobs WHERE id >= $1 AND starts_with(id, $1) ORDER BY id LIMIT $2",
-            )?;
+            let statement =
+                conn.prepared("SELECT id FROM jobs WHERE id >= $1 AND starts_with(id, $1) ORDER BY id LIMIT $2")?;
             conn.client.query(&statement, &[&prefix, &limit])?
         }
     };
@@ -251,8 +250,7 @@ pub(super) fn counts(conn: &mut Conn) -> Result<StateCounts> {
 
 /// Waiting jobs scheduled after `now` (counted on `jobs_due`: scheduled jobs are usually few).
 pub(super) fn count_scheduled(conn: &mut Conn, now: Millis) -> Result<u64> {
-    let statement =
-        conn.prepared("SELECT count(*) FROM jobs WHERE state IN ('pending', 'failed') AND run_at > $1")?;
+    let statement = conn.prepared("SELECT count(*) FROM jobs WHERE state IN ('pending', 'failed') AND run_at > $1")?;
     Ok(conn.client.query_one(&statement, &[&now])?.try_get::<_, i64>(0)? as u64)
 }
 
@@ -280,9 +278,8 @@ pub(super) fn next_run_at(conn: &mut Conn, kinds: &[String]) -> Result<Option<Mi
 
 pub(super) fn has_unfinished(conn: &mut Conn, kinds: &[String]) -> Result<bool> {
     let row = if kinds.is_empty() {
-        let statement = conn.prepared(
-            "SELECT EXISTS (SELECT 1 FROM jobs WHERE state IN ('pending', 'failed', 'processing'))",
-        )?;
+        let statement =
+            conn.prepared("SELECT EXISTS (SELECT 1 FROM jobs WHERE state IN ('pending', 'failed', 'processing'))")?;
         conn.client.query_one(&statement, &[])?
     } else {
         let statement = conn.prepared(
@@ -301,6 +298,29 @@ pub(super) fn config_values(conn: &mut Conn) -> Result<BTreeMap<String, String>>
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
         .collect()
+}
+
+pub(super) fn config_set(conn: &mut Conn, key: &str, value: &str) -> Result<()> {
+    let mut tx = conn.client.transaction()?;
+    super::durable(&mut tx)?;
+    let statement = super::prepared(
+        &mut tx,
+        &mut conn.statements,
+        "INSERT INTO config (key, value, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+    )?;
+    tx.execute(&statement, &[&key, &value, &crate::time::now_ms()])?;
+    tx.commit()?;
+    Ok(())
+}
+
+pub(super) fn config_unset(conn: &mut Conn, key: &str) -> Result<bool> {
+    let mut tx = conn.client.transaction()?;
+    super::durable(&mut tx)?;
+    let statement = super::prepared(&mut tx, &mut conn.statements, "DELETE FROM config WHERE key = $1")?;
+    let removed = tx.execute(&statement, &[&key])? > 0;
+    tx.commit()?;
+    Ok(removed)
 }
 
 pub(super) fn register_worker(conn: &mut Conn, worker: &WorkerRecord) -> Result<()> {
@@ -332,7 +352,7 @@ pub(super) fn register_worker(conn: &mut Conn, worker: &WorkerRecord) -> Result<
 }
 
 /// Every recorded worker, oldest first; with `lock`, their rows stay locked until the
-/// transaction `conn` runs ends (so two reapers take turns).
+/// transaction `client` runs ends (so two reapers take turns).
 pub(super) fn workers_in(client: &mut impl postgres::GenericClient, lock: bool) -> Result<Vec<WorkerRecord>> {
     let sql = format!(
         "SELECT {WORKER_COLUMNS} FROM workers ORDER BY started_at, id{}",
@@ -341,12 +361,9 @@ pub(super) fn workers_in(client: &mut impl postgres::GenericClient, lock: bool) 
     client.query(&sql, &[])?.iter().map(row_to_worker).collect()
 }
 
-pub(super) fn workers(conn: &mut Conn, lock: bool) -> Result<Vec<WorkerRecord>> {
-    let sql = format!(
-        "SELECT {WORKER_COLUMNS} FROM workers ORDER BY started_at, id{}",
-        if lock { " FOR UPDATE" } else { "" }
-    );
-    let statement = conn.prepared(&sql)?;
+/// Every recorded worker, oldest first.
+pub(super) fn workers(conn: &mut Conn) -> Result<Vec<WorkerRecord>> {
+    let statement = conn.prepared(&format!("SELECT {WORKER_COLUMNS} FROM workers ORDER BY started_at, id"))?;
     conn.client.query(&statement, &[])?.iter().map(row_to_worker).collect()
 }
 
