@@ -307,6 +307,41 @@ fn application_tables_named_like_the_queues_old_tables_do_not_clash() {
 }
 
 #[test]
+fn init_adds_the_queue_to_an_applications_file_that_has_a_jobs_table_of_its_own() {
+    let home = TestHome::empty();
+    let conn = app_connection(&home);
+    conn.execute_batch(
+        "CREATE TABLE jobs (id TEXT PRIMARY KEY, owner TEXT);
+         INSERT INTO jobs VALUES ('j', 'the application');",
+    )
+    .unwrap();
+    drop(conn);
+
+    home.run(&["init"]).ok();
+    let fresh = TestHome::new();
+    let schema_of = |conn: &Connection| -> Vec<String> {
+        let mut statement = conn
+            .prepare("SELECT type || ' ' || name || ': ' || ifnull(sql, '-') FROM sqlite_master WHERE name LIKE 'queuectl%' ORDER BY 1")
+            .unwrap();
+        let rows = statement.query_map([], |r| r.get(0)).unwrap();
+        rows.collect::<rusqlite::Result<_>>().unwrap()
+    };
+    assert_eq!(
+        schema_of(&home.db()),
+        schema_of(&fresh.db()),
+        "the queue's schema differs"
+    );
+    home.run(&["enqueue", "--id", "j", "--command", "true"]).ok();
+    home.run(&["worker", "start", "--until-empty"]).ok();
+    assert_eq!(home.job("j")["state"], "completed");
+    let owner: String = home
+        .db()
+        .query_row("SELECT owner FROM jobs WHERE id = 'j'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(owner, "the application");
+}
+
+#[test]
 fn migrating_a_version_2_queue_keeps_every_job_its_history_and_settings() {
     assert_eq!(
         SCHEMA_VERSION, 3,

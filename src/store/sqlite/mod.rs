@@ -282,8 +282,9 @@ impl Store for SqliteStore {
             .optional()?)
     }
 
-    /// Brings the schema up to [`schema::SCHEMA_VERSION`], one migration per transaction, each
-    /// recording this queuectl's version in `meta` (`queuectl_meta` from version 3). Does nothing on a current database.
+    /// Brings the schema up to [`schema::SCHEMA_VERSION`], one migration per transaction (a new
+    /// database: the current schema in one, see [`schema::create_current`]), each recording this
+    /// queuectl's version in `meta` (`queuectl_meta` from version 3). Does nothing on a current database.
     /// Callers take a backup first (`Queue::migrate`, `Queue::init`).
     fn migrate(&self) -> Result<()> {
         loop {
@@ -295,22 +296,28 @@ impl Store for SqliteStore {
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
             // Re-read under the write lock: another process may have migrated meanwhile.
             let version = self.schema_version()?;
+            // A new database gets the current schema at once, an older one the next migration.
+            let target = if version == 0 {
+                schema::SCHEMA_VERSION
+            } else {
+                version + 1
+            };
             let result = if version < schema::SCHEMA_VERSION {
-                self.conn
-                    .execute_batch(schema::MIGRATIONS[version as usize])
+                let step = if version == 0 {
+                    schema::create_current(&self.conn)
+                } else {
+                    self.conn.execute_batch(schema::MIGRATIONS[version as usize])
+                };
+                step.and_then(|_| self.conn.execute_batch(&format!("PRAGMA user_version = {target}")))
                     .and_then(|_| {
-                        self.conn
-                            .execute_batch(&format!("PRAGMA user_version = {}", version + 1))
-                    })
-                    .and_then(|_| {
-                        if version + 1 < 2 {
+                        if target < 2 {
                             return Ok(0);
                         }
                         self.conn.execute(
                             &format!(
                                 "INSERT INTO {} (key, value) VALUES (?1, ?2) \
                                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                                schema::table("meta", version + 1)
+                                schema::table("meta", target)
                             ),
                             params![
                                 schema::META_LAST_MIGRATED_BY,
@@ -330,9 +337,8 @@ impl Store for SqliteStore {
                     let message = e.to_string();
                     let first = message.lines().next().unwrap_or("").trim();
                     return Err(Error::Other(format!(
-                        "{}: migrating the schema from version {version} to {} failed (nothing was changed): {first}",
+                        "{}: migrating the schema from version {version} to {target} failed (nothing was changed): {first}",
                         self.path.display(),
-                        version + 1
                     )));
                 }
             }

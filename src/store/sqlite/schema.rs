@@ -5,9 +5,10 @@
 //! Only `queuectl migrate`, `init` and `worker start` run them, each after writing a backup
 //! beside the database (see [`super::backup`]); every other command refuses an older schema.
 //!
-//! The migrations are history: a new database runs them all in order, so an upgraded database
-//! and a new one have the same schema, byte for byte. Version 3 renamed everything to the
-//! `queuectl_` prefix; the SQL of versions 1 and 2 below still uses the old names.
+//! The migrations are history: version 3 renamed everything to the `queuectl_` prefix, and the
+//! SQL of versions 1 and 2 below still uses the old names. A new database gets the schema those
+//! migrations end with in one step ([`create_current`]), never the old names, so `init` works on
+//! a file whose application already has a table called `jobs`.
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: i64 = 3;
@@ -33,7 +34,32 @@ pub fn table(name: &str, version: i64) -> String {
 /// shows it.
 pub const META_LAST_MIGRATED_BY: &str = "last_migrated_by";
 
-/// `MIGRATIONS[n]` takes a database from version `n` to `n + 1`.
+/// Creates the current schema on `conn` (inside the caller's transaction) in one step, for a
+/// new database (version 0). Replaying [`MIGRATIONS`] there would first create the old,
+/// unprefixed names (`jobs`, `config`, ...), which an application's own tables in the same
+/// file may already use. The statements are the ones a replay leaves in `sqlite_master` (it runs
+/// in a scratch in-memory database), so a new database and an upgraded one have the same
+/// schema, statement for statement.
+pub fn create_current(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let scratch = rusqlite::Connection::open_in_memory()?;
+    for migration in MIGRATIONS {
+        scratch.execute_batch(migration)?;
+    }
+    let statements = scratch
+        .prepare(
+            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+             ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 ELSE 2 END, rowid",
+        )?
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for statement in statements {
+        conn.execute_batch(&statement)?;
+    }
+    Ok(())
+}
+
+/// `MIGRATIONS[n]` takes a database from version `n` to `n + 1`. A new database skips them:
+/// see [`create_current`].
 pub const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE jobs (
