@@ -24,6 +24,11 @@
 //!   and keep the connection's `busy_timeout` (rusqlite: 5 s) at least as long as your
 //!   transactions, which hold up workers' claims while they are open.
 //!
+//! **Sharing the file**: queuectl owns the file's `PRAGMA user_version` (its schema version) and
+//! keeps it in WAL mode; the application's tables may have any name not starting with
+//! `queuectl_`. `queuectl init` (or [`Queue::init`](crate::Queue::init)) also adds the queue to
+//! an existing application file, whatever its tables are called.
+//!
 //! The database must be at this build's schema version ([`SCHEMA_VERSION`]): a file without the
 //! queue's schema is refused with [`Error::NotInitialised`](crate::Error::NotInitialised), an
 //! older one with [`Error::SchemaTooOld`](crate::Error::SchemaTooOld) (`queuectl migrate`
