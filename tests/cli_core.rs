@@ -1528,7 +1528,7 @@ fn make_dead(home: &TestHome, id: &str, attempts: u32) {
     let changed = home
         .db()
         .execute(
-            "UPDATE jobs SET state = 'dead', attempts = ?2, last_error = 'exit 1' WHERE id = ?1",
+            "UPDATE queuectl_jobs SET state = 'dead', attempts = ?2, last_error = 'exit 1' WHERE id = ?1",
             rusqlite::params![id, attempts],
         )
         .unwrap();
@@ -1546,7 +1546,7 @@ fn dlq_retry_all_moves_every_dead_job_back_to_pending_and_nothing_else() {
     }
     home.db()
         .execute(
-            "UPDATE jobs SET state = 'completed', attempts = 1 WHERE id = 'done'",
+            "UPDATE queuectl_jobs SET state = 'completed', attempts = 1 WHERE id = 'done'",
             [],
         )
         .unwrap();

@@ -251,7 +251,7 @@ fn worker_stop_never_signals_a_pid_it_cannot_identify() {
     let db = rusqlite::Connection::open(home.path().join("queue.db")).unwrap();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     db.execute(
-        "INSERT INTO workers (id, pid, host, proc_start, started_at, heartbeat_at, threads, kinds, version) \
+        "INSERT INTO queuectl_workers (id, pid, host, proc_start, started_at, heartbeat_at, threads, kinds, version) \
          VALUES ('old', ?1, ?2, NULL, 0, 0, 1, '[\"shell\"]', '0.1.0')",
         rusqlite::params![stranger.id(), host.trim()],
     )

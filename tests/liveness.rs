@@ -87,7 +87,7 @@ fn on_this_host_the_pid_and_its_start_time_decide_whatever_the_heartbeat() {
 fn hold_job(home: &TestHome, worker: &WorkerRecord, job: &str) {
     let db = home.db();
     db.execute(
-        "INSERT INTO workers (id, pid, host, proc_start, started_at, heartbeat_at, threads, kinds, slots, \
+        "INSERT INTO queuectl_workers (id, pid, host, proc_start, started_at, heartbeat_at, threads, kinds, slots, \
          stopping, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, '[\"shell\"]', '[]', 0, 'test')",
         rusqlite::params![
             worker.id,
@@ -101,7 +101,7 @@ fn hold_job(home: &TestHome, worker: &WorkerRecord, job: &str) {
     .expect("insert a worker row");
     let changed = db
         .execute(
-            "UPDATE jobs SET state = 'processing', worker = ?1, started_at = ?2, lease = lease + 1 \
+            "UPDATE queuectl_jobs SET state = 'processing', worker = ?1, started_at = ?2, lease = lease + 1 \
              WHERE id = ?3 AND state = 'pending'",
             rusqlite::params![worker.id, worker.heartbeat_at.max(1), job],
         )
@@ -111,7 +111,7 @@ fn hold_job(home: &TestHome, worker: &WorkerRecord, job: &str) {
 
 fn worker_ids(home: &TestHome) -> Vec<String> {
     let db = home.db();
-    let mut statement = db.prepare("SELECT id FROM workers ORDER BY id").unwrap();
+    let mut statement = db.prepare("SELECT id FROM queuectl_workers ORDER BY id").unwrap();
     let ids = statement
         .query_map([], |r| r.get::<_, String>(0))
         .unwrap()
@@ -236,7 +236,10 @@ fn a_paused_worker_keeps_its_job_however_old_its_heartbeat() {
     // Paused, it cannot heartbeat: make its last heartbeat ancient, far past the 3 s lease.
     let changed = home
         .db()
-        .execute("UPDATE workers SET heartbeat_at = 1 WHERE pid = ?1", [worker.pid])
+        .execute(
+            "UPDATE queuectl_workers SET heartbeat_at = 1 WHERE pid = ?1",
+            [worker.pid],
+        )
         .unwrap();
     assert_eq!(changed, 1);
     let recover = home.run(&["recover"]).ok();
@@ -280,7 +283,7 @@ fn a_worker_whose_row_is_gone_kills_its_running_job_before_registering_again() {
 
     let changed = home
         .db()
-        .execute("DELETE FROM workers WHERE pid = ?1", [worker.pid])
+        .execute("DELETE FROM queuectl_workers WHERE pid = ?1", [worker.pid])
         .unwrap();
     assert_eq!(changed, 1);
     wait_until("the first run's process group to be killed", SHORT, || {
@@ -363,7 +366,7 @@ fn a_result_that_comes_back_after_its_job_was_recovered_and_run_again_is_discard
     wait_until("the first pool's row to list its running job", SHORT, || {
         let slots: String = home
             .db()
-            .query_row("SELECT slots FROM workers", [], |r| r.get(0))
+            .query_row("SELECT slots FROM queuectl_workers", [], |r| r.get(0))
             .unwrap_or_default();
         slots.contains("\"j\"")
     });
@@ -371,7 +374,7 @@ fn a_result_that_comes_back_after_its_job_was_recovered_and_run_again_is_discard
     // Make it look like a worker on another host, silent for ten leases: presumed dead.
     home.db()
         .execute(
-            "UPDATE workers SET host = 'another-host.example', heartbeat_at = ?1",
+            "UPDATE queuectl_workers SET host = 'another-host.example', heartbeat_at = ?1",
             [now_millis() - 10 * 60_000],
         )
         .unwrap();

@@ -595,7 +595,7 @@ fn a_failed_commit_leaves_the_file_for_the_next_pass() {
     // A commit that fails like a full disk would.
     let db = rusqlite::Connection::open(home.path().join("queue.db")).unwrap();
     db.execute_batch(
-        "CREATE TRIGGER test_refuse BEFORE INSERT ON jobs BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+        "CREATE TRIGGER test_refuse BEFORE INSERT ON queuectl_jobs BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
     )
     .unwrap();
     let run = home.run(&["spool", "ingest"]).code(1);
@@ -616,7 +616,9 @@ fn a_failed_commit_leaves_the_file_for_the_next_pass() {
 /// The rows of `spool_files`: (name, jobs).
 fn spool_file_records(home: &TestHome) -> Vec<(String, i64)> {
     let db = rusqlite::Connection::open(home.path().join("queue.db")).unwrap();
-    let mut statement = db.prepare("SELECT name, jobs FROM spool_files ORDER BY name").unwrap();
+    let mut statement = db
+        .prepare("SELECT name, jobs FROM queuectl_spool_files ORDER BY name")
+        .unwrap();
     let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?))).unwrap();
     rows.map(|r| r.unwrap()).collect()
 }
@@ -655,7 +657,7 @@ fn a_file_found_again_after_its_commit_is_removed_without_adding_twice() {
     drop_renamed(&home, "forgotten.json", r#"{"command":"echo forgotten"}"#);
     home.run(&["spool", "ingest"]).ok();
     let db = rusqlite::Connection::open(home.path().join("queue.db")).unwrap();
-    db.execute("DELETE FROM spool_files WHERE name = 'forgotten.json'", [])
+    db.execute("DELETE FROM queuectl_spool_files WHERE name = 'forgotten.json'", [])
         .unwrap();
     fs::rename(done.join("forgotten.json"), incoming(&home).join("forgotten.json")).unwrap();
     let run = home.run(&["spool", "ingest"]).code(1);

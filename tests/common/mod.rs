@@ -4,6 +4,7 @@
 //! pools joined with a deadline in [`pool`].
 #![allow(dead_code)]
 
+pub mod old_schema;
 pub mod pool;
 pub mod process;
 
