@@ -122,11 +122,8 @@ fn every_key_shows_in_the_values_a_reload_compares() {
     ]);
     assert_eq!(all.len(), KEYS.len(), "a key is missing from this test");
     let after = Settings::from_entries(Path::new("/q"), &effective(&BTreeMap::new(), &all)).unwrap();
-    let changed: Vec<&str> = Settings::defaults(Path::new("/q"))
-        .changes_to(&after)
-        .iter()
-        .map(|c| c.key)
-        .collect();
+    let changes = Settings::defaults(Path::new("/q")).changes_to(&after);
+    let changed: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
     let keys: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
     assert_eq!(changed, keys);
     assert!(after.values().iter().all(|(_, v)| v != "?"));

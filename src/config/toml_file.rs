@@ -5,6 +5,7 @@
 use super::keys::{
     canonical_name, find_key, nearest_key, normalize_value, unknown_key_hint, KeyDef, ValueType, HOOKS_PREFIX,
 };
+use super::kinds::{check_kind_name, check_kind_value, kind_key, qualified, unknown_kind_key, KindPolicy};
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -38,22 +39,41 @@ pub fn read_db_url(path: &Path) -> Result<Option<String>> {
         }))
 }
 
+/// What a config file holds: its settings and its per-kind policies (`[kinds.NAME]` tables).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConfigFile {
+    /// Each key it sets, canonical name to canonical text.
+    pub values: BTreeMap<&'static str, String>,
+    /// Each kind table, by kind.
+    pub kinds: BTreeMap<String, KindPolicy>,
+}
+
 /// Reads `config/queuectl.toml` into canonical key/value text. A missing file is empty.
 /// Any problem (not UTF-8, malformed TOML, an unknown key, a wrong type, a bad value) is an
 /// [`Error::Config`] naming the file and the line.
 pub fn read_config_file(path: &Path) -> Result<BTreeMap<&'static str, String>> {
+    read_config(path).map(|file| file.values)
+}
+
+/// Reads `config/queuectl.toml` whole: settings and kind tables. A missing file is empty; any
+/// problem is an [`Error::Config`] naming the file and the line.
+pub fn read_config(path: &Path) -> Result<ConfigFile> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ConfigFile::default()),
         Err(e) => return Err(Error::io(path, e)),
     };
-    parse_config_bytes(&bytes).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    parse_file_bytes(&bytes).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
 }
 
 /// Parses the bytes of a config file; the error is one line without the file's name.
 pub fn parse_config_bytes(bytes: &[u8]) -> std::result::Result<BTreeMap<&'static str, String>, String> {
+    parse_file_bytes(bytes).map(|file| file.values)
+}
+
+fn parse_file_bytes(bytes: &[u8]) -> std::result::Result<ConfigFile, String> {
     match std::str::from_utf8(bytes) {
-        Ok(text) => parse_config_text(text),
+        Ok(text) => parse_config(text),
         Err(e) => {
             let offset = e.valid_up_to();
             let line = bytes[..offset].iter().filter(|b| **b == b'\n').count() + 1;
@@ -70,6 +90,9 @@ struct Entry<'a> {
     value: &'a Spanned<DeValue<'a>>,
     /// The line of the `[hooks]` header when the key sits under one (not a dotted key).
     hooks_header_line: Option<usize>,
+    /// For a key of a `[kinds.NAME]` table: the kind, and the line of the table's header when
+    /// the key sits under one.
+    kind: Option<(String, Option<usize>)>,
 }
 
 /// Parses the TOML text of a config file; the error is one line without the file's name.
@@ -78,6 +101,13 @@ struct Entry<'a> {
 /// or the same keys in a `[hooks]` table. Each value must have the key's TOML type: a string
 /// for a command or a path, an integer for a count, an array of integers for uids.
 pub fn parse_config_text(text: &str) -> std::result::Result<BTreeMap<&'static str, String>, String> {
+    parse_config(text).map(|file| file.values)
+}
+
+/// Parses the TOML text of a config file whole, settings and kind tables (see
+/// [`parse_config_text`] for the settings and [`crate::config::KindPolicy`] for the tables); the
+/// error is one line without the file's name.
+pub fn parse_config(text: &str) -> std::result::Result<ConfigFile, String> {
     let document = DeTable::parse(text).map_err(|e| {
         let mut message = e.message().trim().replace('\n', " ");
         match e.span() {
@@ -112,12 +142,17 @@ pub fn parse_config_text(text: &str) -> std::result::Result<BTreeMap<&'static st
             }
             continue;
         }
+        if canonical_name(key.get_ref()) == "kinds" {
+            kind_entries(text, key, value, &mut entries)?;
+            continue;
+        }
         if canonical_name(key.get_ref()) != "hooks" {
             entries.push(Entry {
                 name: key.get_ref().to_string(),
                 key_span: key.span(),
                 value,
                 hooks_header_line: None,
+                kind: None,
             });
             continue;
         }
@@ -139,15 +174,39 @@ pub fn parse_config_text(text: &str) -> std::result::Result<BTreeMap<&'static st
                 key_span: inner.span(),
                 value: inner_value,
                 hooks_header_line: is_header.then_some(key_line),
+                kind: None,
             });
         }
     }
     // Report problems in reading order, so the first one named is the first in the file.
     entries.sort_by_key(|e| e.key_span.start);
     let mut values = BTreeMap::new();
+    let mut kinds: BTreeMap<String, KindPolicy> = BTreeMap::new();
     let mut first_line: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut first_kind_line: BTreeMap<(String, &'static str), usize> = BTreeMap::new();
     for entry in &entries {
         let line = line_of(text, entry.key_span.start);
+        if let Some((kind, header)) = &entry.kind {
+            let (name, def) = kind_key(&entry.name).ok_or_else(|| unknown_kind_entry(entry, kind, *header, line))?;
+            if let Some(first) = first_kind_line.get(&(kind.clone(), name)) {
+                return Err(format!(
+                    "line {line}: `{}` sets `{}` again (first set at line {first})",
+                    qualified(kind, &entry.name),
+                    qualified(kind, name)
+                ));
+            }
+            first_kind_line.insert((kind.clone(), name), line);
+            let value_line = line_of(text, entry.value.span().start);
+            let raw = value_text(def, entry.value, text).map_err(|e| {
+                format!(
+                    "line {value_line}: {}",
+                    e.replacen(&format!("`{}`", def.name), &format!("`{}`", qualified(kind, name)), 1)
+                )
+            })?;
+            let checked = check_kind_value(kind, name, &raw).map_err(|e| format!("line {value_line}: {e}"))?;
+            kinds.entry(kind.clone()).or_default().set(name, &checked);
+            continue;
+        }
         let def = find_key(&canonical_name(&entry.name)).ok_or_else(|| unknown_key(entry, line))?;
         if let Some(first) = first_line.get(def.name) {
             return Err(format!(
@@ -161,7 +220,78 @@ pub fn parse_config_text(text: &str) -> std::result::Result<BTreeMap<&'static st
         let normalized = normalize_value(def, &raw).map_err(|e| format!("line {value_line}: {e}"))?;
         values.insert(def.name, normalized);
     }
-    Ok(values)
+    Ok(ConfigFile { values, kinds })
+}
+
+/// The entries of the `kinds` table: one table per kind (`[kinds.resize]`, or
+/// `kinds.resize.max_retries = 5`), each holding that kind's policy keys.
+fn kind_entries<'a>(
+    text: &str,
+    key: &Spanned<std::borrow::Cow<'a, str>>,
+    value: &'a Spanned<DeValue<'a>>,
+    entries: &mut Vec<Entry<'a>>,
+) -> std::result::Result<(), String> {
+    let key_line = line_of(text, key.span().start);
+    let is_header_at = |line: usize| {
+        text.lines()
+            .nth(line - 1)
+            .is_some_and(|l| l.trim_start().starts_with('['))
+    };
+    let DeValue::Table(kinds) = value.get_ref() else {
+        return Err(format!(
+            "line {key_line}: `kinds` must be a table of job kinds (`[kinds.resize]` with `max_retries = 5` \
+             below it), found {}",
+            describe(text, value)
+        ));
+    };
+    for (kind_key_span, policy) in kinds.iter() {
+        let kind = kind_key_span.get_ref().to_string();
+        let kind_line = line_of(text, kind_key_span.span().start);
+        let DeValue::Table(keys) = policy.get_ref() else {
+            // `[kinds]` then `worker_count = 4`: a top-level key that landed in the table.
+            if is_header_at(key_line) && find_key(&canonical_name(&kind)).is_some() {
+                return Err(format!(
+                    "`{kind}` at line {kind_line} is inside the `[kinds]` table that starts at line {key_line}, \
+                     so it reads as `kinds.{kind}`: move it above that line"
+                ));
+            }
+            return Err(format!(
+                "line {kind_line}: `{}` must be a table of that kind's policy (`[{}]` with \
+                 `max_retries = 5` below it), found {}",
+                qualified(&kind, "").trim_end_matches('.'),
+                qualified(&kind, "").trim_end_matches('.'),
+                describe(text, policy)
+            ));
+        };
+        check_kind_name(&kind).map_err(|e| format!("line {kind_line}: {e}"))?;
+        let header = is_header_at(kind_line).then_some(kind_line);
+        for (inner, inner_value) in keys.iter() {
+            entries.push(Entry {
+                name: inner.get_ref().to_string(),
+                key_span: inner.span(),
+                value: inner_value,
+                hooks_header_line: None,
+                kind: Some((kind.clone(), header)),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The error for a key a kind table does not take; a top-level key that landed under a
+/// `[kinds.NAME]` header says so.
+fn unknown_kind_entry(entry: &Entry<'_>, kind: &str, header: Option<usize>, line: usize) -> String {
+    let global = find_key(&canonical_name(&entry.name));
+    match (global, header) {
+        (Some(def), Some(header)) => format!(
+            "`{}` at line {line} is inside the `[{}]` table that starts at line {header}, so it reads as \
+             `{}`: move it above that line",
+            entry.name,
+            qualified(kind, "").trim_end_matches('.'),
+            qualified(kind, def.name)
+        ),
+        _ => format!("{} at line {line}", unknown_kind_key(kind, &entry.name)),
+    }
 }
 
 /// The error for a key queuectl does not know, with the likeliest fix.
