@@ -645,4 +645,83 @@ mod tests {
         assert_eq!(line_column("a\nbé", 5), (2, 3));
         assert_eq!(line_column("a", 99), (1, 2));
     }
+
+    fn kinds(text: &str) -> std::result::Result<BTreeMap<String, KindPolicy>, String> {
+        parse_config(text).map(|file| file.kinds)
+    }
+
+    #[test]
+    fn kind_tables_are_read_in_every_toml_form() {
+        let header = kinds("max_retries = 3\n[kinds.resize]\nmax_retries = 5\ntimeout-seconds = 60\n").unwrap();
+        let dotted = kinds("kinds.resize.max_retries = 5\nkinds.resize.timeout_seconds = 60\n").unwrap();
+        let inline = kinds("[kinds]\nresize = { max_retries = 5, timeout_seconds = 60 }\n").unwrap();
+        assert_eq!(header, dotted);
+        assert_eq!(header, inline);
+        assert_eq!(
+            header["resize"],
+            KindPolicy::new().max_retries(5).timeout_seconds(60)
+        );
+        let file = parse_config("max_retries = 3\n[kinds.\"img.crop\"]\nbackoff_base = 1.5\nbackoff_max_seconds = 90\n").unwrap();
+        assert_eq!(file.values["max_retries"], "3", "a top-level key above the tables stays top-level");
+        assert_eq!(
+            file.kinds["img.crop"],
+            KindPolicy::new().backoff_base(1.5).backoff_max_seconds(90)
+        );
+    }
+
+    #[test]
+    fn kind_table_mistakes_name_the_line_and_the_kind_key() {
+        let cases = [
+            (
+                "[kinds.resize]\nmax_retries = 1001\n",
+                "line 2: invalid value `1001` for `kinds.resize.max_retries`: must be an integer from 0 to 1000",
+            ),
+            (
+                "[kinds.resize]\nmax_retries = \"5\"\n",
+                "line 2: `kinds.resize.max_retries` must be an integer from 0 to 1000, found a string (\"5\")",
+            ),
+            (
+                "[kinds.resize]\ntimeout_seconds = \"none\"\n",
+                "line 2: `kinds.resize.timeout_seconds` must be an integer from 1 to 2592000 (leave the key out for \
+                 none), found a string (\"none\")",
+            ),
+            (
+                "[kinds.resize]\nmax_retry = 5\n",
+                "unknown key `kinds.resize.max_retry` (a kind table takes max_retries, backoff_base, \
+                 backoff_max_seconds, timeout_seconds) at line 2",
+            ),
+            (
+                "[kinds.resize]\nmax_retries = 5\nworker_count = 4\n",
+                "`worker_count` at line 3 is inside the `[kinds.resize]` table that starts at line 1, so it reads \
+                 as `kinds.resize.worker_count`: move it above that line",
+            ),
+            (
+                "[kinds]\nworker_count = 4\n",
+                "`worker_count` at line 2 is inside the `[kinds]` table that starts at line 1, so it reads as \
+                 `kinds.worker_count`: move it above that line",
+            ),
+            (
+                "kinds = 5\n",
+                "line 1: `kinds` must be a table of job kinds (`[kinds.resize]` with `max_retries = 5` below it), \
+                 found an integer (5)",
+            ),
+            (
+                "kinds.resize = 5\n",
+                "line 1: `kinds.resize` must be a table of that kind's policy (`[kinds.resize]` with \
+                 `max_retries = 5` below it), found an integer (5)",
+            ),
+            (
+                "[kinds.\"bad kind\"]\nmax_retries = 1\n",
+                "line 1: `kinds.\"bad kind\"`: the kind must be 1 to 64 characters of letters, digits, `_`, `-`, \
+                 `.` or `:`",
+            ),
+            (
+                "[kinds.resize]\nmax_retries = 1\nmax-retries = 2\n",
+                "line 3: `kinds.resize.max-retries` sets `kinds.resize.max_retries` again (first set at line 2)",
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(kinds(text).unwrap_err(), expected, "for {text:?}");
+        }
+    }
 }
