@@ -45,9 +45,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let queue = Queue::create(&home)?;
 
     let ids = queue.enqueue_batch([
-        JobSpec::typed(&Resize { path: "cat.png".into(), width: 640 })?.with_id("cat"),
-        JobSpec::typed(&Resize { path: "map.png".into(), width: 8000 })?.with_id("map"),
-        JobSpec::typed(&Resize { path: "bad.png".into(), width: 0 })?.with_id("bad"),
+        JobSpec::typed(&Resize {
+            path: "cat.png".into(),
+            width: 640,
+        })?
+        .with_id("cat"),
+        JobSpec::typed(&Resize {
+            path: "map.png".into(),
+            width: 8000,
+        })?
+        .with_id("map"),
+        JobSpec::typed(&Resize {
+            path: "bad.png".into(),
+            width: 0,
+        })?
+        .with_id("bad"),
         // A payload written by hand that does not fit `Resize`: the attempt fails naming the field.
         JobSpec::kind("resize", serde_json::json!({ "path": "odd.png", "width": "wide" }))
             .with_id("odd")
@@ -77,6 +89,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(queue.get("cat")?.state, State::Completed);
     assert_eq!(queue.get("map")?.attempts, 2);
     assert_eq!(queue.get("bad")?.state, State::Dead);
-    assert!(queue.get("odd")?.last_error.unwrap_or_default().contains("payload.width"));
+    assert!(queue
+        .get("odd")?
+        .last_error
+        .unwrap_or_default()
+        .contains("payload.width"));
     Ok(())
 }

@@ -257,6 +257,15 @@ impl Queue {
         config::effective(&config::read_config_file(&self.home.config_path())?, &stored)
     }
 
+    /// The config file's per-kind policies (`[kinds.NAME]` tables), by kind; none while the
+    /// file is being ignored ([`Queue::tolerate_broken_config_file`]).
+    pub fn kind_policies(&self) -> Result<BTreeMap<String, config::KindPolicy>> {
+        if self.ignore_config_file {
+            return Ok(BTreeMap::new());
+        }
+        Ok(config::read_config(&self.home.config_path())?.kinds)
+    }
+
     /// The effective, typed settings, with the config file's kind tables.
     pub fn settings(&self) -> Result<Settings> {
         if self.ignore_config_file {

@@ -137,15 +137,27 @@ fn a_kind_policy_beats_the_config_and_loses_to_the_jobs_own_field() {
     std::fs::write(&path, file).unwrap();
     // The global value, from the strongest global layer: `config set`.
     queue.config_set("max_retries", "0").unwrap();
-    assert_eq!(queue.settings().unwrap().kinds["flaky"], KindPolicy::new().max_retries(2));
+    assert_eq!(
+        queue.settings().unwrap().kinds["flaky"],
+        KindPolicy::new().max_retries(2)
+    );
 
     let other = JobSpec::kind("other", serde_json::json!({"n": 0}));
-    queue.enqueue(JobSpec::typed(&Flaky { n: 1 }).unwrap().with_id("kind")).unwrap();
     queue
-        .enqueue(JobSpec::typed(&Flaky { n: 2 }).unwrap().with_id("own").with_max_retries(1))
+        .enqueue(JobSpec::typed(&Flaky { n: 1 }).unwrap().with_id("kind"))
+        .unwrap();
+    queue
+        .enqueue(
+            JobSpec::typed(&Flaky { n: 2 })
+                .unwrap()
+                .with_id("own")
+                .with_max_retries(1),
+        )
         .unwrap();
     queue.enqueue(other.clone().with_id("global")).unwrap();
-    queue.enqueue(JobSpec::kind("coded", serde_json::json!({"n": 3})).with_id("code")).unwrap();
+    queue
+        .enqueue(JobSpec::kind("coded", serde_json::json!({"n": 3})).with_id("code"))
+        .unwrap();
     let retry = |_: &Job, _: &ExecContext| Outcome::retry_after(Duration::ZERO, "again");
     let report = drain(
         queue
@@ -168,7 +180,9 @@ fn a_kind_policy_beats_the_config_and_loses_to_the_jobs_own_field() {
 #[test]
 fn settings_in_code_apply_to_the_pool_and_are_written_nowhere() {
     let queue = TempQueue::new().unwrap();
-    queue.enqueue(JobSpec::typed(&Flaky { n: 1 }).unwrap().with_id("a")).unwrap();
+    queue
+        .enqueue(JobSpec::typed(&Flaky { n: 1 }).unwrap().with_id("a"))
+        .unwrap();
     let mut settings = Settings::defaults(queue.path());
     settings.max_retries = 4;
     settings.worker_count = 2;
@@ -184,17 +198,27 @@ fn settings_in_code_apply_to_the_pool_and_are_written_nowhere() {
             .all(|e| e.source != queuectl::config::ValueSource::Set),
         "nothing stored in the database"
     );
-    assert_eq!(queue.settings().unwrap().max_retries, 3, "the queue's own settings are untouched");
+    assert_eq!(
+        queue.settings().unwrap().max_retries,
+        3,
+        "the queue's own settings are untouched"
+    );
 
     // Settings in code pass the same checks as the file's, before the pool touches anything.
     let mut bad = Settings::defaults(queue.path());
     bad.max_retries = 1001;
     let e = queue.pool().settings(bad.clone()).spawn().unwrap_err().to_string();
-    assert_eq!(e, "invalid value `1001` for `max_retries`: must be an integer from 0 to 1000");
+    assert_eq!(
+        e,
+        "invalid value `1001` for `max_retries`: must be an integer from 0 to 1000"
+    );
     bad.max_retries = 3;
     (bad.heartbeat_seconds, bad.lease_seconds) = (10, 20);
     let e = queue.pool().settings(bad).spawn().unwrap_err().to_string();
-    assert!(e.contains("`lease_seconds` (20) must be at least 3 times `heartbeat_seconds` (10)"), "{e}");
+    assert!(
+        e.contains("`lease_seconds` (20) must be at least 3 times `heartbeat_seconds` (10)"),
+        "{e}"
+    );
     let e = queue
         .pool()
         .kind_policy("flaky", KindPolicy::new().max_retries(5000))
@@ -208,16 +232,26 @@ fn settings_in_code_apply_to_the_pool_and_are_written_nowhere() {
 fn discard_is_dead_at_once_and_retry_after_schedules_the_next_run() {
     let queue = TempQueue::new().unwrap();
     queue
-        .enqueue(JobSpec::kind("discard", serde_json::json!({})).with_id("d").with_max_retries(5))
+        .enqueue(
+            JobSpec::kind("discard", serde_json::json!({}))
+                .with_id("d")
+                .with_max_retries(5),
+        )
         .unwrap();
     queue
-        .enqueue(JobSpec::kind("later", serde_json::json!({})).with_id("l").with_max_retries(5))
+        .enqueue(
+            JobSpec::kind("later", serde_json::json!({}))
+                .with_id("l")
+                .with_max_retries(5),
+        )
         .unwrap();
     let report = join(
         queue
             .pool()
             .without_shell()
-            .executor("discard", |_: &Job, _: &ExecContext| Outcome::discard("bad input, never retry"))
+            .executor("discard", |_: &Job, _: &ExecContext| {
+                Outcome::discard("bad input, never retry")
+            })
             .executor("later", |_: &Job, _: &ExecContext| {
                 Outcome::retry_after(Duration::from_secs(3600), "rate limited")
             })
@@ -238,14 +272,20 @@ fn discard_is_dead_at_once_and_retry_after_schedules_the_next_run() {
 
     let later = queue.get("l").unwrap();
     assert_eq!((later.state, later.attempts), (State::Failed, 1));
-    assert_eq!(later.run_at - later.finished_at.unwrap(), 3_600_000, "an hour after it ended");
+    assert_eq!(
+        later.run_at - later.finished_at.unwrap(),
+        3_600_000,
+        "an hour after it ended"
+    );
     assert_eq!(later.last_error.as_deref(), Some("rate limited"));
 }
 
 #[test]
 fn a_forced_stop_reaches_a_long_running_rust_handler_within_100ms() {
     let queue = TempQueue::new().unwrap();
-    queue.enqueue(JobSpec::kind("long", serde_json::json!({})).with_id("long")).unwrap();
+    queue
+        .enqueue(JobSpec::kind("long", serde_json::json!({})).with_id("long"))
+        .unwrap();
     let (started_tx, started_rx) = mpsc::channel::<()>();
     let (woke_tx, woke_rx) = mpsc::channel::<(Instant, Option<CancelReason>)>();
     let started_tx = Mutex::new(started_tx);
@@ -274,12 +314,20 @@ fn a_forced_stop_reaches_a_long_running_rust_handler_within_100ms() {
 
     assert_eq!(reason, Some(CancelReason::Shutdown));
     let latency = woke.duration_since(trigger);
-    assert!(latency < Duration::from_millis(100), "the handler saw the stop after {latency:?}");
+    assert!(
+        latency < Duration::from_millis(100),
+        "the handler saw the stop after {latency:?}"
+    );
     // Interrupted, not failed: the attempt does not count and the job is pending again.
     assert_eq!((report.attempts, report.interrupted), (1, 1));
     assert_eq!(runs(&queue, "long"), (State::Pending, 0));
     assert_eq!(
-        queue.history("long").unwrap().iter().map(|a| a.outcome).collect::<Vec<_>>(),
+        queue
+            .history("long")
+            .unwrap()
+            .iter()
+            .map(|a| a.outcome)
+            .collect::<Vec<_>>(),
         [AttemptOutcome::Interrupted]
     );
 }
@@ -330,7 +378,12 @@ fn a_rust_handler_that_overruns_its_timeout_is_recorded_as_timed_out_whatever_it
 fn a_kind_timeout_applies_to_jobs_without_their_own() {
     let queue = TempQueue::new().unwrap();
     queue
-        .enqueue(JobSpec::typed(&Flaky { n: 0 }).unwrap().with_id("t").with_max_retries(0))
+        .enqueue(
+            JobSpec::typed(&Flaky { n: 0 })
+                .unwrap()
+                .with_id("t")
+                .with_max_retries(0),
+        )
         .unwrap();
     let report = drain(
         queue
@@ -381,7 +434,9 @@ fn the_testing_kit_runs_handlers_and_executors_without_a_database() {
     // A raw executor, on a job built from a spec.
     let job = testing::job(JobSpec::kind("echo", serde_json::json!({"say": "hi"})).with_max_retries(2));
     assert_eq!((job.state, job.attempts, job.max_retries), (State::Pending, 0, Some(2)));
-    let echo = |job: &Job, _: &ExecContext| Outcome::success().with_output(job.payload.as_ref().unwrap()["say"].to_string(), "");
+    let echo = |job: &Job, _: &ExecContext| {
+        Outcome::success().with_output(job.payload.as_ref().unwrap()["say"].to_string(), "")
+    };
     assert_eq!(
         testing::run(&echo, JobSpec::kind("echo", serde_json::json!({"say": "hi"})))
             .stdout
@@ -410,9 +465,16 @@ fn the_testing_kit_runs_handlers_and_executors_without_a_database() {
 #[test]
 fn a_spawned_pool_stops_on_request_and_reports_what_it_did() {
     let queue = TempQueue::new().unwrap();
-    queue.enqueue(JobSpec::typed(&Flaky { n: 1 }).unwrap().with_id("ok")).unwrap();
     queue
-        .enqueue(JobSpec::typed(&Flaky { n: 0 }).unwrap().with_id("dead").with_max_retries(0))
+        .enqueue(JobSpec::typed(&Flaky { n: 1 }).unwrap().with_id("ok"))
+        .unwrap();
+    queue
+        .enqueue(
+            JobSpec::typed(&Flaky { n: 0 })
+                .unwrap()
+                .with_id("dead")
+                .with_max_retries(0),
+        )
         .unwrap();
     let handle = queue
         .pool()
@@ -434,7 +496,10 @@ fn a_spawned_pool_stops_on_request_and_reports_what_it_did() {
         [("ok".to_string(), State::Completed), ("dead".to_string(), State::Dead)]
     );
     assert_eq!((report.completed(), report.dead(), report.unfinished()), (1, 1, 0));
-    assert!(!handle.is_finished(), "without until_empty the pool waits for more work");
+    assert!(
+        !handle.is_finished(),
+        "without until_empty the pool waits for more work"
+    );
     handle.stop();
     assert_eq!(
         join(handle),
@@ -500,7 +565,11 @@ fn one_queue_is_shared_by_several_threads() {
 fn batches_take_any_iterator_and_dlq_retry_takes_any_strings() {
     let queue = TempQueue::new().unwrap();
     let ids = queue
-        .enqueue_batch((0..3).map(|i| JobSpec::kind("x", serde_json::json!({})).with_id(format!("b{i}")).with_max_retries(0)))
+        .enqueue_batch((0..3).map(|i| {
+            JobSpec::kind("x", serde_json::json!({}))
+                .with_id(format!("b{i}"))
+                .with_max_retries(0)
+        }))
         .unwrap();
     assert_eq!(ids, ["b0", "b1", "b2"]);
     drain(

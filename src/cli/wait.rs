@@ -62,7 +62,10 @@ pub fn run(queue: &Queue, args: &WaitArgs) -> Result<()> {
             }
         }
     }
-    verdict(report.dead(), if ids.is_empty() { "in the queue" } else { "waited for" })
+    verdict(
+        report.dead(),
+        if ids.is_empty() { "in the queue" } else { "waited for" },
+    )
 }
 
 /// Success when no job is dead; otherwise exit code 3, so a script can tell "done" from "done,

@@ -396,10 +396,19 @@ fn describe(text: &str, value: &Spanned<DeValue<'_>>) -> String {
 }
 
 /// The first line before `before` that sets `key` (`key = `, `key.x = ` or `[key]`), to point
-/// a duplicate key at its twin.
+/// a duplicate key at its twin. A key (not a header) is looked for in its own table only: from
+/// the last `[table]` header above it, so a kind table's `max_retries` twin is not taken for
+/// the top-level one.
 fn first_line_setting(text: &str, key: &str, before: usize) -> Option<usize> {
-    text.lines()
-        .take(before.saturating_sub(1))
+    let lines: Vec<&str> = text.lines().take(before.saturating_sub(1)).collect();
+    let is_header = |line: &str| line.trim_start().starts_with('[');
+    let from = if text.lines().nth(before.saturating_sub(1)).is_some_and(is_header) {
+        0
+    } else {
+        lines.iter().rposition(|l| is_header(l)).map(|i| i + 1).unwrap_or(0)
+    };
+    lines[from..]
+        .iter()
         .position(|line| {
             let line = line.trim_start();
             let header = line.strip_prefix('[').and_then(|l| l.trim_start().strip_prefix(key));
@@ -410,7 +419,7 @@ fn first_line_setting(text: &str, key: &str, before: usize) -> Option<usize> {
                 .map(|rest| rest.trim_start())
                 .is_some_and(|rest| rest.starts_with('=') || rest.starts_with('.'))
         })
-        .map(|index| index + 1)
+        .map(|index| from + index + 1)
 }
 
 /// The 1-based line of a byte offset.
@@ -657,12 +666,14 @@ mod tests {
         let inline = kinds("[kinds]\nresize = { max_retries = 5, timeout_seconds = 60 }\n").unwrap();
         assert_eq!(header, dotted);
         assert_eq!(header, inline);
+        assert_eq!(header["resize"], KindPolicy::new().max_retries(5).timeout_seconds(60));
+        let file =
+            parse_config("max_retries = 3\n[kinds.\"img.crop\"]\nbackoff_base = 1.5\nbackoff_max_seconds = 90\n")
+                .unwrap();
         assert_eq!(
-            header["resize"],
-            KindPolicy::new().max_retries(5).timeout_seconds(60)
+            file.values["max_retries"], "3",
+            "a top-level key above the tables stays top-level"
         );
-        let file = parse_config("max_retries = 3\n[kinds.\"img.crop\"]\nbackoff_base = 1.5\nbackoff_max_seconds = 90\n").unwrap();
-        assert_eq!(file.values["max_retries"], "3", "a top-level key above the tables stays top-level");
         assert_eq!(
             file.kinds["img.crop"],
             KindPolicy::new().backoff_base(1.5).backoff_max_seconds(90)
@@ -714,6 +725,10 @@ mod tests {
                 "[kinds.\"bad kind\"]\nmax_retries = 1\n",
                 "line 1: `kinds.\"bad kind\"`: the kind must be 1 to 64 characters of letters, digits, `_`, `-`, \
                  `.` or `:`",
+            ),
+            (
+                "max_retries = 3\n[kinds.resize]\nmax_retries = 1\nmax_retries = 2\n",
+                "line 4, column 1: duplicate key `max_retries`: first set at line 3; each key may be set once",
             ),
             (
                 "[kinds.resize]\nmax_retries = 1\nmax-retries = 2\n",
