@@ -58,7 +58,20 @@ struct Inner {
 }
 
 /// A one-way cancellation signal for one attempt: cheap to clone (clones share it), cheap to
-/// poll, and waitable with a timeout. See the [module docs](self).
+/// poll, and waitable with a timeout.
+///
+/// The pool gives every attempt a token of its own (in its [`ExecContext`](super::ExecContext)).
+/// It fires on a forced stop of the pool ([`CancelReason::Shutdown`], delivered from the thread
+/// that calls [`Shutdown::force`](crate::Shutdown::force), not at the coordinator's next pass)
+/// and when the attempt overruns its timeout ([`CancelReason::TimedOut`]). Because the token
+/// belongs to one attempt, firing it for a single job needs nothing more than another reason.
+///
+/// A long-running Rust executor either polls [`is_cancelled`](Self::is_cancelled) between
+/// units of work, or sleeps on [`wait_timeout`](Self::wait_timeout) where it would otherwise
+/// sleep (it returns at once when the token fires), then returns. What it returns after a
+/// timeout is recorded as a timeout whatever it says; after a forced stop, a failure is
+/// recorded as an interrupted attempt (not counted, the job runs again) and a success as a
+/// success.
 #[derive(Debug, Clone, Default)]
 pub struct CancelToken {
     inner: Arc<Inner>,
