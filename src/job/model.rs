@@ -119,7 +119,9 @@ fn outcome_from_stored(text: &str) -> Option<AttemptOutcome> {
 }
 
 // Backends read the stored text columns straight into the enums (`row.get(..)`); a value no
-// queuectl writes is a conversion error naming it, not a guess.
+// queuectl writes is a conversion error naming it, not a guess. Hidden from the docs: the
+// database crates are the backends' business, not the API's.
+#[doc(hidden)]
 impl rusqlite::types::FromSql for Source {
     fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
         let text = value.as_str()?;
@@ -128,6 +130,7 @@ impl rusqlite::types::FromSql for Source {
     }
 }
 
+#[doc(hidden)]
 impl rusqlite::types::FromSql for AttemptOutcome {
     fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
         let text = value.as_str()?;
@@ -144,6 +147,7 @@ mod pg_text {
 
     type BoxError = Box<dyn StdError + Sync + Send>;
 
+    #[doc(hidden)]
     impl<'a> FromSql<'a> for Source {
         fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
             let text = <&str as FromSql>::from_sql(ty, raw)?;
@@ -155,6 +159,7 @@ mod pg_text {
         }
     }
 
+    #[doc(hidden)]
     impl<'a> FromSql<'a> for AttemptOutcome {
         fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
             let text = <&str as FromSql>::from_sql(ty, raw)?;
