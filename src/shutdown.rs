@@ -70,7 +70,10 @@ impl Shutdown {
         self.raise(1);
     }
 
-    /// Asks for a forced stop: kill running jobs and release them back to pending.
+    /// Asks for a forced stop: kill running jobs and release them back to pending. The
+    /// [`CancelToken`]s of the attempts running in pools that use this signal fire at once, on
+    /// this thread, so a Rust executor waiting on its token wakes without waiting for the
+    /// pool's coordinator.
     pub fn force(&self) {
         self.raise(2);
     }

@@ -118,7 +118,7 @@ pub enum SpoolEvent {
         polling: bool,
     },
     /// Another process holds the spool's ingest lock: this one skips ingestion
-    /// ([`ingest_once`]) or waits for the lock ([`watch`]).
+    /// ([`ingest_once`]) or waits for the lock (`watch`).
     LockHeld {
         /// The spool directory.
         dir: PathBuf,
