@@ -13,7 +13,7 @@
 //! `--jobs` completed jobs per round (reported).
 
 use queuectl::executor::{ExecContext, Outcome};
-use queuectl::job::{Job, JobSpec, Source};
+use queuectl::job::{Job, JobSpec};
 use queuectl::worker::PoolBuilder;
 use queuectl::{Home, Queue, Shutdown};
 use serde_json::json;
@@ -67,8 +67,8 @@ fn enqueue_noop(queue: &mut Queue, count: usize, batch: usize) {
     let mut left = count;
     while left > 0 {
         let n = left.min(batch);
-        let specs: Vec<(Option<String>, JobSpec)> = (0..n).map(|_| (None, JobSpec::kind("noop", json!({})))).collect();
-        queue.enqueue_batch(specs, Source::Api).expect("enqueue");
+        let specs = (0..n).map(|_| JobSpec::kind("noop", json!({})));
+        queue.enqueue_batch(specs).expect("enqueue");
         left -= n;
     }
 }
@@ -83,7 +83,8 @@ fn drain(home: &Home, threads: usize) -> (u64, f64) {
         .until_empty(true)
         .shell_hooks(false)
         .run(&Shutdown::new())
-        .expect("pool run");
+        .expect("pool run")
+        .attempts;
     (ran, start.elapsed().as_secs_f64())
 }
 

@@ -9,7 +9,7 @@ use serde_json::json;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let temp = tempfile::tempdir()?;
     let home = Home::new(temp.path());
-    let (mut queue, _) = Queue::init(&home)?;
+    let (queue, _) = Queue::init(&home)?;
     queue.config_set("backoff_base", "1")?; // retry after 1 s, to keep the example short
 
     queue.enqueue(JobSpec::shell("echo shell job says hi").with_id("shell-1"))?;
@@ -27,7 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let shutdown = Shutdown::new(); // call shutdown.request_stop() from anywhere to stop gracefully
-    let ran = PoolBuilder::new(&home)
+    let report = PoolBuilder::new(&home)
         .threads(2)
         .executor("square", square)
         .observer(|event: &WorkerEvent| match event {
@@ -39,7 +39,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .until_empty(true)
         .run(&shutdown)?;
 
-    println!("ran {ran} attempts");
+    println!(
+        "{} attempts: {} completed, {} retried, {} dead",
+        report.attempts, report.completed, report.retried, report.dead
+    );
     println!(
         "square-12 printed {:?}",
         queue.get("square-12")?.stdout.unwrap_or_default()

@@ -2,7 +2,7 @@
 //!
 //! Run: `cargo run --example enqueue -- [HOME]` (default: a temporary home).
 
-use queuectl::{Home, JobSpec, Queue, Schedule, Source};
+use queuectl::{Home, JobSpec, Queue, Schedule};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let temp = tempfile::tempdir()?;
@@ -11,7 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| temp.path().to_path_buf());
     let home = Home::new(&root);
-    let (mut queue, _) = Queue::init(&home)?;
+    let (queue, _) = Queue::init(&home)?;
 
     // One job with a few options.
     let id = queue.enqueue(
@@ -24,16 +24,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("enqueued {id}");
 
     // A batch is one transaction: a bad job refuses the whole batch, nothing is written.
-    let batch = vec![
-        (None, JobSpec::shell("echo first").with_id("report-1")),
-        (
-            None,
-            JobSpec::shell("echo later")
-                .with_id("report-2")
-                .with_schedule(Schedule::After(60.0)),
-        ),
+    let batch = [
+        JobSpec::shell("echo first").with_id("report-1"),
+        JobSpec::shell("echo later")
+            .with_id("report-2")
+            .with_schedule(Schedule::After(60.0)),
     ];
-    for id in queue.enqueue_batch(batch, Source::Api)? {
+    for id in queue.enqueue_batch(batch)? {
         println!("enqueued {id}");
     }
     match queue.enqueue(JobSpec::shell("echo again").with_id("report-1")) {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let temp = tempfile::tempdir()?;
     let home = Home::new(temp.path());
-    let (mut queue, _) = Queue::init(&home)?;
+    let (queue, _) = Queue::init(&home)?;
 
     // A shell hook from the config file: it appends to a file in the home (its working directory).
     std::fs::write(

@@ -79,7 +79,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .until_empty(true)
         .run(&Shutdown::new())?;
-    println!("the pool ran {ran} jobs");
+    println!("the pool completed {} jobs", ran.completed);
 
     for id in [&lamp, &books] {
         let job = queue.get(id)?;

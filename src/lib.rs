@@ -9,22 +9,27 @@
 //!
 //! ## Layout
 //!
-//! - [`queue`]: [`Queue`], the front door: open a home, enqueue, inspect, DLQ retry, recover, config.
-//! - [`job`]: the job model ([`JobSpec`], [`Job`], [`State`]) and the one validation path.
+//! - [`queue`]: [`Queue`], the front door: open a home, enqueue, inspect, wait, DLQ retry,
+//!   recover, config. `Send + Sync`: share one between threads.
+//! - [`job`]: the job model ([`JobSpec`], [`Job`], [`State`], [`Source`]), typed jobs
+//!   ([`JobArgs`]) and the one validation path.
 //! - [`intake`]: validated specs into rows (ids, `run_at`), the path every entry point takes.
 //! - [`config`]: settings and their precedence (default < TOML file < environment <
-//!   `config set` < job).
+//!   `config set` < job), settings in code, and per-kind policies ([`KindPolicy`]).
 //! - [`backoff`]: the retry policy, a pure function.
-//! - [`lifecycle`]: what the end of an attempt does to its job, a pure function.
+//! - [`lifecycle`]: what the end of an attempt does to its job, a pure function (retries,
+//!   [`Outcome::discard`], [`Outcome::retry_after`], timeouts).
 //! - [`store`]: the [`Store`](store::Store) trait and its backends (SQLite, PostgreSQL); all
 //!   SQL lives there.
 //! - [`sqlite`]: enqueue inside the application's own SQLite transaction ([`sqlite::enqueue_tx`]):
 //!   the job exists if and only if that transaction commits.
 //! - `postgres` (feature `postgres`): the same on the application's PostgreSQL transaction
 //!   (`postgres::enqueue_tx`).
-//! - [`worker`]: the worker pool ([`PoolBuilder`]), its events and shell hooks, and the registry
-//!   of worker processes.
-//! - [`executor`]: the plugin seam ([`Executor`]) and the built-in [`ShellExecutor`].
+//! - [`worker`]: the worker pool ([`PoolBuilder`], [`PoolHandle`], [`PoolReport`]), its events
+//!   and shell hooks, and the registry of worker processes.
+//! - [`executor`]: the plugin seam ([`Executor`], [`Outcome`], [`ExecContext`] with its
+//!   [`CancelToken`]) and the built-in [`ShellExecutor`].
+//! - [`testing`]: run an executor or typed handler without a pool; a throw-away [`TempQueue`](testing::TempQueue).
 //! - [`shutdown`]: [`Shutdown`], the stop signal the caller controls (no signal handling inside).
 //! - [`time`]: timestamps (RFC 3339 with milliseconds) and durations.
 //! - [`spool`]: the spool directory protocol and its watcher.
@@ -32,28 +37,38 @@
 //! - [`notify`]: the systemd notification protocol (`READY=1`, `WATCHDOG=1`, ...), no libsystemd.
 //! - [`error`]: the one error type.
 //!
+//! [`serde`] and [`serde_json`] are re-exported, so typed jobs and payloads need no version
+//! of their own in the embedding crate.
+//!
 //! ## Example
 //!
-//! Enqueue a shell job and a job for a custom executor, then run a pool until the queue is empty:
+//! Enqueue a shell job and a typed job, then run a pool until the queue is empty:
 //!
 //! ```
-//! use queuectl::{ExecContext, Home, Job, JobSpec, Outcome, PoolBuilder, Queue, Shutdown, State};
+//! use queuectl::{ExecContext, Home, JobArgs, JobSpec, Outcome, PoolBuilder, Queue, Shutdown, State};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Greet {
+//!     name: String,
+//! }
+//!
+//! impl JobArgs for Greet {
+//!     const KIND: &'static str = "greet";
+//! }
 //!
 //! let dir = tempfile::tempdir()?;
 //! let home = Home::new(dir.path());
-//! let (mut queue, _) = Queue::init(&home)?;
+//! let (queue, _) = Queue::init(&home)?;
 //! queue.enqueue(JobSpec::shell("echo hello").with_id("job1").with_max_retries(2))?;
-//! queue.enqueue(JobSpec::kind("greet", serde_json::json!({"name": "Ada"})).with_id("job2"))?;
+//! queue.enqueue(JobSpec::typed(&Greet { name: "Ada".into() })?.with_id("job2"))?;
 //!
-//! let ran = PoolBuilder::new(&home)
+//! let report = PoolBuilder::new(&home)
 //!     .threads(2)
-//!     .executor("greet", |job: &Job, _: &ExecContext| {
-//!         let name = job.payload.as_ref().and_then(|p| p["name"].as_str()).unwrap_or("?");
-//!         Outcome::success().with_output(format!("hello {name}"), "")
-//!     })
+//!     .job(|greet: Greet, _: &ExecContext| Outcome::success().with_output(format!("hello {}", greet.name), ""))
 //!     .until_empty(true)
 //!     .run(&Shutdown::new())?;
-//! assert_eq!(ran, 2);
+//! assert_eq!((report.attempts, report.completed, report.dead), (2, 2, 0));
 //! assert_eq!(queue.get("job1")?.state, State::Completed);
 //! assert_eq!(queue.get("job2")?.stdout.as_deref(), Some("hello Ada"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -77,14 +92,19 @@ pub mod shutdown;
 pub mod spool;
 pub mod sqlite;
 pub mod store;
+pub mod testing;
 pub mod time;
 pub mod worker;
 
-pub use config::Settings;
+pub use serde;
+pub use serde_json;
+
+pub use config::{KindPolicy, Settings};
 pub use error::{Error, InvalidJob, Result};
-pub use executor::{ExecContext, Executor, Outcome, ShellExecutor};
+pub use executor::{CancelReason, CancelToken, ExecContext, Executor, Outcome, Retry, ShellExecutor};
 pub use home::Home;
-pub use job::{Attempt, Job, JobSpec, Schedule, Source, State};
-pub use queue::{Queue, Status};
+pub use job::{Attempt, Job, JobArgs, JobSpec, Schedule, Source, State};
+pub use queue::{Queue, Status, WaitReport};
 pub use shutdown::Shutdown;
-pub use worker::{Observer, PoolBuilder, WorkerEvent};
+pub use store::AttemptOutcome;
+pub use worker::{Observer, PoolBuilder, PoolHandle, PoolReport, WorkerEvent};

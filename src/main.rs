@@ -83,7 +83,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Backup(args) => cli::backup::run(&home, args),
         Command::Migrate(args) => cli::migrate::run(&home, args),
         Command::Recover => {
-            let mut queue = cli::open_for_reading(&home)?;
+            let queue = cli::open_for_reading(&home)?;
             let report = queue.recover()?;
             for worker in &report.removed_workers {
                 eprintln!("worker {} (PID {}) is gone", worker.id, worker.pid);

@@ -1,6 +1,9 @@
-//! [`Queue`]: the library's front door. Open a queue home, enqueue, inspect, retry from the DLQ,
-//! recover, and read or change config. Workers and the spool ingester open their own
-//! connections from the same [`Home`].
+//! [`Queue`]: the library's front door. Open a queue home, enqueue, inspect, wait for jobs,
+//! retry from the DLQ, recover, and read or change config. Workers and the spool ingester open
+//! their own connections from the same [`Home`].
+//!
+//! A `Queue` is `Send + Sync`: share one between threads (`Arc<Queue>`); its connection is
+//! behind a mutex, held for one call at a time.
 
 use crate::config::{self, ConfigEntry, Settings};
 use crate::error::{Error, Result};
@@ -11,6 +14,8 @@ use crate::time::now_ms;
 use crate::worker::registry;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// What `init` found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,11 +71,52 @@ pub struct RecoverReport {
     pub held: Vec<(String, String)>,
 }
 
+/// What [`Queue::wait`] saw when it returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitReport {
+    /// The wait ended because its timeout passed, not because the jobs finished.
+    pub timed_out: bool,
+    /// Each job waited for with its state then, in the order given (empty when waiting for the
+    /// whole queue).
+    pub jobs: Vec<(String, State)>,
+    /// Jobs per state in the whole queue then (only when waiting for the whole queue).
+    pub counts: Option<StateCounts>,
+}
+
+impl WaitReport {
+    /// Jobs waited for that are dead (in the whole queue, when waiting for all of it).
+    pub fn dead(&self) -> u64 {
+        match &self.counts {
+            Some(counts) => counts.dead,
+            None => self.jobs.iter().filter(|(_, s)| *s == State::Dead).count() as u64,
+        }
+    }
+
+    /// Jobs waited for that completed (in the whole queue, when waiting for all of it).
+    pub fn completed(&self) -> u64 {
+        match &self.counts {
+            Some(counts) => counts.completed,
+            None => self.jobs.iter().filter(|(_, s)| *s == State::Completed).count() as u64,
+        }
+    }
+
+    /// Jobs waited for that have not finished (pending, processing or failed).
+    pub fn unfinished(&self) -> u64 {
+        match &self.counts {
+            Some(c) => c.pending + c.processing + c.failed,
+            None => self.jobs.iter().filter(|(_, s)| !s.is_final()).count() as u64,
+        }
+    }
+}
+
+/// How often [`Queue::wait`] looks at the store's change token.
+const WAIT_POLL: Duration = Duration::from_millis(5);
+
 /// An open queue.
 #[derive(Debug)]
 pub struct Queue {
     home: Home,
-    store: Box<dyn Store>,
+    store: Mutex<Box<dyn Store>>,
     /// Set by [`Queue::tolerate_broken_config_file`]: settings leave the config file out.
     ignore_config_file: bool,
 }
@@ -96,11 +142,7 @@ impl Queue {
             store.migrate()?;
             None
         };
-        let queue = Queue {
-            home: home.clone(),
-            store,
-            ignore_config_file: false,
-        };
+        let queue = Queue::with_store(home, store);
         let settings = queue.settings()?;
         crate::spool::create_layout(&settings.spool_dir)?;
         Ok((
@@ -118,11 +160,32 @@ impl Queue {
     /// nothing.
     pub fn open(home: &Home) -> Result<Queue> {
         let store = crate::store::open(home.db())?;
-        Ok(Queue {
+        Ok(Queue::with_store(home, store))
+    }
+
+    /// Creates the queue's database in `home` (or opens it, migrating an older schema after a
+    /// backup) without writing a config file or spool directories: for programs that keep
+    /// settings in code, and for the testing kit.
+    pub fn create(home: &Home) -> Result<Queue> {
+        crate::home::create_dir(home.root(), 0o755)?;
+        if let Some(parent) = home.db().sqlite_path().and_then(Path::parent) {
+            crate::home::create_dir(parent, 0o755)?;
+        }
+        let (store, version) = crate::store::create(home.db())?;
+        if version > 0 {
+            upgrade(store.as_ref(), version)?;
+        } else {
+            store.migrate()?;
+        }
+        Ok(Queue::with_store(home, store))
+    }
+
+    fn with_store(home: &Home, store: Box<dyn Store>) -> Queue {
+        Queue {
             home: home.clone(),
-            store,
+            store: Mutex::new(store),
             ignore_config_file: false,
-        })
+        }
     }
 
     /// Opens the queue in `home`, first bringing an older schema up to date after writing a
@@ -139,12 +202,7 @@ impl Queue {
                 last_migrated_by: store.last_migrated_by()?,
             },
         };
-        let queue = Queue {
-            home: home.clone(),
-            store,
-            ignore_config_file: false,
-        };
-        Ok((queue, report))
+        Ok((Queue::with_store(home, store), report))
     }
 
     /// Writes a consistent copy of the queue database to `dest` while workers run (see
@@ -181,27 +239,44 @@ impl Queue {
         &self.home
     }
 
-    /// The underlying store (for the worker pool and the spool ingester).
-    pub fn store_mut(&mut self) -> &mut dyn Store {
-        self.store.as_mut()
-    }
-
-    /// The underlying store.
-    pub fn store(&self) -> &dyn Store {
-        self.store.as_ref()
+    /// The underlying store, locked for this thread until the guard is dropped (for the
+    /// CLI's and the spool ingester's lower-level needs). Hold it briefly: every other call on
+    /// this `Queue` waits for it.
+    pub fn store(&self) -> MutexGuard<'_, Box<dyn Store>> {
+        // A panic while holding the lock leaves the connection as usable as before: each
+        // store call is one transaction.
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Every config key with its effective value and where it came from.
     pub fn config_entries(&self) -> Result<Vec<ConfigEntry>> {
+        let stored = self.store().config_values()?;
         if self.ignore_config_file {
-            return config::effective(&BTreeMap::new(), &self.store.config_values()?);
+            return config::effective(&BTreeMap::new(), &stored);
         }
-        config::load_entries(&self.home, self.store.as_ref())
+        config::effective(&config::read_config_file(&self.home.config_path())?, &stored)
     }
 
-    /// The effective, typed settings.
+    /// The config file's per-kind policies (`[kinds.NAME]` tables), by kind; none while the
+    /// file is being ignored ([`Queue::tolerate_broken_config_file`]).
+    pub fn kind_policies(&self) -> Result<BTreeMap<String, config::KindPolicy>> {
+        if self.ignore_config_file {
+            return Ok(BTreeMap::new());
+        }
+        Ok(config::read_config(&self.home.config_path())?.kinds)
+    }
+
+    /// The effective, typed settings, with the config file's kind tables.
     pub fn settings(&self) -> Result<Settings> {
-        Settings::from_entries(self.home.root(), &self.config_entries()?)
+        if self.ignore_config_file {
+            return Settings::from_entries(self.home.root(), &self.config_entries()?);
+        }
+        let file = config::read_config(&self.home.config_path())?;
+        let stored = self.store().config_values()?;
+        Ok(
+            Settings::from_entries(self.home.root(), &config::effective(&file.values, &stored)?)?
+                .with_kinds(file.kinds),
+        )
     }
 
     /// One key's effective value.
@@ -222,10 +297,10 @@ impl Queue {
         let file = config::read_config_file(&self.home.config_path())?;
         // Check the settings the new value would make (rules across keys, such as the lease
         // being at least three heartbeats), before storing it.
-        let mut stored = self.store.config_values()?;
+        let mut stored = self.store().config_values()?;
         stored.insert(def.name.to_string(), value.clone());
         Settings::from_entries(self.home.root(), &config::effective(&file, &stored)?)?;
-        self.store.config_set(def.name, &value)?;
+        self.store().config_set(def.name, &value)?;
         Ok((def.name, value))
     }
 
@@ -235,92 +310,159 @@ impl Queue {
         // As with `config_set`: a broken file must be seen (and fixed) before anything changes,
         // and so must settings that would be unusable without the value.
         let file = config::read_config_file(&self.home.config_path())?;
-        let mut stored = self.store.config_values()?;
+        let mut stored = self.store().config_values()?;
         stored.remove(def.name);
         Settings::from_entries(self.home.root(), &config::effective(&file, &stored)?)?;
-        Ok((def.name, self.store.config_unset(def.name)?))
+        Ok((def.name, self.store().config_unset(def.name)?))
     }
 
     /// Enqueues one job from the library API; returns its id.
-    pub fn enqueue(&mut self, spec: JobSpec) -> Result<String> {
-        Ok(self.enqueue_batch(vec![(None, spec)], Source::Api)?.remove(0))
+    pub fn enqueue(&self, spec: JobSpec) -> Result<String> {
+        Ok(self.enqueue_located(vec![(None, spec)], Source::Api)?.remove(0))
     }
 
-    /// Enqueues a batch in one durable transaction, all or nothing; returns the ids in order.
-    /// Each spec may carry its location in the input (`line 3`) for error messages.
-    pub fn enqueue_batch(&mut self, specs: Vec<(Option<String>, JobSpec)>, source: Source) -> Result<Vec<String>> {
+    /// Enqueues a batch from the library API in one durable transaction, all or nothing;
+    /// returns the ids in order. A refused job is named by its index (`index 3`).
+    pub fn enqueue_batch(&self, specs: impl IntoIterator<Item = JobSpec>) -> Result<Vec<String>> {
+        let located = specs
+            .into_iter()
+            .enumerate()
+            .map(|(index, spec)| (Some(format!("index {index}")), spec))
+            .collect();
+        self.enqueue_located(located, Source::Api)
+    }
+
+    /// Enqueues a batch from `source` in one durable transaction, all or nothing; returns the
+    /// ids in order. Each spec may carry its place in the input (`line 3`) for error messages.
+    pub fn enqueue_located(&self, specs: Vec<(Option<String>, JobSpec)>, source: Source) -> Result<Vec<String>> {
         let jobs = crate::intake::prepare_jobs(specs, &source, now_ms())?;
-        self.store.insert_jobs(&jobs, true)?;
+        self.store().insert_jobs(&jobs, true)?;
         Ok(jobs.into_iter().map(|j| j.id).collect())
     }
 
     /// One job, with its captured output.
     pub fn get(&self, id: &str) -> Result<Job> {
-        self.store.get_job(id)?.ok_or_else(|| Error::NotFound(id.to_string()))
+        self.store().get_job(id)?.ok_or_else(|| Error::NotFound(id.to_string()))
     }
 
-    /// A job's attempt history, oldest first.
-    pub fn history(&self, job: &Job) -> Result<Vec<Attempt>> {
-        self.store.attempts(job.seq)
+    /// The attempt history of the job with this id, oldest first.
+    pub fn history(&self, id: &str) -> Result<Vec<Attempt>> {
+        let job = self.get(id)?;
+        self.store().attempts(job.seq)
+    }
+
+    /// Waits until the jobs with these ids are all finished (completed or dead), or, with no
+    /// ids, until no job in the queue is waiting or running; at most `timeout` (`None`: for
+    /// ever). An id that does not exist is an error at once, not a wait that cannot end. Polls
+    /// the store's change token every few milliseconds, so it returns right after the commit
+    /// that finished the last job; a timeout is not an error: see [`WaitReport::timed_out`].
+    pub fn wait(&self, ids: &[impl AsRef<str>], timeout: Option<Duration>) -> Result<WaitReport> {
+        let ids: Vec<String> = ids.iter().map(|id| id.as_ref().to_string()).collect();
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        if !ids.is_empty() {
+            let states = self.store().job_states(&ids)?;
+            if let Some(missing) = ids.iter().find(|id| !states.contains_key(*id)) {
+                return Err(Error::NotFound(missing.clone()));
+            }
+        }
+        let mut last_version = None;
+        loop {
+            let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
+            let version = self.store().change_token()?;
+            if timed_out || last_version != Some(version) {
+                last_version = Some(version);
+                let report = self.wait_report(&ids, timed_out)?;
+                if timed_out || report.unfinished() == 0 {
+                    return Ok(report);
+                }
+            }
+            let pause = match deadline {
+                Some(d) => WAIT_POLL.min(d.saturating_duration_since(Instant::now())),
+                None => WAIT_POLL,
+            };
+            std::thread::sleep(pause);
+        }
+    }
+
+    fn wait_report(&self, ids: &[String], timed_out: bool) -> Result<WaitReport> {
+        let store = self.store();
+        if ids.is_empty() {
+            return Ok(WaitReport {
+                timed_out,
+                jobs: Vec::new(),
+                counts: Some(store.counts()?),
+            });
+        }
+        let states = store.job_states(ids)?;
+        Ok(WaitReport {
+            timed_out,
+            jobs: ids
+                .iter()
+                .map(|id| (id.clone(), states.get(id).copied().unwrap_or(State::Pending)))
+                .collect(),
+            counts: None,
+        })
     }
 
     /// Jobs in enqueue order, optionally of one state, at most `limit`.
     pub fn list(&self, state: Option<State>, limit: Option<u64>) -> Result<Vec<Job>> {
-        self.store.list_jobs(state, limit)
+        self.store().list_jobs(state, limit)
     }
 
     /// Jobs matching a `list` filter, newest first unless it asks for oldest first.
     pub fn list_filtered(&self, filter: &crate::store::ListFilter) -> Result<Vec<Job>> {
-        self.store.list_filtered(filter)
+        self.store().list_filtered(filter)
     }
 
     /// Ids starting with `prefix`, in id order, at most `limit` (callers ask for one more than
     /// they show, to know there are more).
     pub fn ids_with_prefix(&self, prefix: &str, limit: u64) -> Result<Vec<String>> {
-        self.store.ids_with_prefix(prefix, limit)
+        self.store().ids_with_prefix(prefix, limit)
     }
 
     /// The ids right before and after `id` in id order, to find the shortest form of `id`
     /// no other job's id starts with.
     pub fn id_neighbours(&self, id: &str) -> Result<(Option<String>, Option<String>)> {
-        self.store.id_neighbours(id)
+        self.store().id_neighbours(id)
     }
 
     /// Counts, due/scheduled split and live workers (dead workers' rows are not shown; a
     /// worker's periodic reap or `recover` removes them and recovers their jobs).
-    pub fn status(&mut self) -> Result<Status> {
+    pub fn status(&self) -> Result<Status> {
         let settings = self.settings()?;
         let now = now_ms();
         let host = registry::host_name();
+        let store = self.store();
         // Read-only: rows of dead workers are left for a worker's reap or `recover` to remove
         // together with the recovery of their jobs, in one transaction.
-        let workers: Vec<WorkerRecord> = self
-            .store
+        let workers: Vec<WorkerRecord> = store
             .workers()?
             .into_iter()
             .filter(|w| registry::worker_alive(w, now, settings.lease_seconds, &host))
             .collect();
-        let counts = self.store.counts()?;
-        let scheduled = self.store.count_scheduled(now)?;
+        let counts = store.counts()?;
+        let scheduled = store.count_scheduled(now)?;
         let waiting = counts.pending + counts.failed;
         Ok(Status {
             counts,
             due_now: waiting.saturating_sub(scheduled),
             scheduled,
-            waiting_by_kind: self.store.waiting_by_kind()?,
-            lost_jobs: registry::lost_jobs(self.store.as_ref(), &settings)?,
+            waiting_by_kind: store.waiting_by_kind()?,
+            lost_jobs: registry::lost_jobs(store.as_ref(), &settings)?,
             workers,
         })
     }
 
-    /// Puts dead jobs back to `pending` (attempts reset); all or nothing.
-    pub fn dlq_retry(&mut self, ids: &[String]) -> Result<usize> {
-        self.store.dlq_retry(ids)
+    /// Puts dead jobs back to `pending` (attempts reset); all or nothing: an id that does not
+    /// exist or is not dead refuses the whole call.
+    pub fn dlq_retry(&self, ids: &[impl AsRef<str>]) -> Result<usize> {
+        let ids: Vec<String> = ids.iter().map(|id| id.as_ref().to_string()).collect();
+        self.store().dlq_retry(&ids)
     }
 
     /// Puts every dead job back to `pending`.
-    pub fn dlq_retry_all(&mut self) -> Result<usize> {
-        self.store.dlq_retry_all()
+    pub fn dlq_retry_all(&self) -> Result<usize> {
+        self.store().dlq_retry_all()
     }
 
     /// Recovers every `processing` job whose worker is provably gone (its process is dead, or
@@ -328,13 +470,13 @@ impl Queue {
     /// attempt with the error `worker lost`. On this host, what a lost run left running is
     /// stopped first (SIGTERM, SIGKILL after `stop_grace_seconds`), so this may take that long;
     /// a job whose leftovers cannot be stopped stays `processing` and is reported in `held`.
-    pub fn recover(&mut self) -> Result<RecoverReport> {
+    pub fn recover(&self) -> Result<RecoverReport> {
         let settings = self.settings()?;
         let mut killer = crate::worker::orphans::OrphanKiller::default();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(settings.stop_grace_seconds + 5);
         let mut total = RecoverReport::default();
         loop {
-            let report = registry::reap(self.store.as_mut(), &settings, None, &mut killer)?;
+            let report = registry::reap(self.store().as_mut(), &settings, None, &mut killer)?;
             total.recovered.extend(report.recovered);
             total.removed_workers.extend(report.removed_workers);
             if report.stopping == 0 || std::time::Instant::now() >= deadline {

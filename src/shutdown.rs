@@ -6,6 +6,7 @@
 //! and put them back to pending). Long-running loops wait on it instead of sleeping, so they
 //! react at once.
 
+use crate::executor::{CancelReason, CancelToken, WeakCancelToken};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,8 @@ struct Inner {
     /// 0 = running, 1 = graceful stop requested, 2 = forced stop requested.
     level: Mutex<u8>,
     changed: Condvar,
+    /// The tokens of running attempts, fired by a forced stop from the thread that forces it.
+    tokens: Mutex<Vec<WeakCancelToken>>,
 }
 
 /// A cloneable stop signal with two levels: graceful and forced.
@@ -34,6 +37,28 @@ impl Shutdown {
             *current = level;
         }
         self.inner.changed.notify_all();
+        drop(current);
+        if level >= 2 {
+            let tokens = std::mem::take(&mut *self.inner.tokens.lock().unwrap_or_else(|e| e.into_inner()));
+            for token in tokens.iter().filter_map(WeakCancelToken::upgrade) {
+                token.cancel(CancelReason::Shutdown);
+            }
+        }
+    }
+
+    /// Fires `token` when a forced stop is requested (at once if one was). Holds it weakly:
+    /// tokens of attempts that ended are dropped from the list as new ones arrive.
+    pub(crate) fn cancel_on_force(&self, token: &CancelToken) {
+        let mut tokens = self.inner.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        // Checked under the list's lock: a force that took the list before this push has
+        // already raised the level, so the token is fired here instead of being missed.
+        if self.is_forced() {
+            drop(tokens);
+            token.cancel(CancelReason::Shutdown);
+            return;
+        }
+        tokens.retain(|t| t.upgrade().is_some_and(|t| !t.is_cancelled()));
+        tokens.push(token.downgrade());
     }
 
     fn level(&self) -> u8 {
@@ -45,7 +70,10 @@ impl Shutdown {
         self.raise(1);
     }
 
-    /// Asks for a forced stop: kill running jobs and release them back to pending.
+    /// Asks for a forced stop: kill running jobs and release them back to pending. The
+    /// [`CancelToken`]s of the attempts running in pools that use this signal fire at once, on
+    /// this thread, so a Rust executor waiting on its token wakes without waiting for the
+    /// pool's coordinator.
     pub fn force(&self) {
         self.raise(2);
     }
@@ -103,5 +131,21 @@ mod tests {
         assert!(s.wait_timeout(Duration::from_secs(1)));
         clone.escalate();
         assert!(s.is_forced());
+    }
+
+    #[test]
+    fn a_forced_stop_fires_the_registered_tokens_and_later_ones_at_once() {
+        let s = Shutdown::new();
+        let (running, ended) = (CancelToken::new(), CancelToken::new());
+        s.cancel_on_force(&running);
+        s.cancel_on_force(&ended);
+        drop(ended);
+        s.request_stop();
+        assert!(!running.is_cancelled(), "a graceful stop lets attempts finish");
+        s.force();
+        assert_eq!(running.reason(), Some(CancelReason::Shutdown));
+        let late = CancelToken::new();
+        s.cancel_on_force(&late);
+        assert!(late.is_cancelled());
     }
 }

@@ -798,3 +798,58 @@ fn arbitrary_config_files_never_crash_a_command_and_a_refusal_changes_nothing() 
         panic!("{e}");
     }
 }
+
+#[test]
+fn kind_tables_show_in_config_list_and_a_bad_one_is_refused_naming_its_line() {
+    let home = TestHome::new();
+    let mut text = read_config(&home);
+    text.push_str("\n[kinds.resize]\nmax_retries = 5\ntimeout_seconds = 120\n");
+    write_config(&home, &text);
+    let list = home.run(&["config", "list"]).ok().stdout;
+    let row = list
+        .lines()
+        .find(|l| l.starts_with("kinds.resize.max_retries"))
+        .unwrap_or_else(|| panic!("no kind row in {list}"));
+    assert_eq!(
+        row.split_whitespace().take(3).collect::<Vec<_>>(),
+        ["kinds.resize.max_retries", "5", "file"]
+    );
+    let json = home.run(&["config", "list", "--json"]).ok().json();
+    let timeout = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["key"] == "kinds.resize.timeout_seconds")
+        .expect("the kind's timeout in config list --json");
+    assert_eq!(timeout["value"], "120");
+
+    // `config set` cannot store one: it points at the file.
+    home.run(&["config", "set", "kinds.resize.max_retries", "6"])
+        .assert_refusal(&[
+            "`kinds.resize.max_retries` is a per-kind policy",
+            "`[kinds.resize]` table",
+        ]);
+
+    // A bad value is refused by every command that reads settings, naming the line.
+    let lines = text.lines().count();
+    text.push_str("max_retries = 1001\n");
+    write_config(&home, &text);
+    let run = home.run(&["enqueue", "--command", "true"]);
+    run.assert_refusal(&[&format!(
+        "line {}, column 1: duplicate key `max_retries`: first set at line {}; each key may be set once",
+        lines + 1,
+        lines - 1
+    )]);
+    text.truncate(text.len() - "max_retries = 1001\n".len());
+    text.push_str("backoff_base = 0.5\n");
+    write_config(&home, &text);
+    home.run(&["enqueue", "--command", "true"]).assert_refusal(&[&format!(
+        "line {}: invalid value `0.5` for `kinds.resize.backoff_base`: must be a number from 1 to 1000",
+        lines + 1
+    )]);
+    assert_eq!(
+        home.run(&["list", "--json"]).ok().json(),
+        serde_json::json!([]),
+        "nothing was added"
+    );
+}

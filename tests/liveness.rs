@@ -320,7 +320,7 @@ fn a_worker_whose_row_is_gone_kills_its_running_job_before_registering_again() {
 fn a_result_that_comes_back_after_its_job_was_recovered_and_run_again_is_discarded() {
     let home = TestHome::new();
     let queue_home = Home::new(home.path());
-    let mut queue = Queue::open(&queue_home).unwrap();
+    let queue = Queue::open(&queue_home).unwrap();
     // Heartbeats 20 s apart: once the first pool has written which job it runs, it does not
     // touch its row again during the test, so the row rewritten below stays as written.
     queue.config_set("lease-seconds", "60").unwrap();
@@ -421,7 +421,7 @@ fn a_result_that_comes_back_after_its_job_was_recovered_and_run_again_is_discard
     let job = queue.get("j").unwrap();
     assert_eq!((job.state, job.attempts), (State::Completed, 2), "{job:#?}");
     assert_eq!(job.stdout.as_deref(), Some("from the second run"));
-    let history = queue.history(&job).unwrap();
+    let history = queue.history(&job.id).unwrap();
     assert_eq!(
         history
             .iter()

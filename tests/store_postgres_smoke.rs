@@ -647,7 +647,7 @@ fn a_claimed_job_reads_back_every_field_it_was_enqueued_with() {
             ("custom", 3, Some(7), Some(42))
         );
         assert_eq!(
-            (job.run_at, job.created_at, job.source.as_str()),
+            (job.run_at, job.created_at, job.source.to_stored().as_str()),
             (now - 5, now - 9, "spool:f.json")
         );
         assert_eq!(

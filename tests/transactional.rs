@@ -121,7 +121,7 @@ fn a_committed_transaction_holds_the_applications_rows_and_the_jobs_which_a_pool
     assert_eq!(orders(&conn), ["book"]);
     let job = queue(&home).get("ship").unwrap();
     assert_eq!(job.state, State::Pending);
-    assert_eq!(job.source, "api");
+    assert_eq!(job.source.to_stored(), "api");
     assert_eq!(run_pool(pool(&home).until_empty(true), DEADLINE).unwrap(), 3);
     let queue = queue(&home);
     for id in ["ship", "invoice", "mail"] {
@@ -351,7 +351,7 @@ fn migrating_a_version_2_queue_keeps_every_job_its_history_and_settings() {
     // stored setting; made by the current queuectl, then rewritten as version 2 kept it.
     let home = TestHome::new();
     {
-        let mut queue = queue(&home);
+        let queue = queue(&home);
         queue.enqueue(JobSpec::shell("echo done").with_id("ok")).unwrap();
         queue
             .enqueue(

@@ -160,7 +160,7 @@ fn a_committed_transaction_holds_the_applications_rows_and_the_jobs_which_a_pool
     tx.commit().unwrap();
 
     assert_eq!(q.orders(&mut client), ["book"]);
-    assert_eq!(q.queue().get("ship").unwrap().source, "api");
+    assert_eq!(q.queue().get("ship").unwrap().source.to_stored(), "api");
     assert_eq!(run_pool(q.pool().until_empty(true), DEADLINE).unwrap(), 3);
     let queue = q.queue();
     for id in ["ship", "invoice", "mail"] {

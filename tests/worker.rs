@@ -902,7 +902,7 @@ fn a_running_worker_picks_up_config_changes() {
 fn job_through_library(home: &TestHome, id: &str) -> (queuectl::Job, Vec<queuectl::Attempt>) {
     let queue = queuectl::Queue::open(&queuectl::Home::new(home.path())).expect("open the queue");
     let job = queue.get(id).expect("get the job");
-    let history = queue.history(&job).expect("the job's history");
+    let history = queue.history(&job.id).expect("the job's history");
     (job, history)
 }
 

@@ -85,11 +85,33 @@ pub fn run(queue: &Queue, command: &ConfigCommand) -> Result<()> {
         }
         ConfigCommand::List { json } => {
             let entries = queue.config_entries()?;
+            // The file's kind tables follow the keys, one row per value they set.
+            let kinds: Vec<(String, String, String)> = queue
+                .kind_policies()?
+                .iter()
+                .flat_map(|(kind, policy)| {
+                    policy.values().into_iter().map(move |(key, value)| {
+                        let name = if kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                            format!("kinds.{kind}.{key}")
+                        } else {
+                            format!("kinds.{kind:?}.{key}")
+                        };
+                        (
+                            name,
+                            value,
+                            format!("{key} for jobs of kind {kind} (a job's own field wins)"),
+                        )
+                    })
+                })
+                .collect();
             if *json {
-                let items = entries.iter().map(entry_json).collect();
+                let mut items: Vec<serde_json::Value> = entries.iter().map(entry_json).collect();
+                items.extend(kinds.iter().map(|(key, value, doc)| {
+                    serde_json::json!({"key": key, "value": value, "source": "file", "env": "", "doc": doc})
+                }));
                 print_json(&serde_json::Value::Array(items));
             } else {
-                let rows: Vec<Vec<String>> = entries
+                let mut rows: Vec<Vec<String>> = entries
                     .iter()
                     .map(|e| {
                         vec![
@@ -100,6 +122,11 @@ pub fn run(queue: &Queue, command: &ConfigCommand) -> Result<()> {
                         ]
                     })
                     .collect();
+                rows.extend(
+                    kinds
+                        .into_iter()
+                        .map(|(key, value, doc)| vec![key, value, "file".to_string(), doc]),
+                );
                 print_table(&["KEY", "VALUE", "SOURCE", "MEANING"], &rows);
             }
         }

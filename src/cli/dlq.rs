@@ -44,10 +44,7 @@ pub fn run(queue: &mut Queue, command: &DlqCommand) -> Result<()> {
                 return Ok(());
             }
             if *json {
-                let items = jobs
-                    .iter()
-                    .map(|j| super::inspect::job_json(j, settings.max_retries))
-                    .collect();
+                let items = jobs.iter().map(|j| super::inspect::job_json(j, &settings)).collect();
                 super::output::print_json(&serde_json::Value::Array(items));
             } else {
                 let style = super::output::TimeStyle { utc: *utc };
@@ -56,7 +53,7 @@ pub fn run(queue: &mut Queue, command: &DlqCommand) -> Result<()> {
                     .map(|j| {
                         Ok(vec![
                             super::ids::short_form(queue, &j.id)?,
-                            super::list::attempts(j, settings.max_retries),
+                            super::list::attempts(j, settings.max_retries_for(&j.kind)),
                             j.finished_at.map(|t| style.table(t)).unwrap_or_else(|| "-".into()),
                             j.last_error.clone().unwrap_or_default(),
                             j.command.clone(),

@@ -413,7 +413,7 @@ pub fn run_input(queue: &mut Queue, input: &JobInput<'_>, flags: &JobFlags) -> R
         let specs: Vec<JobSpec> = specs.into_iter().map(|(_, spec)| spec).collect();
         queuectl::spool::submit_to_dir(&queue.settings()?.spool_dir, &specs)?
     } else {
-        queue.enqueue_batch(specs, Source::Cli)?
+        queue.enqueue_located(specs, Source::Cli)?
     };
     if flags.json_output && !flags.spool {
         return super::inspect::print_added_jobs(queue, &ids);

@@ -71,7 +71,10 @@ pub fn run(home: &Home, args: &HealthArgs) -> Result<()> {
 
 fn run_checks(home: &Home, max_age: Option<Duration>, min_workers: Option<u64>) -> Vec<Check> {
     let mut checks = Vec::new();
-    let mut queue = match Queue::open(home).and_then(|queue| queue.store().counts().map(|counts| (queue, counts))) {
+    let mut queue = match Queue::open(home).and_then(|queue| {
+        let counts = queue.store().counts();
+        counts.map(|counts| (queue, counts))
+    }) {
         Ok((queue, counts)) => {
             checks.push(
                 Check::new(

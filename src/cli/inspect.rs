@@ -34,30 +34,31 @@ pub fn print_added_jobs(queue: &Queue, ids: &[String]) -> Result<()> {
     let settings = queue.settings()?;
     let items = ids
         .iter()
-        .map(|id| Ok(job_json(&queue.get(id)?, settings.max_retries)))
+        .map(|id| Ok(job_json(&queue.get(id)?, &settings)))
         .collect::<Result<Vec<_>>>()?;
     print_json(&serde_json::Value::Array(items));
     Ok(())
 }
 
 /// One job as the JSON object every command prints.
-pub fn job_json(job: &Job, default_max_retries: u32) -> serde_json::Value {
-    job.to_json(default_max_retries)
+/// `max_retries` is the job's own, else its kind's, else the setting.
+pub fn job_json(job: &Job, settings: &queuectl::Settings) -> serde_json::Value {
+    job.to_json(settings.max_retries_for(&job.kind))
 }
 
 /// Runs `queuectl show`.
 pub fn show(queue: &Queue, args: &ShowArgs) -> Result<()> {
     let settings = queue.settings()?;
     let job = queue.get(&resolve(queue, &args.id)?)?;
-    let history = queue.history(&job)?;
+    let history = queue.history(&job.id)?;
     if args.json {
-        let mut value = job.to_json(settings.max_retries);
+        let mut value = job.to_json(settings.max_retries_for(&job.kind));
         value["history"] = serde_json::Value::Array(history.iter().map(|a| a.to_json()).collect());
         print_json(&value);
         return Ok(());
     }
     let opt = |t: Option<i64>| t.map(format_ms).unwrap_or_else(|| "-".into());
-    let max_retries = job.effective_max_retries(settings.max_retries);
+    let max_retries = job.effective_max_retries(settings.max_retries_for(&job.kind));
     let mut out = String::new();
     let mut field = |name: &str, value: String| out.push_str(&format!("{:<16}{}\n", format!("{name}:"), value));
     field("id", job.id.clone());
@@ -95,7 +96,7 @@ pub fn show(queue: &Queue, args: &ShowArgs) -> Result<()> {
     for (k, v) in &job.env {
         field("env", format!("{k}={v}"));
     }
-    field("source", job.source.clone());
+    field("source", job.source.to_string());
     field("created_at", format_ms(job.created_at));
     field("updated_at", format_ms(job.updated_at));
     field("started_at", opt(job.started_at));

@@ -140,7 +140,10 @@ pub fn list(queue: &Queue, args: &ListArgs) -> Result<()> {
     let jobs = queue.list_filtered(&filter)?;
     let style = TimeStyle { utc: args.utc };
     if args.json {
-        let items = jobs.iter().map(|j| j.to_json(settings.max_retries)).collect();
+        let items = jobs
+            .iter()
+            .map(|j| j.to_json(settings.max_retries_for(&j.kind)))
+            .collect();
         print_json(&serde_json::Value::Array(items));
     } else if let Some(fields) = fields {
         let stdout = std::io::stdout();
@@ -148,7 +151,9 @@ pub fn list(queue: &Queue, args: &ListArgs) -> Result<()> {
         for job in &jobs {
             let values = fields
                 .iter()
-                .map(|field| field_value(queue, job, field, settings.max_retries, style).map(|v| escape(&v)))
+                .map(|field| {
+                    field_value(queue, job, field, settings.max_retries_for(&job.kind), style).map(|v| escape(&v))
+                })
                 .collect::<Result<Vec<_>>>()?;
             let _ = writeln!(out, "{}", values.join("\t"));
         }
@@ -162,7 +167,7 @@ pub fn list(queue: &Queue, args: &ListArgs) -> Result<()> {
                 Ok(vec![
                     short_form(queue, &job.id)?,
                     job.state.to_string(),
-                    attempts(job, settings.max_retries),
+                    attempts(job, settings.max_retries_for(&job.kind)),
                     job.priority.to_string(),
                     style.table(job.created_at),
                     next(job, now, style),
@@ -226,7 +231,7 @@ fn field_value(queue: &Queue, job: &Job, field: &str, default_max_retries: u32, 
         "exit_code" => job.exit_code.map(|c| c.to_string()).unwrap_or_default(),
         "worker" => job.worker.clone().unwrap_or_default(),
         "last_error" => job.last_error.clone().unwrap_or_default(),
-        "source" => job.source.clone(),
+        "source" => job.source.to_string(),
         // parse_fields only lets known names through.
         other => return Err(Error::InvalidArgument(format!("--format: unknown field `{other}`")).into()),
     })

@@ -1,7 +1,7 @@
 //! `worker start --single-instance`: at most one such worker per queue home, for cron.
 //!
 //! A crontab line that starts a worker every minute must not pile up workers while a long job
-//! runs. The guard is an exclusive `flock` (through `fs2`) on `HOME/run/worker.lock`, held for
+//! runs. The guard is an exclusive `flock(2)` on `HOME/run/worker.lock`, held for
 //! the worker's whole life and released by the kernel when the process ends however it ends
 //! (no stale PID file to clean up after a crash or SIGKILL). Workers started without the flag
 //! neither take nor respect the lock: the queue is safe with many workers anyway, the lock only
@@ -37,13 +37,18 @@ pub fn try_lock(home: &Home) -> Result<Instance> {
         .write(true)
         .open(&path)
         .map_err(|e| Error::io(&path, e))?;
-    // std's inherent `File::try_lock` shadows fs2's method of the same name: call fs2 by path.
-    match fs2::FileExt::try_lock_exclusive(&file) {
-        Ok(()) => Ok(Instance::Held(file)),
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::EWOULDBLOCK) => {
-            Ok(Instance::Busy(path))
+    use std::os::unix::io::AsRawFd;
+    loop {
+        // SAFETY: flock(2) on a descriptor this function owns; no memory is involved.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(Instance::Held(file));
         }
-        Err(e) => Err(Error::io(&path, e).into()),
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => return Ok(Instance::Busy(path)),
+            Some(libc::EINTR) => continue,
+            _ => return Err(Error::io(&path, e).into()),
+        }
     }
 }
 

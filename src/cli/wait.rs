@@ -6,8 +6,7 @@ use anyhow::Result;
 use clap::Args;
 use queuectl::error::Error;
 use queuectl::time::parse_duration;
-use queuectl::{Queue, State};
-use std::time::{Duration, Instant};
+use queuectl::Queue;
 
 /// Arguments of `queuectl wait`.
 #[derive(Debug, Args)]
@@ -25,65 +24,48 @@ pub struct WaitArgs {
     pub quiet: bool,
 }
 
-/// Runs `queuectl wait`.
+/// Runs `queuectl wait`: resolves the ids, then [`Queue::wait`] does the waiting.
 pub fn run(queue: &Queue, args: &WaitArgs) -> Result<()> {
     let timeout = match &args.timeout {
         Some(t) => Some(parse_duration(t).map_err(|e| Error::InvalidArgument(format!("--timeout: {e}")))?),
         None => None,
     };
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-    let store = queue.store();
     // Unknown ids are a mistake to report now, not a wait that can never end; prefixes are
     // resolved once, so the wait follows the jobs they named even if a later job shares them.
     let ids = super::ids::resolve_all(queue, &args.ids)?;
-    let mut last_version = None;
-    loop {
-        let version = store.change_token()?;
-        if last_version != Some(version) {
-            last_version = Some(version);
-            if ids.is_empty() {
-                if !store.has_unfinished(&[])? {
-                    let counts = store.counts()?;
-                    if !args.quiet {
-                        println!(
-                            "all jobs finished: {} completed, {} dead",
-                            counts.completed, counts.dead
-                        );
-                    }
-                    return verdict(counts.dead, "in the queue");
-                }
-            } else {
-                let states = store.job_states(&ids)?;
-                if states.values().all(|s| s.is_final()) {
-                    if !args.quiet {
-                        for id in &ids {
-                            println!("{id} {}", states.get(id).copied().unwrap_or(State::Pending));
-                        }
-                    }
-                    let dead = states.values().filter(|s| **s == State::Dead).count() as u64;
-                    return verdict(dead, "waited for");
-                }
+    let report = queue.wait(&ids, timeout)?;
+    if report.timed_out {
+        let waiting = match &report.counts {
+            Some(_) => format!("{} jobs not finished", report.unfinished()),
+            None => {
+                let open: Vec<String> = report
+                    .jobs
+                    .iter()
+                    .filter(|(_, s)| !s.is_final())
+                    .map(|(id, s)| format!("{id} ({s})"))
+                    .collect();
+                format!("still waiting for {}", open.join(", "))
             }
-        }
-        if let Some(deadline) = deadline {
-            if Instant::now() >= deadline {
-                let waiting = if ids.is_empty() {
-                    let c = store.counts()?;
-                    format!("{} jobs not finished", c.pending + c.processing + c.failed)
-                } else {
-                    let states = store.job_states(&ids)?;
-                    let open: Vec<String> = states
-                        .iter()
-                        .filter(|(_, s)| !s.is_final())
-                        .map(|(id, s)| format!("{id} ({s})"))
-                        .collect();
-                    format!("still waiting for {}", open.join(", "))
-                };
-                anyhow::bail!("timed out after {}: {waiting}", args.timeout.as_deref().unwrap_or(""));
-            }
-        }
-        std::thread::sleep(Duration::from_millis(5));
+        };
+        anyhow::bail!("timed out after {}: {waiting}", args.timeout.as_deref().unwrap_or(""));
     }
+    if !args.quiet {
+        if ids.is_empty() {
+            println!(
+                "all jobs finished: {} completed, {} dead",
+                report.completed(),
+                report.dead()
+            );
+        } else {
+            for (id, state) in &report.jobs {
+                println!("{id} {state}");
+            }
+        }
+    }
+    verdict(
+        report.dead(),
+        if ids.is_empty() { "in the queue" } else { "waited for" },
+    )
 }
 
 /// Success when no job is dead; otherwise exit code 3, so a script can tell "done" from "done,

@@ -458,7 +458,7 @@ fn detach(home: &Home, args: &StartArgs, count: usize) -> Result<()> {
             finished = Some(last);
             break;
         }
-        let mut queue = Queue::open(home)?;
+        let queue = Queue::open(home)?;
         if queue.status()?.workers.iter().any(|w| w.pid == pid) {
             break;
         }

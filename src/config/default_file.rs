@@ -120,6 +120,12 @@ backoff_max_seconds = 3600
 # hooks.on_failed = "logger \"job $QUEUECTL_JOB_ID failed: $QUEUECTL_JOB_ERROR\""
 # hooks.on_dead = "notify-send \"job $QUEUECTL_JOB_ID died: $QUEUECTL_JOB_ERROR\""
 # hooks.timeout_seconds = 10
+
+# Per job kind: max_retries, backoff_base, backoff_max_seconds and timeout_seconds for the
+# jobs of one kind, over the values above (a job's own field still wins). Dotted keys keep
+# this file free of [table] headers; a [kinds.resize] table works too, at the end of the file.
+# kinds.resize.max_retries = 5
+# kinds.resize.timeout_seconds = 120
 "#;
 
 #[cfg(test)]
@@ -150,6 +156,11 @@ mod tests {
         assert_eq!(values["job_timeout_seconds"], "600");
         assert_eq!(values["spool_allowed_uids"], "1001,1002");
         assert!(values["hooks.on_dead"].starts_with("notify-send"));
+        let kinds = super::super::parse_config(&uncommented).unwrap().kinds;
+        assert_eq!(
+            kinds["resize"],
+            super::super::KindPolicy::new().max_retries(5).timeout_seconds(120)
+        );
     }
 
     #[test]

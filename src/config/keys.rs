@@ -193,6 +193,14 @@ pub(crate) fn find_key(canonical: &str) -> Option<&'static KeyDef> {
 /// Finds a key by name; dashes and underscores are the same. An unknown name is an error that
 /// suggests the nearest key, or lists them all when none is near.
 pub fn key_def(name: &str) -> Result<&'static KeyDef> {
+    if let Some(rest) = canonical_name(name).strip_prefix("kinds.") {
+        let kind = rest.split('.').next().unwrap_or("NAME");
+        return Err(Error::Config(format!(
+            "`{}` is a per-kind policy: set it in the config file's `[kinds.{kind}]` table (or in code \
+             with `PoolBuilder::kind_policy`), not as a config key",
+            name.trim()
+        )));
+    }
     find_key(&canonical_name(name)).ok_or_else(|| {
         Error::Config(format!(
             "unknown config key `{}`{}",
@@ -329,6 +337,12 @@ mod tests {
         assert!(
             e.starts_with("unknown config key `colour` (known keys: max_retries, backoff_base"),
             "{e}"
+        );
+        let e = key_def("kinds.resize.max_retries").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "`kinds.resize.max_retries` is a per-kind policy: set it in the config file's `[kinds.resize]` \
+             table (or in code with `PoolBuilder::kind_policy`), not as a config key"
         );
     }
 

@@ -2,6 +2,16 @@
 //!
 //! Precedence, lowest first: built-in default < `config/queuectl.toml` < `QUEUECTL_<KEY>`
 //! environment variables < `queuectl config set` (stored in the database) < a job's own field.
+//! A pool given settings in code ([`PoolBuilder::settings`](crate::PoolBuilder::settings)) uses
+//! them instead of those four layers, and never writes them anywhere.
+//!
+//! Per-kind policies (`max_retries`, `backoff_base`, `backoff_max_seconds`, `timeout_seconds`
+//! for one job kind) sit between the job and the global value: job's own field < is beaten by
+//! nothing; then the kind's policy from code ([`PoolBuilder::kind_policy`](crate::PoolBuilder::kind_policy)),
+//! then the file's `[kinds.NAME]` table, then the global setting from the layers above. In
+//! full, for one job's `max_retries`: job field > code kind policy > file kind table >
+//! `config set` > environment > file top-level > default. Kind tables come only from the file
+//! or code (see [`KindPolicy`]).
 //! The TOML file is read on every command (and re-read by running workers), so a deployment
 //! driven by a config file only edits the file. Every value is validated wherever it comes
 //! from: a bad value is an error, never a silent default.
@@ -20,18 +30,25 @@
 //! - `default_file`: the documented file `init` writes (0600, no `[table]` header, so appended
 //!   lines stay top-level) and the warning for a file others can write.
 //! - `settings`: [`Settings`], the typed result of the merge.
+//! - `kinds`: [`KindPolicy`], one job kind's retry and timeout policy, and the checks of its
+//!   values.
 
 mod default_file;
 mod env;
 mod keys;
+mod kinds;
 mod settings;
 mod toml_file;
 
 pub use default_file::{permission_warnings, write_default_file, DEFAULT_CONFIG_FILE};
 pub use env::{env_var_name, EnvOverrides, ENV_PREFIX, RESERVED_ENV_VARS};
 pub use keys::{key_def, normalize_value, KeyDef, KEYS};
+pub use kinds::{overlay as overlay_kinds, KindPolicy, KIND_KEYS};
 pub use settings::{HookCommands, SettingChange, Settings};
-pub use toml_file::{parse_config_bytes, parse_config_text, read_config_file, read_db_url, DB_URL_KEY};
+pub use toml_file::{
+    parse_config, parse_config_bytes, parse_config_text, read_config, read_config_file, read_db_url, ConfigFile,
+    DB_URL_KEY,
+};
 
 use crate::error::{Error, Result};
 use crate::home::Home;
@@ -125,9 +142,12 @@ pub fn load_entries(home: &Home, store: &dyn Store) -> Result<Vec<ConfigEntry>> 
     effective(&file, &stored)
 }
 
-/// The typed settings in effect for `home` with the values stored in `store`.
+/// The typed settings in effect for `home` with the values stored in `store`, with the config
+/// file's kind tables.
 pub fn load_settings(home: &Home, store: &dyn Store) -> Result<Settings> {
-    Settings::from_entries(home.root(), &load_entries(home, store)?)
+    let file = read_config(&home.config_path())?;
+    let stored = store.config_values()?;
+    Ok(Settings::from_entries(home.root(), &effective(&file.values, &stored)?)?.with_kinds(file.kinds))
 }
 
 /// Opens the queue database of `home` (see [`crate::store::open`]) and reads its settings.

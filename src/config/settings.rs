@@ -2,12 +2,21 @@
 
 use super::keys::KEYS;
 use super::keys::{find_key, normalize_value};
+use super::kinds::{qualified, KindPolicy};
 use super::{merge, ConfigEntry, EnvOverrides, ValueSource};
+use crate::backoff::RetryPolicy;
 use crate::error::{Error, Result};
+use crate::job::Job;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The typed, effective settings.
+///
+/// A pool reads them from the queue (default < file < environment < `config set`), or takes
+/// them from code with [`PoolBuilder::settings`](crate::PoolBuilder::settings): start from
+/// [`Settings::defaults`] and change fields. Per-kind policies ([`kinds`](Self::kinds)) sit
+/// between a job's own fields and these global values; see [`Settings::retry_policy_for`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// Retries after the first run.
@@ -40,13 +49,15 @@ pub struct Settings {
     pub spool_allowed_uids: Vec<u32>,
     /// Shell hooks.
     pub hooks: HookCommands,
+    /// Retry and timeout policies per job kind (the file's `[kinds.NAME]` tables).
+    pub kinds: BTreeMap<String, KindPolicy>,
 }
 
 /// One setting a reload changed, with both values in `config list`'s text form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettingChange {
-    /// The key.
-    pub key: &'static str,
+    /// The key (`kinds.NAME.KEY` for a kind's policy).
+    pub key: String,
     /// The value before.
     pub old: String,
     /// The value after.
@@ -188,13 +199,88 @@ impl Settings {
                 on_dead: text("hooks.on_dead"),
                 timeout_seconds: int("hooks.timeout_seconds")? as u64,
             },
+            kinds: BTreeMap::new(),
         })
+    }
+
+    /// The same settings with these per-kind policies.
+    pub fn with_kinds(mut self, kinds: BTreeMap<String, KindPolicy>) -> Settings {
+        self.kinds = kinds;
+        self
+    }
+
+    /// Checks every value against the same rules as the config file and `config set` (ranges,
+    /// a lease of at least three heartbeats, kind names): how settings built in code are
+    /// checked before a pool uses them. The error names the key.
+    pub fn validate(&self) -> Result<()> {
+        let entries: Vec<ConfigEntry> = self
+            .texts()
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let def = find_key(key)?;
+                Some(ConfigEntry {
+                    key: def.name,
+                    value,
+                    source: ValueSource::Default,
+                    doc: def.doc,
+                })
+            })
+            .collect();
+        Settings::from_entries(&self.spool_dir, &entries)?;
+        if self.spool_dir.as_os_str().is_empty() {
+            return Err(Error::Config("invalid value for `spool_dir`: must not be empty".into()));
+        }
+        for (kind, policy) in &self.kinds {
+            policy.validate(kind)?;
+        }
+        Ok(())
+    }
+
+    /// The policy a kind has, if the settings name one.
+    pub fn kind_policy(&self, kind: &str) -> KindPolicy {
+        self.kinds.get(kind).copied().unwrap_or_default()
+    }
+
+    /// The retry policy for `job`: each value from the job's own field (`max_retries`), else
+    /// its kind's policy, else these settings.
+    pub fn retry_policy_for(&self, job: &Job) -> RetryPolicy {
+        let kind = self.kind_policy(&job.kind);
+        RetryPolicy {
+            max_retries: job.max_retries.or(kind.max_retries).unwrap_or(self.max_retries),
+            backoff_base: kind.backoff_base.unwrap_or(self.backoff_base),
+            backoff_max_seconds: kind.backoff_max_seconds.unwrap_or(self.backoff_max_seconds),
+        }
+    }
+
+    /// The `max_retries` of a job of `kind` that sets none itself.
+    pub fn max_retries_for(&self, kind: &str) -> u32 {
+        self.kind_policy(kind).max_retries.unwrap_or(self.max_retries)
+    }
+
+    /// The timeout for `job`: its own `timeout_seconds`, else its kind's, else
+    /// `job_timeout_seconds`; `None` for no timeout.
+    pub fn timeout_for(&self, job: &Job) -> Option<Duration> {
+        job.timeout_seconds
+            .or(self.kind_policy(&job.kind).timeout_seconds)
+            .or(self.job_timeout_seconds)
+            .map(Duration::from_secs)
     }
 
     /// Every key's value in the text form `config list` shows (`none` for none), in the order
     /// of [`KEYS`]: what a reload compares to say what changed.
     pub fn values(&self) -> Vec<(&'static str, String)> {
-        let text = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".to_string());
+        self.texts()
+            .into_iter()
+            .map(|(key, value)| {
+                let none = value.is_empty() && key != "spool_dir";
+                (key, if none { "none".to_string() } else { value })
+            })
+            .collect()
+    }
+
+    /// Every key's value in the text form `config set` takes (empty for none).
+    fn texts(&self) -> Vec<(&'static str, String)> {
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
         KEYS.iter()
             .map(|def| {
                 let value = match def.name {
@@ -211,10 +297,12 @@ impl Settings {
                     "spool_max_file_bytes" => self.spool_max_file_bytes.to_string(),
                     "spool_settle_ms" => self.spool_settle_ms.to_string(),
                     "spool_keep_ingested" => self.spool_keep_ingested.to_string(),
-                    "spool_allowed_uids" => match self.spool_allowed_uids.as_slice() {
-                        [] => "none".to_string(),
-                        uids => uids.iter().map(|u| u.to_string()).collect::<Vec<_>>().join(","),
-                    },
+                    "spool_allowed_uids" => self
+                        .spool_allowed_uids
+                        .iter()
+                        .map(|u| u.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
                     "hooks.on_started" => text(&self.hooks.on_started),
                     "hooks.on_completed" => text(&self.hooks.on_completed),
                     "hooks.on_failed" => text(&self.hooks.on_failed),
@@ -229,17 +317,51 @@ impl Settings {
             .collect()
     }
 
-    /// The keys whose values differ from `self` in `newer`, in the order of [`KEYS`].
-    pub fn changes_to(&self, newer: &Settings) -> Vec<SettingChange> {
-        self.values()
-            .into_iter()
-            .zip(newer.values())
-            .filter(|((_, old), (_, new))| old != new)
-            .map(|((key, old), (_, new))| SettingChange { key, old, new })
+    /// Every kind policy value as `(kinds.NAME.KEY, text)`, kinds in name order.
+    fn kind_values(&self) -> BTreeMap<String, String> {
+        self.kinds
+            .iter()
+            .flat_map(|(kind, policy)| {
+                policy
+                    .values()
+                    .into_iter()
+                    .map(move |(key, value)| (qualified(kind, key), value))
+            })
             .collect()
     }
 
-    /// The retry policy these settings describe.
+    /// The keys whose values differ from `self` in `newer`, in the order of [`KEYS`].
+    /// Kind policies follow, by `kinds.NAME.KEY` (`none` where one side sets nothing).
+    pub fn changes_to(&self, newer: &Settings) -> Vec<SettingChange> {
+        let mut changes: Vec<SettingChange> = self
+            .values()
+            .into_iter()
+            .zip(newer.values())
+            .filter(|((_, old), (_, new))| old != new)
+            .map(|((key, old), (_, new))| SettingChange {
+                key: key.to_string(),
+                old,
+                new,
+            })
+            .collect();
+        let (old_kinds, new_kinds) = (self.kind_values(), newer.kind_values());
+        let keys: std::collections::BTreeSet<&String> = old_kinds.keys().chain(new_kinds.keys()).collect();
+        for key in keys {
+            let old = old_kinds.get(key).cloned().unwrap_or_else(|| "none".into());
+            let new = new_kinds.get(key).cloned().unwrap_or_else(|| "none".into());
+            if old != new {
+                changes.push(SettingChange {
+                    key: key.clone(),
+                    old,
+                    new,
+                });
+            }
+        }
+        changes
+    }
+
+    /// The retry policy these settings describe for a job whose own `max_retries` is
+    /// `job_max_retries`, leaving kind policies out (see [`retry_policy_for`](Self::retry_policy_for)).
     pub fn retry_policy(&self, job_max_retries: Option<u32>) -> crate::backoff::RetryPolicy {
         crate::backoff::RetryPolicy {
             max_retries: job_max_retries.unwrap_or(self.max_retries),

@@ -122,11 +122,8 @@ fn every_key_shows_in_the_values_a_reload_compares() {
     ]);
     assert_eq!(all.len(), KEYS.len(), "a key is missing from this test");
     let after = Settings::from_entries(Path::new("/q"), &effective(&BTreeMap::new(), &all)).unwrap();
-    let changed: Vec<&str> = Settings::defaults(Path::new("/q"))
-        .changes_to(&after)
-        .iter()
-        .map(|c| c.key)
-        .collect();
+    let changes = Settings::defaults(Path::new("/q")).changes_to(&after);
+    let changed: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
     let keys: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
     assert_eq!(changed, keys);
     assert!(after.values().iter().all(|(_, v)| v != "?"));
@@ -441,4 +438,91 @@ fn any_valid_file_parses_to_its_values_in_either_hooks_form() {
         prop_assert_eq!(parse_config_text(&text), Ok(expected), "{}", text);
         Ok(())
     });
+}
+
+#[test]
+fn a_jobs_field_beats_its_kinds_policy_which_beats_every_global_layer() {
+    let text = "max_retries = 1\nbackoff_base = 3\n[kinds.resize]\nmax_retries = 5\nbackoff_max_seconds = 60\n";
+    let file = parse_config(text).unwrap();
+    // `config set` is the strongest global layer; the kind table still beats it.
+    let entries = effective(
+        &file.values,
+        &stored(&[("max_retries", "2"), ("job_timeout_seconds", "30")]),
+    );
+    let settings = Settings::from_entries(Path::new("/q"), &entries)
+        .unwrap()
+        .with_kinds(file.kinds);
+    let job = |kind: &str, own: Option<u32>| {
+        let mut spec = crate::job::JobSpec::kind(kind, serde_json::json!({}));
+        spec.max_retries = own;
+        crate::job::Job::from_spec(spec, 0)
+    };
+    let policy = settings.retry_policy_for(&job("resize", None));
+    assert_eq!(
+        (policy.max_retries, policy.backoff_base, policy.backoff_max_seconds),
+        (5, 3.0, 60),
+        "the kind's values, the global base (the kind sets none)"
+    );
+    assert_eq!(settings.retry_policy_for(&job("resize", Some(0))).max_retries, 0);
+    assert_eq!(settings.retry_policy_for(&job("crop", None)).max_retries, 2);
+    assert_eq!(settings.max_retries_for("resize"), 5);
+
+    // Code's kind policy over the file's, field by field.
+    let code = BTreeMap::from([(
+        "resize".to_string(),
+        KindPolicy::new().max_retries(9).timeout_seconds(7),
+    )]);
+    let settings = settings.clone().with_kinds(overlay_kinds(&settings.kinds, &code));
+    let resize = job("resize", None);
+    assert_eq!(settings.retry_policy_for(&resize).max_retries, 9);
+    assert_eq!(settings.retry_policy_for(&resize).backoff_max_seconds, 60);
+    assert_eq!(settings.timeout_for(&resize), Some(std::time::Duration::from_secs(7)));
+    assert_eq!(
+        settings.timeout_for(&job("crop", None)),
+        Some(std::time::Duration::from_secs(30))
+    );
+    let mut own = job("resize", None);
+    own.timeout_seconds = Some(2);
+    assert_eq!(settings.timeout_for(&own), Some(std::time::Duration::from_secs(2)));
+}
+
+#[test]
+fn a_reload_reports_kind_policy_changes_by_their_full_key() {
+    let before = Settings::defaults(Path::new("/q")).with_kinds(BTreeMap::from([(
+        "resize".to_string(),
+        KindPolicy::new().max_retries(5),
+    )]));
+    let after = Settings::defaults(Path::new("/q")).with_kinds(BTreeMap::from([(
+        "resize".to_string(),
+        KindPolicy::new().timeout_seconds(9),
+    )]));
+    let changes: Vec<String> = before.changes_to(&after).iter().map(|c| c.to_string()).collect();
+    assert_eq!(
+        changes,
+        [
+            "kinds.resize.max_retries 5 -> none",
+            "kinds.resize.timeout_seconds none -> 9"
+        ]
+    );
+}
+
+#[test]
+fn settings_built_in_code_are_checked_like_the_files() {
+    let mut settings = Settings::defaults(Path::new("/q"));
+    assert!(settings.validate().is_ok());
+    settings.backoff_base = 0.5;
+    assert_eq!(
+        settings.validate().unwrap_err().to_string(),
+        "invalid value `0.5` for `backoff_base`: must be a number from 1 to 1000"
+    );
+    settings.backoff_base = 2.0;
+    settings.hooks.on_dead = Some("echo dead".into());
+    settings.job_timeout_seconds = Some(5);
+    assert!(settings.validate().is_ok());
+    settings.kinds.insert("bad kind".into(), KindPolicy::new());
+    assert!(settings
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("`kinds.\"bad kind\"`"));
 }

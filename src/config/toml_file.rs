@@ -5,6 +5,7 @@
 use super::keys::{
     canonical_name, find_key, nearest_key, normalize_value, unknown_key_hint, KeyDef, ValueType, HOOKS_PREFIX,
 };
+use super::kinds::{check_kind_name, check_kind_value, kind_key, qualified, unknown_kind_key, KindPolicy};
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -38,22 +39,41 @@ pub fn read_db_url(path: &Path) -> Result<Option<String>> {
         }))
 }
 
+/// What a config file holds: its settings and its per-kind policies (`[kinds.NAME]` tables).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConfigFile {
+    /// Each key it sets, canonical name to canonical text.
+    pub values: BTreeMap<&'static str, String>,
+    /// Each kind table, by kind.
+    pub kinds: BTreeMap<String, KindPolicy>,
+}
+
 /// Reads `config/queuectl.toml` into canonical key/value text. A missing file is empty.
 /// Any problem (not UTF-8, malformed TOML, an unknown key, a wrong type, a bad value) is an
 /// [`Error::Config`] naming the file and the line.
 pub fn read_config_file(path: &Path) -> Result<BTreeMap<&'static str, String>> {
+    read_config(path).map(|file| file.values)
+}
+
+/// Reads `config/queuectl.toml` whole: settings and kind tables. A missing file is empty; any
+/// problem is an [`Error::Config`] naming the file and the line.
+pub fn read_config(path: &Path) -> Result<ConfigFile> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ConfigFile::default()),
         Err(e) => return Err(Error::io(path, e)),
     };
-    parse_config_bytes(&bytes).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    parse_file_bytes(&bytes).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
 }
 
 /// Parses the bytes of a config file; the error is one line without the file's name.
 pub fn parse_config_bytes(bytes: &[u8]) -> std::result::Result<BTreeMap<&'static str, String>, String> {
+    parse_file_bytes(bytes).map(|file| file.values)
+}
+
+fn parse_file_bytes(bytes: &[u8]) -> std::result::Result<ConfigFile, String> {
     match std::str::from_utf8(bytes) {
-        Ok(text) => parse_config_text(text),
+        Ok(text) => parse_config(text),
         Err(e) => {
             let offset = e.valid_up_to();
             let line = bytes[..offset].iter().filter(|b| **b == b'\n').count() + 1;
@@ -70,6 +90,9 @@ struct Entry<'a> {
     value: &'a Spanned<DeValue<'a>>,
     /// The line of the `[hooks]` header when the key sits under one (not a dotted key).
     hooks_header_line: Option<usize>,
+    /// For a key of a `[kinds.NAME]` table: the kind, and the line of the table's header when
+    /// the key sits under one.
+    kind: Option<(String, Option<usize>)>,
 }
 
 /// Parses the TOML text of a config file; the error is one line without the file's name.
@@ -78,6 +101,13 @@ struct Entry<'a> {
 /// or the same keys in a `[hooks]` table. Each value must have the key's TOML type: a string
 /// for a command or a path, an integer for a count, an array of integers for uids.
 pub fn parse_config_text(text: &str) -> std::result::Result<BTreeMap<&'static str, String>, String> {
+    parse_config(text).map(|file| file.values)
+}
+
+/// Parses the TOML text of a config file whole, settings and kind tables (see
+/// [`parse_config_text`] for the settings and [`crate::config::KindPolicy`] for the tables); the
+/// error is one line without the file's name.
+pub fn parse_config(text: &str) -> std::result::Result<ConfigFile, String> {
     let document = DeTable::parse(text).map_err(|e| {
         let mut message = e.message().trim().replace('\n', " ");
         match e.span() {
@@ -112,12 +142,17 @@ pub fn parse_config_text(text: &str) -> std::result::Result<BTreeMap<&'static st
             }
             continue;
         }
+        if canonical_name(key.get_ref()) == "kinds" {
+            kind_entries(text, key, value, &mut entries)?;
+            continue;
+        }
         if canonical_name(key.get_ref()) != "hooks" {
             entries.push(Entry {
                 name: key.get_ref().to_string(),
                 key_span: key.span(),
                 value,
                 hooks_header_line: None,
+                kind: None,
             });
             continue;
         }
@@ -139,15 +174,39 @@ pub fn parse_config_text(text: &str) -> std::result::Result<BTreeMap<&'static st
                 key_span: inner.span(),
                 value: inner_value,
                 hooks_header_line: is_header.then_some(key_line),
+                kind: None,
             });
         }
     }
     // Report problems in reading order, so the first one named is the first in the file.
     entries.sort_by_key(|e| e.key_span.start);
     let mut values = BTreeMap::new();
+    let mut kinds: BTreeMap<String, KindPolicy> = BTreeMap::new();
     let mut first_line: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut first_kind_line: BTreeMap<(String, &'static str), usize> = BTreeMap::new();
     for entry in &entries {
         let line = line_of(text, entry.key_span.start);
+        if let Some((kind, header)) = &entry.kind {
+            let (name, def) = kind_key(&entry.name).ok_or_else(|| unknown_kind_entry(entry, kind, *header, line))?;
+            if let Some(first) = first_kind_line.get(&(kind.clone(), name)) {
+                return Err(format!(
+                    "line {line}: `{}` sets `{}` again (first set at line {first})",
+                    qualified(kind, &entry.name),
+                    qualified(kind, name)
+                ));
+            }
+            first_kind_line.insert((kind.clone(), name), line);
+            let value_line = line_of(text, entry.value.span().start);
+            let raw = value_text(def, entry.value, text).map_err(|e| {
+                format!(
+                    "line {value_line}: {}",
+                    e.replacen(&format!("`{}`", def.name), &format!("`{}`", qualified(kind, name)), 1)
+                )
+            })?;
+            let checked = check_kind_value(kind, name, &raw).map_err(|e| format!("line {value_line}: {e}"))?;
+            kinds.entry(kind.clone()).or_default().set(name, &checked);
+            continue;
+        }
         let def = find_key(&canonical_name(&entry.name)).ok_or_else(|| unknown_key(entry, line))?;
         if let Some(first) = first_line.get(def.name) {
             return Err(format!(
@@ -161,7 +220,78 @@ pub fn parse_config_text(text: &str) -> std::result::Result<BTreeMap<&'static st
         let normalized = normalize_value(def, &raw).map_err(|e| format!("line {value_line}: {e}"))?;
         values.insert(def.name, normalized);
     }
-    Ok(values)
+    Ok(ConfigFile { values, kinds })
+}
+
+/// The entries of the `kinds` table: one table per kind (`[kinds.resize]`, or
+/// `kinds.resize.max_retries = 5`), each holding that kind's policy keys.
+fn kind_entries<'a>(
+    text: &str,
+    key: &Spanned<std::borrow::Cow<'a, str>>,
+    value: &'a Spanned<DeValue<'a>>,
+    entries: &mut Vec<Entry<'a>>,
+) -> std::result::Result<(), String> {
+    let key_line = line_of(text, key.span().start);
+    let is_header_at = |line: usize| {
+        text.lines()
+            .nth(line - 1)
+            .is_some_and(|l| l.trim_start().starts_with('['))
+    };
+    let DeValue::Table(kinds) = value.get_ref() else {
+        return Err(format!(
+            "line {key_line}: `kinds` must be a table of job kinds (`[kinds.resize]` with `max_retries = 5` \
+             below it), found {}",
+            describe(text, value)
+        ));
+    };
+    for (kind_key_span, policy) in kinds.iter() {
+        let kind = kind_key_span.get_ref().to_string();
+        let kind_line = line_of(text, kind_key_span.span().start);
+        let DeValue::Table(keys) = policy.get_ref() else {
+            // `[kinds]` then `worker_count = 4`: a top-level key that landed in the table.
+            if is_header_at(key_line) && find_key(&canonical_name(&kind)).is_some() {
+                return Err(format!(
+                    "`{kind}` at line {kind_line} is inside the `[kinds]` table that starts at line {key_line}, \
+                     so it reads as `kinds.{kind}`: move it above that line"
+                ));
+            }
+            return Err(format!(
+                "line {kind_line}: `{}` must be a table of that kind's policy (`[{}]` with \
+                 `max_retries = 5` below it), found {}",
+                qualified(&kind, "").trim_end_matches('.'),
+                qualified(&kind, "").trim_end_matches('.'),
+                describe(text, policy)
+            ));
+        };
+        check_kind_name(&kind).map_err(|e| format!("line {kind_line}: {e}"))?;
+        let header = is_header_at(kind_line).then_some(kind_line);
+        for (inner, inner_value) in keys.iter() {
+            entries.push(Entry {
+                name: inner.get_ref().to_string(),
+                key_span: inner.span(),
+                value: inner_value,
+                hooks_header_line: None,
+                kind: Some((kind.clone(), header)),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The error for a key a kind table does not take; a top-level key that landed under a
+/// `[kinds.NAME]` header says so.
+fn unknown_kind_entry(entry: &Entry<'_>, kind: &str, header: Option<usize>, line: usize) -> String {
+    let global = find_key(&canonical_name(&entry.name));
+    match (global, header) {
+        (Some(def), Some(header)) => format!(
+            "`{}` at line {line} is inside the `[{}]` table that starts at line {header}, so it reads as \
+             `{}`: move it above that line",
+            entry.name,
+            qualified(kind, "").trim_end_matches('.'),
+            qualified(kind, def.name)
+        ),
+        _ => format!("{} at line {line}", unknown_kind_key(kind, &entry.name)),
+    }
 }
 
 /// The error for a key queuectl does not know, with the likeliest fix.
@@ -266,10 +396,19 @@ fn describe(text: &str, value: &Spanned<DeValue<'_>>) -> String {
 }
 
 /// The first line before `before` that sets `key` (`key = `, `key.x = ` or `[key]`), to point
-/// a duplicate key at its twin.
+/// a duplicate key at its twin. A key (not a header) is looked for in its own table only: from
+/// the last `[table]` header above it, so a kind table's `max_retries` twin is not taken for
+/// the top-level one.
 fn first_line_setting(text: &str, key: &str, before: usize) -> Option<usize> {
-    text.lines()
-        .take(before.saturating_sub(1))
+    let lines: Vec<&str> = text.lines().take(before.saturating_sub(1)).collect();
+    let is_header = |line: &str| line.trim_start().starts_with('[');
+    let from = if text.lines().nth(before.saturating_sub(1)).is_some_and(is_header) {
+        0
+    } else {
+        lines.iter().rposition(|l| is_header(l)).map(|i| i + 1).unwrap_or(0)
+    };
+    lines[from..]
+        .iter()
         .position(|line| {
             let line = line.trim_start();
             let header = line.strip_prefix('[').and_then(|l| l.trim_start().strip_prefix(key));
@@ -280,7 +419,7 @@ fn first_line_setting(text: &str, key: &str, before: usize) -> Option<usize> {
                 .map(|rest| rest.trim_start())
                 .is_some_and(|rest| rest.starts_with('=') || rest.starts_with('.'))
         })
-        .map(|index| index + 1)
+        .map(|index| from + index + 1)
 }
 
 /// The 1-based line of a byte offset.
@@ -302,217 +441,5 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(text: &str) -> std::result::Result<BTreeMap<&'static str, String>, String> {
-        parse_config_text(text)
-    }
-
-    #[test]
-    fn hooks_are_read_as_dotted_keys_or_as_a_table() {
-        let dotted = parse("hooks.on_dead = \"echo dead\"\nhooks.timeout_seconds = 5\n").unwrap();
-        let table = parse("[hooks]\non_dead = \"echo dead\"\ntimeout_seconds = 5\n").unwrap();
-        assert_eq!(dotted, table);
-        assert_eq!(table["hooks.on_dead"], "echo dead");
-        assert_eq!(table["hooks.timeout_seconds"], "5");
-        let inline = parse("hooks = { on-dead = \"echo dead\" }\n").unwrap();
-        assert_eq!(inline["hooks.on_dead"], "echo dead");
-    }
-
-    #[test]
-    fn a_top_level_key_under_a_hooks_header_says_where_it_landed() {
-        let e = parse("max_retries = 3\n[hooks]\non_dead = \"x\"\nbackoff_base = 5\n").unwrap_err();
-        assert_eq!(
-            e,
-            "`backoff_base` at line 4 is inside the `[hooks]` table that starts at line 2, so it \
-             reads as `hooks.backoff_base`: move it above that line"
-        );
-        let e = parse("hooks.max_retries = 5\n").unwrap_err();
-        assert_eq!(
-            e,
-            "unknown key `hooks.max_retries` at line 1; did you mean `max_retries`?"
-        );
-    }
-
-    #[test]
-    fn an_unknown_key_suggests_the_nearest_one() {
-        let e = parse("backoff_base = 2\n\nmax_retry = 3\n").unwrap_err();
-        assert_eq!(e, "unknown key `max_retry` at line 3; did you mean `max_retries`?");
-        let e = parse("max_retries = 3\n[hooks]\nmax_retry = 5\n").unwrap_err();
-        assert_eq!(
-            e,
-            "unknown key `hooks.max_retry` at line 3; did you mean `max_retries`? It would have to go above \
-             the `[hooks]` table that starts at line 2"
-        );
-        let e = parse("[hooks]\nondead = \"x\"\n").unwrap_err();
-        assert_eq!(e, "unknown key `hooks.ondead` at line 2; did you mean `hooks.on_dead`?");
-        let e = parse("colour = 1\n").unwrap_err();
-        assert!(
-            e.starts_with("unknown key `colour` at line 1 (known keys: max_retries,"),
-            "{e}"
-        );
-        let e = parse("[colour]\nred = 1\n").unwrap_err();
-        assert!(e.starts_with("unknown key `colour` at line 1 (known keys:"), "{e}");
-    }
-
-    #[test]
-    fn the_first_problem_in_the_file_is_the_one_named() {
-        // Keys are stored sorted; the error must follow the file's order, not the alphabet.
-        let e = parse("zzz = 1\naaa = 2\n").unwrap_err();
-        assert!(e.starts_with("unknown key `zzz` at line 1"), "{e}");
-    }
-
-    #[test]
-    fn a_key_set_twice_is_refused_naming_both_lines() {
-        let e = parse("max_retries = 3\nmax-retries = 4\n").unwrap_err();
-        assert_eq!(
-            e,
-            "line 2: `max-retries` sets `max_retries` again (first set at line 1)"
-        );
-        let e = parse("max_retries = 3\nmax_retries = 4\n").unwrap_err();
-        assert_eq!(
-            e,
-            "line 2, column 1: duplicate key `max_retries`: first set at line 1; each key may be set once"
-        );
-        let e = parse("# x\nmax_retries = 3\n\n  max_retries=4\n").unwrap_err();
-        assert!(e.contains("first set at line 2;"), "{e}");
-        let e = parse("hooks.on_dead = \"a\"\n[hooks]\non_dead = \"b\"\n").unwrap_err();
-        assert!(
-            e.starts_with("line 2, column 2: duplicate key `hooks`: first set at line 1"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn every_wrong_type_names_key_line_and_expected_type() {
-        let cases = [
-            (
-                "[hooks]\non_dead = 5\n",
-                "line 2: `hooks.on_dead` must be a string (a shell command), found an integer (5)",
-            ),
-            (
-                "spool_dir = 5\n",
-                "line 1: `spool_dir` must be a non-empty string, found an integer (5)",
-            ),
-            (
-                "max_retries = \"lots\"\n",
-                "line 1: `max_retries` must be an integer from 0 to 1000, found a string (\"lots\")",
-            ),
-            (
-                "\nmax_retries = 2.5\n",
-                "line 2: `max_retries` must be an integer from 0 to 1000, found a float (2.5)",
-            ),
-            (
-                "backoff_base = \"2\"\n",
-                "line 1: `backoff_base` must be a number from 1 to 1000, found a string (\"2\")",
-            ),
-            (
-                "spool_keep_ingested = \"yes\"\n",
-                "line 1: `spool_keep_ingested` must be true or false, found a string (\"yes\")",
-            ),
-            (
-                "spool_keep_ingested = 1\n",
-                "line 1: `spool_keep_ingested` must be true or false, found an integer (1)",
-            ),
-            (
-                "spool_allowed_uids = 1000\n",
-                "line 1: `spool_allowed_uids` must be an array of uids (integers from 0 to 4294967295), \
-                 found an integer (1000)",
-            ),
-            (
-                "spool_allowed_uids = [1000, \"bob\"]\n",
-                "line 1: `spool_allowed_uids` must be an array of uids (integers from 0 to 4294967295), \
-                 found an array holding a string (\"bob\")",
-            ),
-            (
-                "job_timeout_seconds = \"none\"\n",
-                "line 1: `job_timeout_seconds` must be an integer from 1 to 2592000 (leave the key out for \
-                 none), found a string (\"none\")",
-            ),
-            (
-                "worker_count = 1979-05-27\n",
-                "line 1: `worker_count` must be an integer from 1 to 256, found a datetime (1979-05-27)",
-            ),
-            (
-                "[spool_dir]\nx = 1\n",
-                "line 1: `spool_dir` must be a non-empty string, found a table",
-            ),
-            (
-                "hooks = 5\n",
-                "line 1: `hooks` must be a table of hook commands (`hooks.on_dead = \"...\"`), found an \
-                 integer (5)",
-            ),
-            (
-                "[hooks.on_dead]\ncommand = \"x\"\n",
-                "line 1: `hooks.on_dead` must be a string (a shell command), found a table",
-            ),
-        ];
-        for (text, expected) in cases {
-            assert_eq!(parse(text).unwrap_err(), expected, "for {text:?}");
-        }
-    }
-
-    #[test]
-    fn values_out_of_range_or_empty_name_the_line() {
-        let e = parse("\n\nmax_retries = 1001\n").unwrap_err();
-        assert_eq!(
-            e,
-            "line 3: invalid value `1001` for `max_retries`: must be an integer from 0 to 1000"
-        );
-        let e = parse("max_retries = 99999999999999999999999\n").unwrap_err();
-        assert!(
-            e.contains("invalid value `99999999999999999999999` for `max_retries`"),
-            "{e}"
-        );
-        let e = parse("spool_dir = \"  \"\n").unwrap_err();
-        assert_eq!(e, "line 1: invalid value for `spool_dir`: must not be empty");
-        let e = parse("spool_allowed_uids = [1000, -1]\n").unwrap_err();
-        assert!(
-            e.starts_with("line 1: invalid value `1000,-1` for `spool_allowed_uids`"),
-            "{e}"
-        );
-        let e = parse("backoff_base = inf\n").unwrap_err();
-        assert!(e.contains("`backoff_base`"), "{e}");
-        let e = parse("backoff_base = nan\n").unwrap_err();
-        assert!(e.contains("`backoff_base`"), "{e}");
-    }
-
-    #[test]
-    fn toml_number_forms_are_read_by_value() {
-        let values =
-            parse("max_retries = 1_0\nworker_count = 0x10\nbackoff_base = 1_5e-1\nbackoff_max_seconds = +60\n");
-        let values = values.unwrap();
-        assert_eq!(values["max_retries"], "10");
-        assert_eq!(values["worker_count"], "16");
-        assert_eq!(values["backoff_base"], "1.5");
-        assert_eq!(values["backoff_max_seconds"], "60");
-        let values = parse("backoff_base = 3\nspool_keep_ingested = true\nhooks.on_dead = \"\"\n").unwrap();
-        assert_eq!(values["backoff_base"], "3");
-        assert_eq!(values["spool_keep_ingested"], "true");
-        assert_eq!(values["hooks.on_dead"], "", "an empty hook is none");
-    }
-
-    #[test]
-    fn malformed_toml_names_line_and_column() {
-        let e = parse("max_retries = 3\nbackoff_base = = 2\n").unwrap_err();
-        assert!(e.starts_with("line 2, column"), "{e}");
-        assert!(!e.contains('\n'), "one line: {e:?}");
-    }
-
-    #[test]
-    fn bytes_that_are_not_utf8_are_refused_naming_the_offset() {
-        let e = parse_config_bytes(b"max_retries = 3\n# caf\xe9\n").unwrap_err();
-        assert_eq!(e, "not valid UTF-8 at byte 21 (line 2)");
-        let e = parse_config_bytes(b"\xff").unwrap_err();
-        assert_eq!(e, "not valid UTF-8 at byte 0 (line 1)");
-        assert_eq!(parse_config_bytes(b"max_retries = 4\n").unwrap()["max_retries"], "4");
-    }
-
-    #[test]
-    fn line_column_never_splits_a_character() {
-        assert_eq!(line_column("é", 1), (1, 1));
-        assert_eq!(line_column("a\nbé", 5), (2, 3));
-        assert_eq!(line_column("a", 99), (1, 2));
-    }
-}
+#[path = "toml_file_tests.rs"]
+mod tests;

@@ -5,15 +5,20 @@
 //! locks few and the retry/DLQ decision in one code path. [`ShellExecutor`] (the `shell` kind)
 //! is the built-in default; programs embedding the library register their own per job kind.
 
+mod cancel;
 mod capture;
 mod shell;
+mod typed;
 
+pub(crate) use cancel::WeakCancelToken;
+pub use cancel::{CancelReason, CancelToken};
 pub use capture::TailBuffer;
 pub use shell::ShellExecutor;
+pub(crate) use typed::TypedExecutor;
 
 use crate::job::Job;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +30,21 @@ pub const JOB_VAR: &str = "QUEUECTL_JOB_ID";
 /// ids and leases repeat across queues, so without it recovering a job in one queue could stop
 /// a live run of the same id in another.
 pub const QUEUE_VAR: &str = "QUEUECTL_QUEUE";
+
+/// What a failed attempt asks for next, beside the retry policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Retry {
+    /// The retry policy decides: a retry after `min(base^attempts, backoff_max_seconds)`, or
+    /// the DLQ once the retries are used up.
+    #[default]
+    Policy,
+    /// No retry: the job moves to the DLQ now, whatever retries it has left
+    /// ([`Outcome::discard`]).
+    Never,
+    /// A retry after this delay instead of the backoff ([`Outcome::retry_after`]). The attempt
+    /// still counts, so a job whose retries are used up moves to the DLQ as after any failure.
+    After(Duration),
+}
 
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -39,6 +59,9 @@ pub struct Outcome {
     pub stdout: Option<String>,
     /// The tail of standard error.
     pub stderr: Option<String>,
+    /// For a failure: what happens next ([`Retry::Policy`] unless the executor said otherwise).
+    /// Ignored for a success.
+    pub retry: Retry,
 }
 
 impl Outcome {
@@ -56,6 +79,25 @@ impl Outcome {
             success: false,
             error: Some(error.into()),
             ..Outcome::default()
+        }
+    }
+
+    /// A failure that must not be retried: the job moves to the dead-letter queue now (the
+    /// attempt counts), e.g. for input that can never succeed.
+    pub fn discard(reason: impl Into<String>) -> Outcome {
+        Outcome {
+            retry: Retry::Never,
+            ..Outcome::failure(reason)
+        }
+    }
+
+    /// A failure to retry after `delay` instead of the backoff delay, e.g. when a remote
+    /// service said when to come back. The attempt counts towards `max_retries`: a job whose
+    /// retries are used up moves to the dead-letter queue as after any failure.
+    pub fn retry_after(delay: Duration, reason: impl Into<String>) -> Outcome {
+        Outcome {
+            retry: Retry::After(delay),
+            ..Outcome::failure(reason)
         }
     }
 
@@ -88,11 +130,11 @@ where
     }
 }
 
-/// State one executor thread shares with the pool's coordinator.
+/// State one running attempt shares with the pool's coordinator.
 ///
 /// The coordinator reads `pid` to report it in `status` and to signal the job's process group
-/// (timeouts, forced shutdown); the executor reads `cancelled` and `timed_out` to learn why its
-/// process died.
+/// (timeouts, forced shutdown); the executor reads the attempt's [`CancelToken`] to learn that it
+/// should stop, and why. A new one is made for every attempt.
 #[derive(Debug, Default)]
 pub struct SlotState {
     /// The process (group leader) of the running job, 0 when none.
@@ -100,13 +142,19 @@ pub struct SlotState {
     /// That process's start time (clock ticks since boot), so recovery can tell it from a later
     /// process that got the same PID; 0 when unknown.
     pid_start: AtomicU64,
-    /// Set by a forced shutdown: the attempt does not count and the job goes back to pending.
-    cancelled: AtomicBool,
-    /// Set when the coordinator killed the job for running past its timeout.
-    timed_out: AtomicBool,
+    /// Fires on a forced shutdown and on a timeout.
+    cancel: CancelToken,
 }
 
 impl SlotState {
+    /// State for an attempt whose cancellation is `token`.
+    pub(crate) fn with_token(token: CancelToken) -> SlotState {
+        SlotState {
+            cancel: token,
+            ..SlotState::default()
+        }
+    }
+
     /// The running job's process id, if it has one.
     pub fn pid(&self) -> Option<u32> {
         match self.pid.load(Ordering::SeqCst) {
@@ -123,29 +171,27 @@ impl SlotState {
         }
     }
 
-    pub(crate) fn reset(&self) {
-        self.pid.store(0, Ordering::SeqCst);
-        self.pid_start.store(0, Ordering::SeqCst);
-        self.cancelled.store(false, Ordering::SeqCst);
-        self.timed_out.store(false, Ordering::SeqCst);
+    /// The attempt's cancellation token.
+    pub fn cancel_token(&self) -> &CancelToken {
+        &self.cancel
     }
 
     pub(crate) fn cancel(&self) {
-        self.cancelled.store(true, Ordering::SeqCst);
+        self.cancel.cancel(CancelReason::Shutdown);
     }
 
     pub(crate) fn mark_timed_out(&self) {
-        self.timed_out.store(true, Ordering::SeqCst);
+        self.cancel.cancel(CancelReason::TimedOut);
     }
 
     /// True once a forced shutdown cancelled this attempt.
     pub fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::SeqCst)
+        self.cancel.fired_for(CancelReason::Shutdown)
     }
 
-    /// True once the attempt was killed for running past its timeout.
+    /// True once the attempt ran past its timeout.
     pub fn is_timed_out(&self) -> bool {
-        self.timed_out.load(Ordering::SeqCst)
+        self.cancel.fired_for(CancelReason::TimedOut)
     }
 }
 
@@ -179,6 +225,13 @@ impl ExecContext {
         }
     }
 
+    /// The same context with `token` as its cancellation, so a test can fire it from another
+    /// thread and watch the executor stop.
+    pub fn with_cancel_token(mut self, token: CancelToken) -> Self {
+        self.slot = Arc::new(SlotState::with_token(token));
+        self
+    }
+
     /// Records the process that runs the job, so timeouts and forced shutdown can reach its
     /// process group and `status` can show it.
     pub fn set_process(&self, pid: u32) {
@@ -191,13 +244,37 @@ impl ExecContext {
         self.slot.pid.store(pid, Ordering::SeqCst);
     }
 
-    /// True once a forced shutdown asked this attempt to stop; long-running custom executors
-    /// should poll it and return early.
+    /// The attempt's cancellation token: it fires on a forced stop of the pool and when the
+    /// attempt overruns its timeout (see [`CancelToken`]).
+    pub fn cancel_token(&self) -> &CancelToken {
+        self.slot.cancel_token()
+    }
+
+    /// True once the attempt should stop: a forced shutdown, or its timeout passed.
+    /// Long-running Rust executors poll it (or sleep with [`wait_timeout`](Self::wait_timeout))
+    /// and return early.
     pub fn is_cancelled(&self) -> bool {
+        self.slot.cancel_token().is_cancelled()
+    }
+
+    /// Why the attempt was cancelled first, if it was.
+    pub fn cancel_reason(&self) -> Option<CancelReason> {
+        self.slot.cancel_token().reason()
+    }
+
+    /// Sleeps up to `timeout`, returning at once with true when the attempt is cancelled (false
+    /// when the time passed): what a long-running executor calls instead of `thread::sleep`.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.slot.cancel_token().wait_timeout(timeout)
+    }
+
+    /// True once a forced shutdown cancelled this attempt.
+    pub fn is_shutdown(&self) -> bool {
         self.slot.is_cancelled()
     }
 
-    /// True once the pool killed this attempt for running past its timeout.
+    /// True once the attempt ran past its timeout. Whatever the executor returns afterwards is
+    /// recorded as a timeout.
     pub fn is_timed_out(&self) -> bool {
         self.slot.is_timed_out()
     }

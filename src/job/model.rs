@@ -1,6 +1,7 @@
 //! What is stored and shown: [`Job`], its [`State`], its history ([`Attempt`]) and [`Source`].
 
 use crate::error::{Error, Result};
+use crate::store::AttemptOutcome;
 use crate::time::{format_ms, Millis};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -68,7 +69,7 @@ impl FromStr for State {
 }
 
 /// Where a job came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Source {
     /// The `queuectl enqueue` command.
     Cli,
@@ -85,6 +86,88 @@ impl Source {
             Source::Cli => "cli".to_string(),
             Source::Api => "api".to_string(),
             Source::Spool(name) => format!("spool:{name}"),
+        }
+    }
+
+    /// Reads the stored form back; `None` for text no queuectl writes.
+    pub fn from_stored(text: &str) -> Option<Source> {
+        match text {
+            "cli" => Some(Source::Cli),
+            "api" => Some(Source::Api),
+            _ => text.strip_prefix("spool:").map(|name| Source::Spool(name.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    /// The stored form: `cli`, `api` or `spool:NAME`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_stored())
+    }
+}
+
+/// Reads a stored outcome name back (`completed`, `failed`, `lost`, `interrupted`).
+fn outcome_from_stored(text: &str) -> Option<AttemptOutcome> {
+    [
+        AttemptOutcome::Completed,
+        AttemptOutcome::Failed,
+        AttemptOutcome::Lost,
+        AttemptOutcome::Interrupted,
+    ]
+    .into_iter()
+    .find(|o| o.as_str() == text)
+}
+
+// Backends read the stored text columns straight into the enums (`row.get(..)`); a value no
+// queuectl writes is a conversion error naming it, not a guess. Hidden from the docs: the
+// database crates are the backends' business, not the API's.
+#[doc(hidden)]
+impl rusqlite::types::FromSql for Source {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        Source::from_stored(text)
+            .ok_or_else(|| rusqlite::types::FromSqlError::Other(format!("unknown job source `{text}`").into()))
+    }
+}
+
+#[doc(hidden)]
+impl rusqlite::types::FromSql for AttemptOutcome {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        outcome_from_stored(text)
+            .ok_or_else(|| rusqlite::types::FromSqlError::Other(format!("unknown attempt outcome `{text}`").into()))
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod pg_text {
+    use super::{outcome_from_stored, AttemptOutcome, Source};
+    use postgres::types::{FromSql, Type};
+    use std::error::Error as StdError;
+
+    type BoxError = Box<dyn StdError + Sync + Send>;
+
+    #[doc(hidden)]
+    impl<'a> FromSql<'a> for Source {
+        fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
+            let text = <&str as FromSql>::from_sql(ty, raw)?;
+            Source::from_stored(text).ok_or_else(|| format!("unknown job source `{text}`").into())
+        }
+
+        fn accepts(ty: &Type) -> bool {
+            <&str as FromSql>::accepts(ty)
+        }
+    }
+
+    #[doc(hidden)]
+    impl<'a> FromSql<'a> for AttemptOutcome {
+        fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
+            let text = <&str as FromSql>::from_sql(ty, raw)?;
+            outcome_from_stored(text).ok_or_else(|| format!("unknown attempt outcome `{text}`").into())
+        }
+
+        fn accepts(ty: &Type) -> bool {
+            <&str as FromSql>::accepts(ty)
         }
     }
 }
@@ -136,8 +219,8 @@ pub struct Job {
     pub stdout: Option<String>,
     /// The tail of its latest attempt's standard error (only loaded by `get`).
     pub stderr: Option<String>,
-    /// Where it came from: `cli`, `api` or `spool:NAME`.
-    pub source: String,
+    /// Where it came from: the CLI, the library API or a spool file.
+    pub source: Source,
     /// How many times it has been claimed; identifies the current claim, so the result of a
     /// holder that lost the job (presumed dead, then back) is never applied.
     pub lease: i64,
@@ -171,7 +254,7 @@ impl Job {
             last_error: None,
             stdout: None,
             stderr: None,
-            source: Source::Api.to_stored(),
+            source: Source::Api,
             lease: 0,
         }
     }
@@ -237,7 +320,7 @@ impl Job {
             "last_error".into(),
             self.last_error.clone().map(Value::from).unwrap_or(Value::Null),
         );
-        object.insert("source".into(), self.source.clone().into());
+        object.insert("source".into(), self.source.to_stored().into());
         if self.stdout.is_some() || self.stderr.is_some() {
             object.insert(
                 "stdout".into(),
@@ -258,8 +341,8 @@ pub struct Attempt {
     /// The attempt number (1-based) as counted when it ended; interrupted attempts repeat the
     /// number of the attempt that replaces them.
     pub attempt: u32,
-    /// How it ended: `completed`, `failed`, `lost` (worker died) or `interrupted` (shutdown).
-    pub outcome: String,
+    /// How it ended: completed, failed, lost (its worker died) or interrupted (a shutdown).
+    pub outcome: AttemptOutcome,
     /// The worker that ran it.
     pub worker: Option<String>,
     /// When it started.
@@ -281,7 +364,7 @@ impl Attempt {
     pub fn to_json(&self) -> Value {
         serde_json::json!({
             "attempt": self.attempt,
-            "outcome": self.outcome,
+            "outcome": self.outcome.as_str(),
             "worker": self.worker,
             "started_at": self.started_at.map(format_ms),
             "finished_at": format_ms(self.finished_at),
@@ -304,5 +387,22 @@ mod tests {
         }
         let e = "done".parse::<State>().unwrap_err().to_string();
         assert!(e.contains("valid states: pending, processing, completed, failed, dead"));
+    }
+
+    #[test]
+    fn sources_and_outcomes_read_back_from_their_stored_form() {
+        for source in [Source::Cli, Source::Api, Source::Spool("a b.json".into())] {
+            assert_eq!(Source::from_stored(&source.to_stored()), Some(source));
+        }
+        assert_eq!(Source::from_stored("web"), None);
+        for outcome in [
+            AttemptOutcome::Completed,
+            AttemptOutcome::Failed,
+            AttemptOutcome::Lost,
+            AttemptOutcome::Interrupted,
+        ] {
+            assert_eq!(outcome_from_stored(outcome.as_str()), Some(outcome));
+        }
+        assert_eq!(outcome_from_stored("timeout"), None);
     }
 }

@@ -254,7 +254,7 @@ pub fn validate_id(id: &str) -> Result<(), InvalidJob> {
     Ok(())
 }
 
-fn validate_kind(kind: &str) -> Result<(), InvalidJob> {
+pub(crate) fn validate_kind(kind: &str) -> Result<(), InvalidJob> {
     let ok = !kind.is_empty()
         && kind.len() <= 64
         && kind

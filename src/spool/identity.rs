@@ -52,6 +52,7 @@ pub(crate) fn classify(name: &OsStr) -> NameKind<'_> {
 /// The format of a file in `incoming/`, or `None` for names the ingester does not read:
 /// dotfiles (editors' and writers' scratch files) and anything not ending in `.json` or
 /// `.ndjson` (in any case).
+#[cfg_attr(not(feature = "spool"), allow(dead_code))] // the watcher and the tests
 pub(crate) fn format_of(name: &str) -> Option<Format> {
     match classify(OsStr::new(name)) {
         NameKind::Spool(format, _) => Some(format),

@@ -39,7 +39,7 @@ pub fn ingest_once(home: &Home, on_event: &dyn Fn(&SpoolEvent)) -> Result<Ingest
     let paths = SpoolPaths::new(&settings.spool_dir);
     super::create_layout(&paths.root)?;
     check_permissions(&paths, on_event);
-    let Some(_lock) = super::watch::try_lock(&paths)? else {
+    let Some(_lock) = super::lock::try_lock(&paths)? else {
         on_event(&SpoolEvent::LockHeld {
             dir: paths.root.clone(),
         });

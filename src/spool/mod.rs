@@ -36,17 +36,23 @@
 //! each file and why.
 //!
 //! The library never prints: progress and problems are reported as [`SpoolEvent`]s.
+//!
+//! The watcher (`watch`, `spawn_watcher`: file events through the `notify` crate) is behind
+//! the default `spool` feature; without it, [`ingest_once`] and the rest of the protocol
+//! remain (a program can run passes itself).
 
 mod dispose;
 mod failed;
 mod identity;
 mod ingest;
 mod lease;
+mod lock;
 mod read;
 #[cfg(test)]
 mod reader_props;
 mod status;
 mod submit;
+#[cfg(feature = "spool")]
 mod watch;
 
 pub use failed::{list_failed, retry_failed, FailedFile};
@@ -54,6 +60,7 @@ pub use identity::escape_text;
 pub use ingest::ingest_once;
 pub use status::{status, IncomingFile, IncomingState, SpoolStatus};
 pub use submit::{submit, submit_to_dir};
+#[cfg(feature = "spool")]
 pub use watch::{spawn_watcher, watch};
 
 use crate::error::Result;
@@ -62,6 +69,8 @@ use std::path::{Path, PathBuf};
 
 /// The lock file that makes one process the spool's only ingester.
 pub const LOCK_FILE: &str = ".ingest.lock";
+/// How often a watcher lists `incoming/` when file events are unavailable.
+pub(crate) const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 /// The suffix of the file that says why a file in `failed/` was refused.
 pub const ERROR_SUFFIX: &str = ".error.txt";
 
@@ -109,7 +118,7 @@ pub enum SpoolEvent {
         polling: bool,
     },
     /// Another process holds the spool's ingest lock: this one skips ingestion
-    /// ([`ingest_once`]) or waits for the lock ([`watch`]).
+    /// ([`ingest_once`]) or waits for the lock (`watch`).
     LockHeld {
         /// The spool directory.
         dir: PathBuf,
@@ -177,7 +186,7 @@ impl fmt::Display for SpoolEvent {
                     f,
                     "spool: polling {} every {} ms",
                     shown(dir),
-                    watch::POLL_INTERVAL.as_millis()
+                    POLL_INTERVAL.as_millis()
                 )
             }
             SpoolEvent::LockHeld { dir } => {

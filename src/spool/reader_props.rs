@@ -147,7 +147,7 @@ proptest! {
 
             let events = std::cell::RefCell::new(Vec::new());
             let outcome = run_pass(
-                queue.store_mut(),
+                queue.store().as_mut(),
                 &settings,
                 paths,
                 &mut Memory::single_pass(),

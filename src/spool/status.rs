@@ -166,7 +166,7 @@ mod tests {
     fn finds_the_process_holding_the_ingest_lock() {
         let dir = tempfile::tempdir().unwrap();
         let paths = SpoolPaths::new(dir.path());
-        let lock = super::super::watch::try_lock(&paths).unwrap().unwrap();
+        let lock = super::super::lock::try_lock(&paths).unwrap().unwrap();
         if fs::metadata("/proc/locks").is_err() {
             eprintln!("no /proc/locks here: nothing to check");
             return;

@@ -7,22 +7,20 @@
 //! every wake re-lists the whole directory, which also covers the rescan (overflow) event.
 
 use super::ingest::{check_permissions, forget_old_files, run_pass};
+use super::lock::try_lock;
 use super::read::Memory;
-use super::{SpoolEvent, SpoolPaths};
+use super::{SpoolEvent, SpoolPaths, POLL_INTERVAL};
 use crate::config::Settings;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::home::Home;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher};
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
-/// How often `incoming/` is listed when file events are unavailable.
-pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// How often `incoming/` is listed even without events: a safety net, and the moment a
 /// replaced `incoming/` is noticed when no event says so.
 const TICK: Duration = Duration::from_secs(1);
@@ -34,32 +32,6 @@ const STOP_CHECK: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How often identities of long-ingested files are forgotten.
 const FORGET_EVERY: Duration = Duration::from_secs(3600);
-
-/// The spool's ingest lock, held while the value lives (closing the file releases it).
-#[derive(Debug)]
-pub(crate) struct SpoolLock {
-    _file: File,
-}
-
-/// Takes the spool's ingest lock, or returns `None` if another process (or another handle in
-/// this one) holds it.
-pub(crate) fn try_lock(paths: &SpoolPaths) -> Result<Option<SpoolLock>> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&paths.lock)
-        .map_err(|e| Error::io(&paths.lock, e))?;
-    // Called through the trait: std's File has inherent lock methods of the same names.
-    match fs2::FileExt::try_lock_exclusive(&file) {
-        Ok(()) => Ok(Some(SpoolLock { _file: file })),
-        Err(e) if e.raw_os_error() == fs2::lock_contended_error().raw_os_error() => Ok(None),
-        Err(e) => Err(Error::io(&paths.lock, e)),
-    }
-}
 
 /// Starts [`watch`] on its own thread (with its own database connection) and returns its
 /// handle; the thread ends once `shutdown` is requested.

@@ -8,4 +8,4 @@ pub mod pool;
 pub mod registry;
 
 pub use events::{Observer, WorkerEvent};
-pub use pool::{PoolBuilder, ReloadRequest};
+pub use pool::{PoolBuilder, PoolHandle, PoolReport, ReloadRequest};

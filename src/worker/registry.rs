@@ -184,16 +184,12 @@ pub fn lost_jobs(store: &dyn Store, settings: &Settings) -> Result<Vec<(String, 
 
 fn lost_attempt(job: &Job, settings: &Settings, now: Millis) -> FinishedAttempt {
     let end = AttemptEnd {
-        outcome: AttemptOutcome::Lost,
         started_at: job.started_at,
-        finished_at: now,
-        exit_code: None,
         error: Some(format!(
             "worker lost{}",
             job.worker.as_ref().map(|w| format!(" ({w})")).unwrap_or_default()
         )),
-        stdout: None,
-        stderr: None,
+        ..AttemptEnd::new(AttemptOutcome::Lost, now)
     };
-    settle(job, end, &settings.retry_policy(job.max_retries)).0
+    settle(job, end, &settings.retry_policy_for(job)).0
 }

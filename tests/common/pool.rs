@@ -18,7 +18,7 @@ impl PoolThread {
         let stop = shutdown.clone();
         let handle = std::thread::Builder::new()
             .name("test-pool".into())
-            .spawn(move || builder.run(&stop))
+            .spawn(move || builder.run(&stop).map(|report| report.attempts))
             .expect("spawn the pool thread");
         PoolThread {
             handle: Some(handle),

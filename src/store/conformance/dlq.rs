@@ -50,7 +50,7 @@ pub fn dlq_retry_resets_attempts_and_keeps_history(factory: &dyn Factory) {
         .attempts(dead.seq)
         .expect("attempts")
         .into_iter()
-        .map(|a| (a.attempt, a.outcome))
+        .map(|a| (a.attempt, a.outcome.to_string()))
         .collect();
     assert_eq!(
         summary,

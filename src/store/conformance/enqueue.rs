@@ -106,7 +106,7 @@ pub fn inserted_jobs_read_back_field_for_field(factory: &dyn Factory) {
     assert_eq!(got.cwd.as_deref(), Some("/srv/work dir"));
     assert_eq!(got.env.get("B").map(String::as_str), Some("two words"));
     assert_eq!(got.env.len(), 2);
-    assert_eq!(got.source, "spool:batch-7.json");
+    assert_eq!(got.source.to_stored(), "spool:batch-7.json");
     assert_eq!(got.state, State::Pending);
     assert_eq!(got.attempts, 0);
     assert_eq!(got.lease, 0, "never claimed");

@@ -6,7 +6,7 @@ use super::{
     worker, Factory, T0,
 };
 use crate::job::{Attempt, State};
-use crate::store::{FinishedAttempt, HISTORY_TAIL_BYTES};
+use crate::store::{AttemptOutcome, FinishedAttempt, HISTORY_TAIL_BYTES};
 
 /// A completed attempt: state `completed`, one attempt, its exit code, output and end time on
 /// the job, and one history row saying so.
@@ -30,7 +30,7 @@ pub fn completed_attempt_records_state_output_and_history(factory: &dyn Factory)
         store.attempts(job.seq).expect("attempts"),
         [Attempt {
             attempt: 1,
-            outcome: "completed".into(),
+            outcome: AttemptOutcome::Completed,
             worker: Some("w".into()),
             started_at: Some(T0),
             finished_at: T0 + 5,
@@ -130,7 +130,7 @@ pub fn interrupted_attempt_does_not_count(factory: &dyn Factory) {
         .attempts(job.seq)
         .expect("attempts")
         .iter()
-        .map(|a| (a.attempt, a.outcome.clone()))
+        .map(|a| (a.attempt, a.outcome.to_string()))
         .collect();
     assert_eq!(summary, [(1, "interrupted".to_string()), (1, "completed".to_string())]);
 }
@@ -254,7 +254,7 @@ pub fn finish_after_reap_and_reclaim_is_discarded(factory: &dyn Factory) {
         .attempts(first.seq)
         .expect("attempts")
         .into_iter()
-        .map(|a| a.outcome)
+        .map(|a| a.outcome.to_string())
         .collect();
     assert_eq!(outcomes, ["lost"]);
 
@@ -269,7 +269,7 @@ pub fn finish_after_reap_and_reclaim_is_discarded(factory: &dyn Factory) {
         .attempts(first.seq)
         .expect("attempts")
         .into_iter()
-        .map(|a| (a.attempt, a.outcome, a.worker))
+        .map(|a| (a.attempt, a.outcome.to_string(), a.worker))
         .collect();
     assert_eq!(
         summary,
