@@ -45,6 +45,7 @@ impl SslMode {
         })
     }
 
+    #[cfg(not(feature = "postgres-tls"))]
     fn name(self) -> &'static str {
         match self {
             SslMode::Disable => "disable",
