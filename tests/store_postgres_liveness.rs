@@ -286,7 +286,7 @@ fn changing_the_unresponsive_timeout_keeps_the_change_signal() {
 #[test]
 fn without_tls_built_in_a_url_requiring_it_is_refused_naming_the_feature() {
     let location = queuectl::store::DbLocation::parse("postgres://q@db.invalid/jobs?sslmode=require").expect("parse");
-    let error = store::open(&location).err().expect("refused").to_string();
+    let error = store::open(&location).expect_err("refused").to_string();
     assert!(
         error.contains("sslmode=require") && error.contains("--features postgres-tls"),
         "{error}"

@@ -184,8 +184,7 @@ fn sslmode_encrypts_and_verifies_as_libpq_does() {
     drop(store);
     let location = tls.location("127.0.0.1", "wrongname", &format!("sslmode=verify-full&{root}"));
     let error = store::create(&location)
-        .err()
-        .expect("the name does not match")
+        .expect_err("the name does not match")
         .to_string();
     assert!(
         error.contains("could not connect") && error.contains("mismatch"),
@@ -195,7 +194,7 @@ fn sslmode_encrypts_and_verifies_as_libpq_does() {
 
     // verify-full without sslrootcert: the system's authorities do not know this certificate.
     let location = tls.location("localhost", "untrusted", "sslmode=verify-full");
-    let error = store::create(&location).err().expect("untrusted").to_string();
+    let error = store::create(&location).expect_err("untrusted").to_string();
     assert!(
         error.contains("could not connect") && error.contains("certificate verify failed"),
         "{error}"
@@ -207,7 +206,7 @@ fn sslmode_encrypts_and_verifies_as_libpq_does() {
         "nofile",
         "sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
     );
-    let error = store::create(&location).err().expect("no such file").to_string();
+    let error = store::create(&location).expect_err("no such file").to_string();
     assert!(error.contains("sslrootcert /nonexistent/ca.pem"), "{error}");
 
     // prefer (the default) encrypts when the server offers it; disable never does.

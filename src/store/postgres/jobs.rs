@@ -206,8 +206,9 @@ pub(super) fn reap_workers(
         .iter()
         .map(|row| row.try_get(0))
         .collect::<Result<_, _>>()?;
-    let (recovered, busy): (Vec<(Job, FinishedAttempt)>, Vec<(Job, FinishedAttempt)>) =
-        candidates.into_iter().partition(|(job, _)| locked.contains(&job.seq));
+    let (recovered, busy): (Vec<_>, Vec<_>) = candidates
+        .into_iter()
+        .partition(|(job, _): &(Job, FinishedAttempt)| locked.contains(&job.seq));
     held_by.extend(busy.into_iter().filter_map(|(job, _)| job.worker));
 
     let finished: Vec<FinishedAttempt> = recovered.iter().map(|(_, f)| f.clone()).collect();

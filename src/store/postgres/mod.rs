@@ -271,11 +271,14 @@ impl Store for PgStore {
         })
     }
 
-    /// Bounds every wait for the server by about `timeout` (see
-    /// [`Target::with_unresponsive_timeout`]), overriding the URL's keepalive and
-    /// `tcp_user_timeout` settings: on this store's connection, replaced by a new one now (no
-    /// transaction is open between calls), and on its listening connection. If connecting fails,
-    /// the error is returned and the next call connects with the new settings.
+    /// Bounds every wait for the server by about `timeout` (at least 1 s), overriding the URL's
+    /// keepalive and `tcp_user_timeout` settings and capping its `connect_timeout`: keepalives
+    /// give up on a silent connection and `tcp_user_timeout` on unacknowledged data after it,
+    /// and the session asks the server for the same, plus `idle_in_transaction_session_timeout`.
+    /// Applies to this store's connection, replaced by a new one now (no transaction is open
+    /// between calls), and to its listening connection. If connecting fails, the error is
+    /// returned and the next call connects with the new settings. It bounds silence on the
+    /// network, not a server that answers the network but is slow to reply.
     fn set_unresponsive_timeout(&self, timeout: Duration) -> Result<()> {
         if self.unresponsive.get() == Some(timeout) {
             return Ok(());
