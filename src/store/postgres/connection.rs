@@ -152,24 +152,41 @@ impl Target {
             .map_err(|e| errors::connect_error(location, &e))
     }
 
-    /// The statements that make the server watch this client as the client watches the server:
+    /// The statement that makes the server watch this client as the client watches the server:
     /// keepalives and `tcp_user_timeout` on its side of a TCP connection (ignored on a Unix
-    /// socket).
+    /// socket). Each is set only where the server has it (`tcp_user_timeout` came with
+    /// PostgreSQL 12), so an older server is not refused for it.
     pub(super) fn server_keepalives(&self) -> String {
         let config = &self.config;
         if !config.get_keepalives() {
             return String::new();
         }
-        let mut sql = format!(
-            "SET tcp_keepalives_idle = {}; SET tcp_keepalives_interval = {}; SET tcp_keepalives_count = {}",
-            config.get_keepalives_idle().as_secs().max(1),
-            config.get_keepalives_interval().map_or(10, |i| i.as_secs().max(1)),
-            config.get_keepalives_retries().unwrap_or(3)
-        );
+        let mut settings = vec![
+            (
+                "tcp_keepalives_idle",
+                config.get_keepalives_idle().as_secs().max(1) as u128,
+            ),
+            (
+                "tcp_keepalives_interval",
+                config.get_keepalives_interval().map_or(10, |i| i.as_secs().max(1)) as u128,
+            ),
+            (
+                "tcp_keepalives_count",
+                u128::from(config.get_keepalives_retries().unwrap_or(3)),
+            ),
+        ];
         if let Some(timeout) = config.get_tcp_user_timeout() {
-            sql.push_str(&format!("; SET tcp_user_timeout = {}", timeout.as_millis()));
+            settings.push(("tcp_user_timeout", timeout.as_millis()));
         }
-        sql
+        let values: Vec<String> = settings
+            .iter()
+            .map(|(name, value)| format!("('{name}', '{value}')"))
+            .collect();
+        format!(
+            "SELECT set_config(name, v.setting, false) FROM (VALUES {}) AS v (name, setting) \
+             JOIN pg_settings USING (name)",
+            values.join(", ")
+        )
     }
 }
 
@@ -266,7 +283,7 @@ mod tests {
         assert_eq!(bounded.idle_in_transaction, Duration::from_secs(5));
         let sql = bounded.server_keepalives();
         assert!(
-            sql.contains("tcp_keepalives_idle = 2") && sql.contains("tcp_user_timeout = 5000"),
+            sql.contains("('tcp_keepalives_idle', '2')") && sql.contains("('tcp_user_timeout', '5000')"),
             "{sql}"
         );
         let longer = bounded.with_unresponsive_timeout(Duration::from_millis(100));
