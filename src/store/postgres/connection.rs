@@ -154,8 +154,10 @@ impl Target {
 
     /// The statement that makes the server watch this client as the client watches the server:
     /// keepalives and `tcp_user_timeout` on its side of a TCP connection (ignored on a Unix
-    /// socket). Each is set only where the server has it (`tcp_user_timeout` came with
-    /// PostgreSQL 12), so an older server is not refused for it.
+    /// socket), and `client_connection_check_interval`, so a statement of a client that vanished
+    /// (one waiting for a lock, say) ends and releases what its transaction holds. Each is set
+    /// only where the server has it (`tcp_user_timeout` came with PostgreSQL 12,
+    /// `client_connection_check_interval` with 14), so an older server is not refused for it.
     pub(super) fn server_keepalives(&self) -> String {
         let config = &self.config;
         if !config.get_keepalives() {
@@ -177,6 +179,8 @@ impl Target {
         ];
         if let Some(timeout) = config.get_tcp_user_timeout() {
             settings.push(("tcp_user_timeout", timeout.as_millis()));
+            // While a statement runs (or waits for a lock), check the client is still there.
+            settings.push(("client_connection_check_interval", timeout.as_millis()));
         }
         let values: Vec<String> = settings
             .iter()
