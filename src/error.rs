@@ -119,10 +119,16 @@ pub enum Error {
     },
 
     /// The database has an older schema and this command does not upgrade it: only
-    /// `queuectl migrate`, `init` and `worker start` do, taking a backup first.
-    #[error("database {} at schema version {found}, this queuectl needs {needed}: run `queuectl migrate` (it takes a backup first)", path.display())]
+    /// `queuectl migrate`, `init` and `worker start` do (a SQLite file is backed up first; a
+    /// PostgreSQL schema migrates in one transaction per version, which changes nothing if it
+    /// fails).
+    #[error(
+        "database {} at schema version {found}, this queuectl needs {needed}: run `queuectl migrate` ({})",
+        path.display(),
+        how_migrate_goes(path)
+    )]
     SchemaTooOld {
-        /// The database file.
+        /// The database file, or the PostgreSQL location as shown (URL without password, schema).
         path: PathBuf,
         /// Its schema version.
         found: i64,
@@ -146,6 +152,17 @@ pub enum Error {
     /// A system call or other operation failed.
     #[error("{0}")]
     Other(String),
+}
+
+/// What `queuectl migrate` does to keep an old database safe, for [`Error::SchemaTooOld`]'s
+/// message: a PostgreSQL location (its text starts with the URL's scheme) needs no backup.
+fn how_migrate_goes(path: &std::path::Path) -> &'static str {
+    let text = path.to_string_lossy().to_ascii_lowercase();
+    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        "each version migrates in one transaction, so a failure changes nothing; no backup is taken"
+    } else {
+        "it takes a backup first"
+    }
 }
 
 impl Error {
@@ -230,3 +247,36 @@ impl std::fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_too_old_says_what_migrate_does_for_each_backend() {
+        let old = |path: &str| {
+            Error::SchemaTooOld {
+                path: path.into(),
+                found: 1,
+                needed: 2,
+            }
+            .to_string()
+        };
+        let sqlite = old("/var/lib/queuectl/queue.db");
+        assert!(
+            sqlite.ends_with("run `queuectl migrate` (it takes a backup first)"),
+            "{sqlite}"
+        );
+        for url in [
+            "postgres://q@db/jobs (schema queuectl)",
+            "PostgreSQL://q@db/jobs (schema a)",
+        ] {
+            let pg = old(url);
+            assert!(
+                pg.contains("one transaction") && pg.contains("no backup is taken"),
+                "{pg}"
+            );
+            assert!(!pg.contains("takes a backup first"), "{pg}");
+        }
+    }
+}

@@ -74,6 +74,17 @@ pub trait Store: Send + std::fmt::Debug {
     /// How long one statement waits for another writer's lock before failing as busy.
     fn set_lock_timeout(&self, timeout: Duration) -> Result<()>;
 
+    /// A call that gets no answer from the database for this long fails as
+    /// [`StoreErrorKind::Unavailable`] instead of waiting for it (a server on another host
+    /// behind a cut link); connecting gives up after it too, and a server that can tell ends
+    /// a transaction this store leaves idle that long. A worker whose database is out of
+    /// reach learns it in time to stop its jobs before other hosts run them again. Backends on
+    /// local files (SQLite) have nothing to bound: the default does nothing.
+    fn set_unresponsive_timeout(&self, timeout: Duration) -> Result<()> {
+        let _ = timeout;
+        Ok(())
+    }
+
     /// A number that changes whenever another connection commits a change that may matter to
     /// a waiting worker (new jobs, retries, DLQ retries). Cheap enough to poll every few
     /// milliseconds: SQLite's `data_version`, PostgreSQL's count of `NOTIFY`s received.
@@ -155,7 +166,9 @@ pub trait Store: Send + std::fmt::Debug {
     /// In one transaction: reads the workers, judges each with `alive`, recovers every
     /// `processing` job not held by a live worker with the attempt `lost` builds for it (`None`
     /// leaves it `processing` for now, and keeps its worker's row), and removes the rows of dead
-    /// workers that hold nothing any more.
+    /// workers that hold nothing any more. Never waits for what another session holds: a job
+    /// (or a dead worker's row) that a backend with row locks finds locked by another session
+    /// is left as it is for a later pass, with its worker's row, and the rest is recovered now.
     fn reap_workers(
         &mut self,
         alive: &dyn Fn(&WorkerRecord) -> bool,

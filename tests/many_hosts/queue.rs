@@ -14,14 +14,20 @@ pub const POLL: Duration = Duration::from_millis(200);
 
 /// Enqueues jobs tagged `tags` that sleep `seconds`, from inside `host`.
 pub fn enqueue_sleepers(cluster: &Cluster, host: &Host, tags: &[String], seconds: u32) {
-    let jobs: String = tags
+    let jobs: Vec<(String, String)> = tags
         .iter()
-        .map(|tag| {
-            let command = runs::command(&cluster.runs, tag, Some(seconds));
-            format!("{}\n", json!({ "id": tag, "command": command }))
-        })
+        .map(|tag| (tag.clone(), runs::command(&cluster.runs, tag, Some(seconds))))
         .collect();
-    let file = cluster.scratch.join(format!("{}.ndjson", tags[0]));
+    enqueue_commands(cluster, host, &jobs);
+}
+
+/// Enqueues jobs (id, command) from inside `host`, in one batch.
+pub fn enqueue_commands(cluster: &Cluster, host: &Host, jobs: &[(String, String)]) {
+    let file = cluster.scratch.join(format!("{}.ndjson", jobs[0].0));
+    let jobs: String = jobs
+        .iter()
+        .map(|(id, command)| format!("{}\n", json!({ "id": id, "command": command })))
+        .collect();
     std::fs::write(&file, jobs).expect("write the jobs");
     let enqueue = run_output(&mut host.inside(["enqueue", "--file", &file.display().to_string()]))
         .unwrap_or_else(|e| panic!("{e}"));

@@ -24,12 +24,32 @@ pub struct Record {
 /// The shell command of a job tagged `tag` that records its runs in `dir`, sleeping `sleep`
 /// seconds between its start and end records.
 pub fn command(dir: &Path, tag: &str, sleep: Option<u32>) -> String {
+    let pause = sleep.map(|s| format!("sleep {s}; ")).unwrap_or_default();
+    command_pausing(dir, tag, &pause)
+}
+
+/// The shell command of a job tagged `tag` that records its runs in `dir` and sleeps
+/// `seconds` when it runs on `host`, `elsewhere` seconds on any other host.
+pub fn command_sleeping_on(dir: &Path, tag: &str, host: &str, seconds: u32, elsewhere: u32) -> String {
+    assert!(
+        host.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "a plain host name: {host:?}"
+    );
+    command_pausing(
+        dir,
+        tag,
+        &format!("case \"$h\" in {host}) sleep {seconds};; *) sleep {elsewhere};; esac; "),
+    )
+}
+
+/// The command of [`command`], with `pause` (shell, `$h` is the host name) between the
+/// records.
+fn command_pausing(dir: &Path, tag: &str, pause: &str) -> String {
     assert!(
         tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
         "a tag is a file name: {tag:?}"
     );
     let base = format!("{}/{tag}", dir.display());
-    let pause = sleep.map(|s| format!("sleep {s}; ")).unwrap_or_default();
     format!(
         "exec 9>>'{base}.lock'; if flock -n 9; then read h < /proc/sys/kernel/hostname; \
          echo \"$QUEUECTL_JOB_ID $h start $QUEUECTL_ATTEMPT\" >> '{base}.runs'; {pause}\

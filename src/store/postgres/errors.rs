@@ -13,8 +13,10 @@ pub(super) fn kind_of_code(code: &str) -> StoreErrorKind {
         "53100" | "53200" | "53300" => StoreErrorKind::Full,
         // data_corrupted, index_corrupted
         "XX001" | "XX002" => StoreErrorKind::Corrupt,
-        // admin_shutdown, crash_shutdown, cannot_connect_now; every connection exception (08...)
-        "57P01" | "57P02" | "57P03" => StoreErrorKind::Unavailable,
+        // admin_shutdown, crash_shutdown, cannot_connect_now, the server ending a session left
+        // idle in a transaction or idle (idle_in_transaction_session_timeout,
+        // idle_session_timeout); every connection exception (08...)
+        "57P01" | "57P02" | "57P03" | "25P03" | "57P05" => StoreErrorKind::Unavailable,
         _ if code.starts_with("08") => StoreErrorKind::Unavailable,
         _ => StoreErrorKind::Other,
     }
@@ -113,6 +115,8 @@ mod tests {
             ("08001", StoreErrorKind::Unavailable),
             ("57P01", StoreErrorKind::Unavailable),
             ("57P03", StoreErrorKind::Unavailable),
+            ("25P03", StoreErrorKind::Unavailable),
+            ("57P05", StoreErrorKind::Unavailable),
             ("23505", StoreErrorKind::Other),
             ("42P01", StoreErrorKind::Other),
         ] {

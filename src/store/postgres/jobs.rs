@@ -2,7 +2,7 @@
 //! enqueue and spool ingestion, reaping lost workers, and DLQ retries.
 
 use super::claim::finish_in;
-use super::reads::{row_to_job, workers_in, JOB_COLUMNS};
+use super::reads::{lock_workers_in, row_to_job, workers_in, JOB_COLUMNS};
 use super::{prepared, Conn};
 use crate::error::{Error, Result};
 use crate::job::Job;
@@ -147,10 +147,18 @@ pub(super) fn ingest_spool_files(conn: &mut Conn, files: &[SpoolFileJobs]) -> Re
 }
 
 /// Recovers every `processing` job whose worker is not alive and removes the rows of dead
-/// workers, in one transaction. The worker rows are locked first, so two reapers (on two hosts)
-/// take turns and the second sees what the first did; the jobs are read after that, and the
-/// workers read again, so a worker that registered and claimed meanwhile is judged, not taken
-/// for a stranger. Each recovery applies only to the claim that was read (its lease).
+/// workers, in one transaction that never waits for a row another session holds.
+///
+/// The jobs are read first, then the workers: a worker registers before it claims, so the
+/// holder of every job read is in the second read unless its row was removed meanwhile. The
+/// rows of the workers judged dead are then locked with `SKIP LOCKED` and judged again as they
+/// are now; a row another session holds (another reaper judging the same worker, or the
+/// worker's own heartbeat in flight: it may be alive after all) is left for a later pass, and
+/// so are its jobs. The jobs to recover are locked the same way, each under the claim that was
+/// read (its lease): a job whose row another session holds (another reaper, a worker's
+/// transaction whose host vanished before the server ended it, any other client) is left for
+/// a later pass, with its worker's row, while the other jobs are recovered now. Live workers'
+/// rows are never locked, so their heartbeats never wait for a reap.
 pub(super) fn reap_workers(
     conn: &mut Conn,
     alive: &dyn Fn(&WorkerRecord) -> bool,
@@ -158,28 +166,64 @@ pub(super) fn reap_workers(
 ) -> Result<ReapOutcome> {
     let mut tx = conn.client.transaction()?;
     let cache = &mut conn.statements;
-    workers_in(&mut tx, true)?;
     let processing = prepared(
         &mut tx,
         cache,
         &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'processing' ORDER BY seq"),
     )?;
     let processing = tx.query(&processing, &[])?;
-    let (live, dead): (Vec<WorkerRecord>, Vec<WorkerRecord>) =
-        workers_in(&mut tx, true)?.into_iter().partition(|worker| alive(worker));
-    let mut recovered = Vec::new();
-    let mut held_by = Vec::new();
+    let workers = workers_in(&mut tx, cache)?;
+    let known: HashSet<String> = workers.iter().map(|w| w.id.clone()).collect();
+    let (mut live, judged_dead): (Vec<WorkerRecord>, Vec<WorkerRecord>) =
+        workers.into_iter().partition(|worker| alive(worker));
+    let dead_ids: Vec<&str> = judged_dead.iter().map(|w| w.id.as_str()).collect();
+    let mut dead = Vec::new();
+    for worker in lock_workers_in(&mut tx, cache, &dead_ids)? {
+        if alive(&worker) {
+            live.push(worker);
+        } else {
+            dead.push(worker);
+        }
+    }
+    live.sort_by(|a, b| a.started_at.cmp(&b.started_at).then_with(|| a.id.cmp(&b.id)));
+
+    // The jobs to recover: those of the dead workers whose rows this reap holds, and those
+    // whose worker has no row at all.
+    let mut candidates = Vec::new();
+    let mut held_by = HashSet::new();
     for row in &processing {
         let job = row_to_job(row)?;
-        let held = job.worker.as_ref().is_some_and(|w| live.iter().any(|l| &l.id == w));
-        if held {
+        let ours = match job.worker.as_deref() {
+            Some(worker) if known.contains(worker) => dead.iter().any(|d| d.id == worker),
+            _ => true,
+        };
+        if !ours {
             continue;
         }
         match lost(&job) {
-            Some(attempt) => recovered.push((job, attempt)),
+            Some(attempt) => candidates.push((job, attempt)),
             None => held_by.extend(job.worker.clone()),
         }
     }
+    let seqs: Vec<i64> = candidates.iter().map(|(job, _)| job.seq).collect();
+    let leases: Vec<i64> = candidates.iter().map(|(job, _)| job.lease).collect();
+    let lock = prepared(
+        &mut tx,
+        cache,
+        "SELECT seq FROM jobs WHERE state = 'processing' \
+         AND (seq, lease) IN (SELECT * FROM unnest($1::int8[], $2::int8[])) \
+         FOR UPDATE SKIP LOCKED",
+    )?;
+    let locked: HashSet<i64> = tx
+        .query(&lock, &[&seqs, &leases])?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+    let (recovered, busy): (Vec<_>, Vec<_>) = candidates
+        .into_iter()
+        .partition(|(job, _): &(Job, FinishedAttempt)| locked.contains(&job.seq));
+    held_by.extend(busy.into_iter().filter_map(|(job, _)| job.worker));
+
     let finished: Vec<FinishedAttempt> = recovered.iter().map(|(_, f)| f.clone()).collect();
     let applied = finish_in(&mut tx, cache, &finished, None)?;
     let remove = prepared(&mut tx, cache, "DELETE FROM workers WHERE id = $1")?;

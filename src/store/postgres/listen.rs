@@ -14,16 +14,19 @@
 //! count that may have missed notifications) and connects again with a growing pause, bumping
 //! the counter after every attempt, so waiters fall back to polling at that pace meanwhile.
 //!
+//! When the store's connection settings change (see [`Listener::set_target`]), the thread
+//! connects again with the new ones, as after a lost connection.
+//!
 //! Commands that never wait (status, list, enqueue) never listen and open one connection.
 
-use super::errors;
+use super::connection::Target;
 use crate::error::Result;
 use crate::store::DbLocation;
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, NoTls};
+use postgres::Client;
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -35,8 +38,11 @@ const POLL: Duration = Duration::from_millis(25);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// What the store and its listening thread share.
-#[derive(Default)]
 struct Shared {
+    /// How to connect.
+    target: Mutex<Target>,
+    /// Bumped when `target` changes.
+    generation: AtomicU64,
     /// Notifications from other sessions, plus one per lost connection or failed reconnect.
     token: AtomicI64,
     /// Set when the store is dropped.
@@ -46,10 +52,17 @@ struct Shared {
     own_pid: AtomicI32,
 }
 
+impl Shared {
+    /// The current target and its generation.
+    fn target(&self) -> (Target, u64) {
+        let target = self.target.lock().unwrap_or_else(PoisonError::into_inner);
+        (target.clone(), self.generation.load(Ordering::Acquire))
+    }
+}
+
 /// The listening side of one store.
 pub(super) struct Listener {
     channel: String,
-    config: postgres::Config,
     location: DbLocation,
     shared: Arc<Shared>,
     thread: RefCell<Option<JoinHandle<()>>>,
@@ -57,12 +70,17 @@ pub(super) struct Listener {
 
 impl Listener {
     /// A listener for `channel`, not listening yet.
-    pub(super) fn new(channel: String, config: postgres::Config, location: DbLocation) -> Listener {
+    pub(super) fn new(channel: String, target: Target, location: DbLocation) -> Listener {
         Listener {
             channel,
-            config,
             location,
-            shared: Arc::new(Shared::default()),
+            shared: Arc::new(Shared {
+                target: Mutex::new(target),
+                generation: AtomicU64::new(0),
+                token: AtomicI64::new(0),
+                stop: AtomicBool::new(false),
+                own_pid: AtomicI32::new(0),
+            }),
             thread: RefCell::new(None),
         }
     }
@@ -70,6 +88,13 @@ impl Listener {
     /// The channel name.
     pub(super) fn channel(&self) -> &str {
         &self.channel
+    }
+
+    /// Connects with `target` from now on: a listening thread connects again with it.
+    pub(super) fn set_target(&self, target: Target) {
+        let mut current = self.shared.target.lock().unwrap_or_else(PoisonError::into_inner);
+        *current = target;
+        self.shared.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Records the server process of the store's (new) connection.
@@ -82,12 +107,13 @@ impl Listener {
     pub(super) fn token(&self) -> Result<i64> {
         let mut thread = self.thread.borrow_mut();
         if thread.is_none() {
-            let client = listen(&self.config, &self.location, &self.channel)?;
+            let (target, generation) = self.shared.target();
+            let client = listen(&target, &self.location, &self.channel)?;
             let shared = self.shared.clone();
-            let (config, location, channel) = (self.config.clone(), self.location.clone(), self.channel.clone());
+            let (location, channel) = (self.location.clone(), self.channel.clone());
             let handle = std::thread::Builder::new()
                 .name("queuectl-pg-listen".into())
-                .spawn(move || run(client, &shared, &config, &location, &channel))
+                .spawn(move || run(client, generation, &shared, &location, &channel))
                 .map_err(|e| crate::Error::Other(format!("could not start the listening thread: {e}")))?;
             *thread = Some(handle);
         }
@@ -104,16 +130,21 @@ impl Drop for Listener {
     }
 }
 
-/// A new connection listening on `channel`.
-fn listen(config: &postgres::Config, location: &DbLocation, channel: &str) -> Result<Client> {
-    let mut client = config.connect(NoTls).map_err(|e| errors::connect_error(location, &e))?;
+/// A new connection listening on `channel` (watched by the server as `target` says).
+fn listen(target: &Target, location: &DbLocation, channel: &str) -> Result<Client> {
+    let mut client = target.connect(location)?;
+    let keepalives = target.server_keepalives();
+    if !keepalives.is_empty() {
+        client.batch_execute(&keepalives)?;
+    }
     client.batch_execute(&format!("LISTEN {channel}"))?;
     Ok(client)
 }
 
 /// The listening thread: counts notifications until told to stop, reconnecting when the
-/// connection is lost.
-fn run(mut client: Client, shared: &Shared, config: &postgres::Config, location: &DbLocation, channel: &str) {
+/// connection is lost or the target changed (`generation`: the target's the client was made
+/// with).
+fn run(mut client: Client, mut generation: u64, shared: &Shared, location: &DbLocation, channel: &str) {
     let bump = || {
         shared.token.fetch_add(1, Ordering::AcqRel);
     };
@@ -139,18 +170,24 @@ fn run(mut client: Client, shared: &Shared, config: &postgres::Config, location:
                 }
             }
         };
-        if !lost && !client.is_closed() {
+        let retarget = shared.generation.load(Ordering::Acquire) != generation;
+        if !lost && !retarget && !client.is_closed() {
             continue;
         }
-        // Lost: what was sent meanwhile is unknown.
+        drop(client);
+        // Lost, or replaced by one with new settings: what was sent meanwhile is unknown.
         bump();
         let mut pause = Duration::from_millis(100);
         client = loop {
             if !sleep_unless_stopped(shared, pause) {
                 return;
             }
-            match listen(config, location, channel) {
-                Ok(client) => break client,
+            let (target, current) = shared.target();
+            match listen(&target, location, channel) {
+                Ok(client) => {
+                    generation = current;
+                    break client;
+                }
                 Err(_) => {
                     // Waiters poll at this pace until the server is back.
                     bump();

@@ -25,9 +25,13 @@
 //! `holdings` module). Workers' commits do not wait for the WAL flush; accepting jobs does
 //! (see `durable`).
 //!
-//! TLS is not built in: the client connects with `NoTls`, so a URL asking for
-//! `sslmode=require` is refused at connect time; use a local socket, a private network or an
-//! SSH/stunnel tunnel to reach a remote server.
+//! A call never waits long for a server it cannot reach: keepalives and `tcp_user_timeout`
+//! end a silent connection (after about a minute, or what [`Store::set_unresponsive_timeout`]
+//! says), and each session tells the server to end a transaction the client leaves idle, so the
+//! locks of a host that vanished mid-transaction go with it (see the `connection` module).
+//!
+//! TLS comes with the `postgres-tls` feature, as the URL's `sslmode` asks (see the `tls`
+//! module); without it, a URL requiring TLS is refused.
 
 pub(crate) mod caller_tx;
 mod claim;
@@ -38,10 +42,11 @@ mod jobs;
 mod listen;
 mod reads;
 pub mod schema;
+mod tls;
 
 pub use schema::SCHEMA_VERSION;
 
-use connection::{durable, prepared, Conn};
+use connection::{durable, prepared, Conn, Target};
 
 use super::{
     BackupReport, DbLocation, FinishedAttempt, ListFilter, NewJob, Overwrite, ReapOutcome, SpoolFileJobs,
@@ -64,7 +69,10 @@ const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct PgStore {
     location: DbLocation,
     schema: String,
-    config: postgres::Config,
+    /// How to connect (changed by [`Store::set_unresponsive_timeout`]).
+    target: RefCell<Target>,
+    /// The timeout [`Store::set_unresponsive_timeout`] set last, if any.
+    unresponsive: Cell<Option<Duration>>,
     /// The connection; `None` after a connection failure, until the next call connects again.
     conn: RefCell<Option<Conn>>,
     /// The lock timeout to set on every connection.
@@ -137,12 +145,13 @@ impl PgStore {
             )));
         };
         super::check_schema_name(schema)?;
-        let config = connection::client_config(location, url)?;
+        let target = Target::new(location, url)?;
         let store = PgStore {
             location: location.clone(),
             schema: schema.clone(),
-            listener: listen::Listener::new(schema::channel_name(schema), config.clone(), location.clone()),
-            config,
+            listener: listen::Listener::new(schema::channel_name(schema), target.clone(), location.clone()),
+            target: RefCell::new(target),
+            unresponsive: Cell::new(None),
             conn: RefCell::new(None),
             lock_timeout: Cell::new(DEFAULT_LOCK_TIMEOUT),
             holdings: RefCell::new(holdings::Holdings::default()),
@@ -155,7 +164,8 @@ impl PgStore {
 
     /// A new connection with the session set up (see [`connection::open`]).
     fn connect(&self) -> Result<Conn> {
-        let (conn, pid) = connection::open(&self.config, &self.location, &self.schema, self.lock_timeout.get())?;
+        let target = self.target.borrow();
+        let (conn, pid) = connection::open(&target, &self.location, &self.schema, self.lock_timeout.get())?;
         self.listener.set_own_pid(pid);
         Ok(conn)
     }
@@ -260,6 +270,31 @@ impl Store for PgStore {
                 .batch_execute(&format!("SET lock_timeout = {}", timeout.as_millis()))?;
             Ok(())
         })
+    }
+
+    /// Bounds every wait for the server by about `timeout` (at least 1 s), overriding the URL's
+    /// keepalive and `tcp_user_timeout` settings and capping its `connect_timeout`: keepalives
+    /// give up on a silent connection and `tcp_user_timeout` on unacknowledged data after it,
+    /// and the session asks the server for the same, plus `idle_in_transaction_session_timeout`.
+    /// Applies to this store's connection, replaced by a new one now (no transaction is open
+    /// between calls), and to its listening connection. If connecting fails, the error is
+    /// returned and the next call connects with the new settings. It bounds silence on the
+    /// network, not a server that answers the network but is slow to reply.
+    fn set_unresponsive_timeout(&self, timeout: Duration) -> Result<()> {
+        if self.unresponsive.get() == Some(timeout) {
+            return Ok(());
+        }
+        let target = self.target.borrow().with_unresponsive_timeout(timeout);
+        self.listener.set_target(target.clone());
+        *self.target.borrow_mut() = target;
+        self.unresponsive.set(Some(timeout));
+        let mut slot = self.conn.borrow_mut();
+        if slot.is_some() {
+            // Dropped first: a failure to connect leaves none, and the next call tries again.
+            *slot = None;
+            *slot = Some(self.connect()?);
+        }
+        Ok(())
     }
 
     fn change_token(&self) -> Result<i64> {

@@ -1,14 +1,14 @@
 //! Reads (jobs, lists, counts, workers, config) and the small writes of the worker registry
 //! and `config set`: the statements that change no job's state.
 
-use super::Conn;
+use super::{prepared, Conn};
 use crate::error::Result;
 use crate::job::{Attempt, Job, State};
 use crate::store::{ListFilter, StateCounts, WorkerRecord};
 use crate::time::Millis;
 use postgres::types::ToSql;
-use postgres::Row;
-use std::collections::BTreeMap;
+use postgres::{Row, Statement};
+use std::collections::{BTreeMap, HashMap};
 
 /// The columns [`row_to_job`] reads, in its order.
 pub(super) const JOB_COLUMNS: &str = "seq, id, kind, command, payload, state, attempts, max_retries, priority, \
@@ -357,14 +357,35 @@ pub(super) fn register_worker(conn: &mut Conn, worker: &WorkerRecord) -> Result<
     Ok(())
 }
 
-/// Every recorded worker, oldest first; with `lock`, their rows stay locked until the
-/// transaction `client` runs ends (so two reapers take turns).
-pub(super) fn workers_in(client: &mut impl postgres::GenericClient, lock: bool) -> Result<Vec<WorkerRecord>> {
-    let sql = format!(
-        "SELECT {WORKER_COLUMNS} FROM workers ORDER BY started_at, id{}",
-        if lock { " FOR UPDATE" } else { "" }
-    );
-    client.query(&sql, &[])?.iter().map(row_to_worker).collect()
+/// Every recorded worker, oldest first (a statement of the transaction `tx` runs).
+pub(super) fn workers_in(
+    tx: &mut impl postgres::GenericClient,
+    cache: &mut HashMap<String, Statement>,
+) -> Result<Vec<WorkerRecord>> {
+    let statement = prepared(
+        tx,
+        cache,
+        &format!("SELECT {WORKER_COLUMNS} FROM workers ORDER BY started_at, id"),
+    )?;
+    tx.query(&statement, &[])?.iter().map(row_to_worker).collect()
+}
+
+/// The rows of the workers named `ids` that no other session holds, locked until the
+/// transaction `tx` runs ends, as they are now: rows another session holds are skipped, never
+/// waited for.
+pub(super) fn lock_workers_in(
+    tx: &mut impl postgres::GenericClient,
+    cache: &mut HashMap<String, Statement>,
+    ids: &[&str],
+) -> Result<Vec<WorkerRecord>> {
+    let statement = prepared(
+        tx,
+        cache,
+        &format!(
+            "SELECT {WORKER_COLUMNS} FROM workers WHERE id = ANY($1) ORDER BY started_at, id FOR UPDATE SKIP LOCKED"
+        ),
+    )?;
+    tx.query(&statement, &[&ids])?.iter().map(row_to_worker).collect()
 }
 
 /// Every recorded worker, oldest first.

@@ -175,6 +175,7 @@ impl Coordinator {
         // Wait less than the default for a write lock: a step that cannot get it is retried
         // (with running jobs unaffected) instead of stalling the loop for long.
         store.set_lock_timeout(Duration::from_secs(5))?;
+        store.set_unresponsive_timeout(Duration::from_secs((settings.lease_seconds / 3).max(1)))?;
         store.register_worker(&worker)?;
         let (done_tx, done_rx) = unbounded::<Done>();
         let mut slots = Vec::with_capacity(threads);
@@ -262,6 +263,9 @@ impl Coordinator {
                     hooks.set_commands(settings.hooks.clone());
                 }
                 let changes = self.settings.changes_to(&settings);
+                let _ = self
+                    .store
+                    .set_unresponsive_timeout(Duration::from_secs((settings.lease_seconds / 3).max(1)));
                 self.settings = settings;
                 self.settings_error = None;
                 if requested || !changes.is_empty() {
