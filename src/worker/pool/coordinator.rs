@@ -63,7 +63,11 @@ struct LoopState {
     claim_needed: bool,
     next_due: Option<Millis>,
     last_claim: Instant,
+    /// The last write of the worker row (a heartbeat, or a refresh of what the threads run).
     last_heartbeat: Instant,
+    /// The last periodic pass of step 5 (database health, settings reload, heartbeat): kept
+    /// apart from `last_heartbeat`, which slot refreshes move every 250 ms on a busy worker.
+    last_periodic: Instant,
     last_reap: Option<Instant>,
     /// The last reap left lost jobs held (their leftovers being stopped): reap again soon.
     reap_soon: bool,
@@ -80,6 +84,7 @@ impl LoopState {
             next_due: None,
             last_claim: Instant::now(),
             last_heartbeat: Instant::now(),
+            last_periodic: Instant::now(),
             last_reap: None,
             reap_soon: false,
             stopping_announced: false,
@@ -473,7 +478,8 @@ impl Coordinator {
 
         // 5. Heartbeat, settings reload and lease recovery of other workers.
         let heartbeat_every = Duration::from_secs(self.settings.heartbeat_seconds.max(1));
-        if st.last_heartbeat.elapsed() >= heartbeat_every {
+        if st.last_periodic.elapsed() >= heartbeat_every {
+            st.last_periodic = Instant::now();
             st.last_heartbeat = Instant::now();
             self.store.check_health()?;
             self.reload_settings();
