@@ -155,13 +155,14 @@ fn bash_completion_offers_job_ids_where_an_id_goes() {
         );
         let bin_dir = bin().parent().expect("bin dir").to_path_buf();
         let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
-        let output = Command::new("bash")
+        let mut command = Command::new("bash");
+        command
             .args(["-c", &probe])
             .env("PATH", path)
             .env("QUEUECTL_HOME", home.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run bash");
+            .stdin(Stdio::null());
+        home.set_db_env(&mut command);
+        let output = command.output().expect("run bash");
         assert!(output.status.success(), "{output:?}");
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
