@@ -1,34 +1,466 @@
-//! The PostgreSQL backend: not written yet. Opening a `postgres://` location is refused.
+//! The PostgreSQL backend: one schema of a PostgreSQL database holds one queue, shared by
+//! workers on many hosts.
+//!
+//! A [`PgStore`] is one connection (`Send`, not `Sync`, like every store). Every state change
+//! is one transaction. Claims take due jobs with `FOR UPDATE SKIP LOCKED` in one statement, so
+//! concurrent workers never wait for one another nor share a job; finishing an attempt is
+//! guarded by the claim's lease, so a stale holder's result is never applied. Per-state counts
+//! are kept by statement triggers in slotted rows (see [`schema`]). Transactions that make work
+//! claimable or finish jobs send a `NOTIFY` on the queue's channel; [`Store::change_token`]
+//! counts the notifications other sessions sent, received by a listening thread (see the
+//! `listen` module).
+//!
+//! Times are the `now` of the calling host (milliseconds), as with SQLite, so both backends
+//! behave the same: hosts sharing a queue need synchronised clocks (NTP). Drift well below
+//! `lease_seconds` is harmless; a host whose clock runs ahead claims scheduled jobs early by
+//! that much, and its heartbeats look fresher to others by that much.
+//!
+//! A lost connection fails the call in progress with a [`StoreErrorKind::Unavailable`] error
+//! and the next call connects again (the worker pool retries its step, keeping its results).
+//!
+//! TLS is not built in: the client connects with `NoTls`, so a URL asking for
+//! `sslmode=require` is refused at connect time; use a local socket, a private network or an
+//! SSH/stunnel tunnel to reach a remote server.
 
-use super::DbLocation;
+mod errors;
+mod jobs;
+mod listen;
+mod reads;
+pub mod schema;
+
+pub use schema::SCHEMA_VERSION;
+
+use super::{
+    BackupReport, DbLocation, FinishedAttempt, ListFilter, NewJob, Overwrite, ReapOutcome, SpoolFileJobs,
+    SpoolFileResult, StateCounts, Store, StoreErrorKind, WorkerRecord,
+};
 use crate::error::{Error, Result};
+use crate::job::{Attempt, Job, State};
+use crate::time::Millis;
+use postgres::{Client, GenericClient, NoTls, Statement};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
 
-/// The schema version the PostgreSQL backend writes.
-pub const SCHEMA_VERSION: i64 = 1;
+/// How long a statement waits for a lock held by another session before failing as busy,
+/// until [`Store::set_lock_timeout`] says otherwise (SQLite's busy timeout is the same).
+const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A PostgreSQL store (not written yet).
-#[derive(Debug)]
-pub struct PgStore;
+/// How long connecting may take when the URL does not say (`connect_timeout`).
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One open connection and what is cached for it.
+pub(super) struct Conn {
+    /// The client.
+    pub(super) client: Client,
+    /// Statements prepared on this connection, by their text.
+    statements: HashMap<String, Statement>,
+}
+
+impl Conn {
+    /// The prepared statement for `sql`, prepared on first use.
+    pub(super) fn prepared(&mut self, sql: &str) -> Result<Statement> {
+        prepared(&mut self.client, &mut self.statements, sql)
+    }
+}
+
+/// The statement for `sql` from `cache`, prepared through `client` (a connection or one of its
+/// transactions) the first time.
+pub(super) fn prepared(
+    client: &mut impl GenericClient,
+    cache: &mut HashMap<String, Statement>,
+    sql: &str,
+) -> Result<Statement> {
+    if let Some(statement) = cache.get(sql) {
+        return Ok(statement.clone());
+    }
+    let statement = client.prepare(sql)?;
+    cache.insert(sql.to_string(), statement.clone());
+    Ok(statement)
+}
+
+/// One connection to a queue in a PostgreSQL schema.
+pub struct PgStore {
+    location: DbLocation,
+    schema: String,
+    config: postgres::Config,
+    /// The connection; `None` after a connection failure, until the next call connects again.
+    conn: RefCell<Option<Conn>>,
+    /// The lock timeout to set on every connection.
+    lock_timeout: Cell<Duration>,
+    /// Change notification: see [`listen`].
+    listener: listen::Listener,
+    /// Claims and finishes whose commit may or may not have happened (the connection was lost
+    /// during the transaction): settled at the next `finish_and_claim`. See [`jobs::InDoubt`].
+    in_doubt: RefCell<jobs::InDoubt>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").field("location", &self.location.to_string()).finish()
+    }
+}
 
 impl PgStore {
-    /// Refused until the backend exists.
-    pub fn open(location: &DbLocation) -> Result<Box<dyn super::Store>> {
-        Err(Error::Other(format!(
-            "{location}: the PostgreSQL backend is not written yet"
+    /// Opens an existing queue at the current schema version, changing nothing:
+    /// [`Error::NotInitialised`] for a schema that does not exist (or was never migrated),
+    /// [`Error::SchemaTooOld`] for an older one, [`Error::SchemaTooNew`] for a newer one.
+    pub fn open(location: &DbLocation) -> Result<Box<dyn Store>> {
+        let (store, version) = PgStore::connect_checked(location)?;
+        if version < SCHEMA_VERSION {
+            return Err(Error::SchemaTooOld {
+                path: location.to_string().into(),
+                found: version,
+                needed: SCHEMA_VERSION,
+            });
+        }
+        Ok(Box::new(store))
+    }
+
+    /// Opens an existing queue at the current or an older schema version, without migrating
+    /// it; returns the store and the version found.
+    pub fn open_existing(location: &DbLocation) -> Result<(Box<dyn Store>, i64)> {
+        let (store, version) = PgStore::connect_checked(location)?;
+        Ok((Box::new(store), version))
+    }
+
+    /// Connects without creating anything yet; returns the store and the schema version found
+    /// (0 when the schema does not exist). The caller runs [`Store::migrate`], which creates it.
+    pub fn create(location: &DbLocation) -> Result<(Box<dyn Store>, i64)> {
+        let store = PgStore::new(location)?;
+        let version = store.schema_version()?;
+        schema::too_new(location, version)?;
+        Ok((Box::new(store), version))
+    }
+
+    fn connect_checked(location: &DbLocation) -> Result<(PgStore, i64)> {
+        let store = PgStore::new(location)?;
+        let version = store.schema_version()?;
+        if version == 0 {
+            return Err(Error::NotInitialised(location.to_string().into()));
+        }
+        schema::too_new(location, version)?;
+        Ok((store, version))
+    }
+
+    /// A store for `location`, connected.
+    fn new(location: &DbLocation) -> Result<PgStore> {
+        let DbLocation::Postgres { url, schema } = location else {
+            return Err(Error::InvalidArgument(format!("{location} is not a PostgreSQL location")));
+        };
+        super::check_schema_name(schema)?;
+        let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
+            Error::InvalidArgument(format!("{location}: {}", errors::message(&e)))
+        })?;
+        // What libpq would take from the environment when the URL leaves it out.
+        if config.get_user().is_none() {
+            if let Some(user) = std::env::var("PGUSER").ok().or_else(|| std::env::var("USER").ok()) {
+                config.user(&user);
+            }
+        }
+        if config.get_password().is_none() {
+            if let Ok(password) = std::env::var("PGPASSWORD") {
+                config.password(password);
+            }
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("queuectl");
+        }
+        // Notice a server that vanished (a host cut off) within a minute, not two hours.
+        config.keepalives(true).keepalives_idle(Duration::from_secs(30));
+        let store = PgStore {
+            location: location.clone(),
+            schema: schema.clone(),
+            listener: listen::Listener::new(schema::channel_name(schema), config.clone(), location.clone()),
+            config,
+            conn: RefCell::new(None),
+            lock_timeout: Cell::new(DEFAULT_LOCK_TIMEOUT),
+            in_doubt: RefCell::new(jobs::InDoubt::default()),
+        };
+        store.with_conn(|_| Ok(()))?;
+        Ok(store)
+    }
+
+    /// A new connection with the session set up: `search_path` to the queue's schema and the
+    /// lock timeout.
+    fn connect(&self) -> Result<Conn> {
+        let mut client = self
+            .config
+            .connect(NoTls)
+            .map_err(|e| errors::connect_error(&self.location, &e))?;
+        client.batch_execute(&format!(
+            "SET search_path TO {}; SET lock_timeout = {}",
+            self.schema,
+            self.lock_timeout.get().as_millis()
+        ))?;
+        let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[])?.try_get(0)?;
+        self.listener.set_own_pid(pid);
+        Ok(Conn {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+
+    /// Runs `f` on the connection, connecting first if there is none (or it was closed). A
+    /// failure that means the connection is gone drops it, so the next call connects again.
+    pub(super) fn with_conn<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
+        let mut slot = self.conn.borrow_mut();
+        if slot.as_ref().is_some_and(|conn| conn.client.is_closed()) {
+            *slot = None;
+        }
+        if slot.is_none() {
+            *slot = Some(self.connect()?);
+        }
+        let conn = slot.as_mut().expect("connected above");
+        let result = f(conn);
+        if let Err(Error::Storage(error)) = &result {
+            if error.kind == StoreErrorKind::Unavailable || conn.client.is_closed() {
+                *slot = None;
+            }
+        }
+        result
+    }
+
+    /// The queue's schema.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// The `LISTEN`/`NOTIFY` channel of this queue.
+    pub fn channel(&self) -> &str {
+        self.listener.channel()
+    }
+}
+
+impl Store for PgStore {
+    fn location(&self) -> &DbLocation {
+        &self.location
+    }
+
+    fn schema_version(&self) -> Result<i64> {
+        self.with_conn(|conn| schema::version(conn, &self.schema))
+    }
+
+    fn supported_schema_version(&self) -> i64 {
+        SCHEMA_VERSION
+    }
+
+    fn last_migrated_by(&self) -> Result<Option<String>> {
+        self.with_conn(|conn| schema::last_migrated_by(conn, &self.schema))
+    }
+
+    /// Creates the schema or brings it up to date, one migration per transaction under an
+    /// advisory lock: safe from several hosts at once.
+    fn migrate(&self) -> Result<()> {
+        self.with_conn(|conn| {
+            let result = schema::migrate(conn, &self.location, &self.schema);
+            // Tables may have been created or replaced: statements prepared before refer to
+            // what was there then.
+            conn.statements.clear();
+            result
+        })
+    }
+
+    /// None: a migration runs in one transaction and changes nothing if it fails.
+    fn backup_before_migration(&self, _version: i64) -> Result<Option<BackupReport>> {
+        Ok(None)
+    }
+
+    fn backup_to(&self, _dest: &Path, _overwrite: Overwrite) -> Result<BackupReport> {
+        Err(Error::InvalidArgument(format!(
+            "{}: backups of a PostgreSQL queue are made with pg_dump -n {}",
+            self.location, self.schema
         )))
     }
 
-    /// Refused until the backend exists.
-    pub fn open_existing(location: &DbLocation) -> Result<(Box<dyn super::Store>, i64)> {
-        Err(Error::Other(format!(
-            "{location}: the PostgreSQL backend is not written yet"
-        )))
+    /// Fails if the queue's schema was dropped while in use (going on would only fail later,
+    /// less clearly).
+    fn check_health(&self) -> Result<()> {
+        let jobs = format!("{}.jobs", self.schema);
+        let exists: bool = self.with_conn(|conn| {
+            let statement = conn.prepared("SELECT to_regclass($1) IS NOT NULL")?;
+            Ok(conn.client.query_one(&statement, &[&jobs])?.try_get(0)?)
+        })?;
+        if !exists {
+            return Err(Error::Other(format!(
+                "the queue's schema in {} was dropped while in use: stopping (run `queuectl init`)",
+                self.location
+            )));
+        }
+        Ok(())
     }
 
-    /// Refused until the backend exists.
-    pub fn create(location: &DbLocation) -> Result<(Box<dyn super::Store>, i64)> {
-        Err(Error::Other(format!(
-            "{location}: the PostgreSQL backend is not written yet"
-        )))
+    /// Sets `lock_timeout` on this connection and on any it opens later.
+    fn set_lock_timeout(&self, timeout: Duration) -> Result<()> {
+        self.lock_timeout.set(timeout);
+        self.with_conn(|conn| {
+            conn.client
+                .batch_execute(&format!("SET lock_timeout = {}", timeout.as_millis()))?;
+            Ok(())
+        })
+    }
+
+    fn change_token(&self) -> Result<i64> {
+        self.listener.token()
+    }
+
+    fn insert_jobs(&mut self, jobs: &[NewJob], durable: bool) -> Result<()> {
+        self.with_conn(|conn| jobs::insert_jobs(conn, &self.listener, jobs, durable))
+    }
+
+    fn ingest_spool_files(&mut self, files: &[SpoolFileJobs]) -> Result<Vec<SpoolFileResult>> {
+        self.with_conn(|conn| jobs::ingest_spool_files(conn, &self.listener, files))
+    }
+
+    fn job_source(&self, id: &str) -> Result<Option<String>> {
+        self.with_conn(|conn| reads::job_source(conn, id))
+    }
+
+    fn forget_spool_files_before(&self, cutoff: Millis) -> Result<usize> {
+        self.with_conn(|conn| {
+            let statement = conn.prepared("DELETE FROM spool_files WHERE ingested_at < $1")?;
+            Ok(conn.client.execute(&statement, &[&cutoff])? as usize)
+        })
+    }
+
+    fn get_job(&self, id: &str) -> Result<Option<Job>> {
+        self.with_conn(|conn| reads::get_job(conn, id))
+    }
+
+    fn job_states(&self, ids: &[String]) -> Result<BTreeMap<String, State>> {
+        self.with_conn(|conn| reads::job_states(conn, ids))
+    }
+
+    fn list_jobs(&self, state: Option<State>, limit: Option<u64>) -> Result<Vec<Job>> {
+        self.with_conn(|conn| reads::list_jobs(conn, state, limit))
+    }
+
+    fn list_filtered(&self, filter: &ListFilter) -> Result<Vec<Job>> {
+        self.with_conn(|conn| reads::list_filtered(conn, filter))
+    }
+
+    fn ids_with_prefix(&self, prefix: &str, limit: u64) -> Result<Vec<String>> {
+        self.with_conn(|conn| reads::ids_with_prefix(conn, prefix, limit))
+    }
+
+    fn id_neighbours(&self, id: &str) -> Result<(Option<String>, Option<String>)> {
+        self.with_conn(|conn| reads::id_neighbours(conn, id))
+    }
+
+    fn attempts(&self, job_seq: i64) -> Result<Vec<Attempt>> {
+        self.with_conn(|conn| reads::attempts(conn, job_seq))
+    }
+
+    fn counts(&self) -> Result<StateCounts> {
+        self.with_conn(reads::counts)
+    }
+
+    fn count_scheduled(&self, now: Millis) -> Result<u64> {
+        self.with_conn(|conn| reads::count_scheduled(conn, now))
+    }
+
+    fn waiting_by_kind(&self) -> Result<BTreeMap<String, u64>> {
+        self.with_conn(reads::waiting_by_kind)
+    }
+
+    fn next_run_at(&self, kinds: &[String]) -> Result<Option<Millis>> {
+        self.with_conn(|conn| reads::next_run_at(conn, kinds))
+    }
+
+    fn has_unfinished(&self, kinds: &[String]) -> Result<bool> {
+        self.with_conn(|conn| reads::has_unfinished(conn, kinds))
+    }
+
+    fn finish_and_claim(
+        &mut self,
+        worker: &str,
+        finished: &[FinishedAttempt],
+        limit: usize,
+        kinds: &[String],
+        now: Millis,
+    ) -> Result<(Vec<bool>, Vec<Job>)> {
+        if finished.is_empty() && limit == 0 {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let mut in_doubt = self.in_doubt.borrow_mut();
+        let result = self.with_conn(|conn| {
+            jobs::finish_and_claim(conn, &self.listener, &in_doubt, worker, finished, limit, kinds, now)
+        });
+        match &result {
+            Ok(_) => in_doubt.clear(),
+            Err(Error::Storage(e)) if e.kind == StoreErrorKind::Unavailable => {
+                in_doubt.add(worker, finished, (limit > 0).then_some(now));
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    fn reap_workers(
+        &mut self,
+        alive: &dyn Fn(&WorkerRecord) -> bool,
+        lost: &dyn Fn(&Job) -> Option<FinishedAttempt>,
+    ) -> Result<ReapOutcome> {
+        self.with_conn(|conn| jobs::reap_workers(conn, &self.listener, alive, lost))
+    }
+
+    fn dlq_retry(&mut self, ids: &[String]) -> Result<usize> {
+        self.with_conn(|conn| jobs::dlq_retry(conn, &self.listener, ids))
+    }
+
+    fn dlq_retry_all(&mut self) -> Result<usize> {
+        self.with_conn(|conn| jobs::dlq_retry_all(conn, &self.listener))
+    }
+
+    fn config_values(&self) -> Result<BTreeMap<String, String>> {
+        self.with_conn(reads::config_values)
+    }
+
+    fn config_set(&self, key: &str, value: &str) -> Result<()> {
+        self.with_conn(|conn| {
+            let statement = conn.prepared(
+                "INSERT INTO config (key, value, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )?;
+            conn.client
+                .execute(&statement, &[&key, &value, &crate::time::now_ms()])?;
+            Ok(())
+        })
+    }
+
+    fn config_unset(&self, key: &str) -> Result<bool> {
+        self.with_conn(|conn| {
+            let statement = conn.prepared("DELETE FROM config WHERE key = $1")?;
+            Ok(conn.client.execute(&statement, &[&key])? > 0)
+        })
+    }
+
+    fn register_worker(&self, worker: &WorkerRecord) -> Result<()> {
+        self.with_conn(|conn| reads::register_worker(conn, worker))
+    }
+
+    fn heartbeat(&self, id: &str, now: Millis, slots: &serde_json::Value, stopping: bool) -> Result<bool> {
+        self.with_conn(|conn| {
+            let statement =
+                conn.prepared("UPDATE workers SET heartbeat_at = $2, slots = $3, stopping = $4 WHERE id = $1")?;
+            let slots = slots.to_string();
+            Ok(conn.client.execute(&statement, &[&id, &now, &slots, &stopping])? == 1)
+        })
+    }
+
+    fn remove_worker(&self, id: &str) -> Result<()> {
+        self.with_conn(|conn| {
+            let statement = conn.prepared("DELETE FROM workers WHERE id = $1")?;
+            conn.client.execute(&statement, &[&id])?;
+            Ok(())
+        })
+    }
+
+    fn workers(&self) -> Result<Vec<WorkerRecord>> {
+        self.with_conn(|conn| reads::workers(conn, false))
     }
 }

@@ -1,0 +1,193 @@
+//! The "something changed" signal of a PostgreSQL queue.
+//!
+//! Every transaction that makes work claimable or finishes jobs sends a `NOTIFY` on the
+//! queue's channel ([`channel_name`](super::schema::channel_name)). A store that is asked for
+//! its [`token`](Listener::token) starts listening: a second connection, owned by a background
+//! thread that waits on it (`timeout_iter`) and bumps a shared counter on every notification
+//! another session sent. Reading the token is then one atomic load, cheap enough to poll every
+//! few milliseconds, and a notification reaches the counter as soon as the server sends it.
+//!
+//! The thread checks a stop flag between waits of [`POLL`], and the store joins it when
+//! dropped: a long-lived process that opens and drops stores leaks no threads. If its
+//! connection is lost, the thread bumps the counter (waiters look again instead of trusting a
+//! count that may have missed notifications) and connects again with a growing pause, bumping
+//! the counter after every attempt, so waiters fall back to polling at that pace meanwhile.
+//!
+//! Commands that never wait (status, list, enqueue) never listen and open one connection.
+
+use super::errors;
+use crate::error::Result;
+use crate::store::DbLocation;
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, NoTls};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long the listening thread waits for a notification before checking its stop flag
+/// (and so the longest a dropped store waits for it).
+const POLL: Duration = Duration::from_millis(25);
+
+/// The longest pause between two attempts to connect again.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What the store and its listening thread share.
+#[derive(Default)]
+struct Shared {
+    /// Notifications from other sessions, plus one per lost connection or failed reconnect.
+    token: AtomicI64,
+    /// Set when the store is dropped.
+    stop: AtomicBool,
+    /// The server process of the store's own connection: its notifications are not changes
+    /// made by *another* connection.
+    own_pid: AtomicI32,
+}
+
+/// The listening side of one store.
+pub(super) struct Listener {
+    channel: String,
+    config: postgres::Config,
+    location: DbLocation,
+    shared: Arc<Shared>,
+    thread: RefCell<Option<JoinHandle<()>>>,
+}
+
+impl Listener {
+    /// A listener for `channel`, not listening yet.
+    pub(super) fn new(channel: String, config: postgres::Config, location: DbLocation) -> Listener {
+        Listener {
+            channel,
+            config,
+            location,
+            shared: Arc::new(Shared::default()),
+            thread: RefCell::new(None),
+        }
+    }
+
+    /// The channel name.
+    pub(super) fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// Records the server process of the store's (new) connection.
+    pub(super) fn set_own_pid(&self, pid: i32) {
+        self.shared.own_pid.store(pid, Ordering::Relaxed);
+    }
+
+    /// The current token. The first call starts listening and returns once `LISTEN` is in
+    /// effect, so no change committed after it is missed.
+    pub(super) fn token(&self) -> Result<i64> {
+        let mut thread = self.thread.borrow_mut();
+        if thread.is_none() {
+            let client = listen(&self.config, &self.location, &self.channel)?;
+            let shared = self.shared.clone();
+            let (config, location, channel) = (self.config.clone(), self.location.clone(), self.channel.clone());
+            let handle = std::thread::Builder::new()
+                .name("queuectl-pg-listen".into())
+                .spawn(move || run(client, &shared, &config, &location, &channel))
+                .map_err(|e| crate::Error::Other(format!("could not start the listening thread: {e}")))?;
+            *thread = Some(handle);
+        }
+        Ok(self.shared.token.load(Ordering::Acquire))
+    }
+
+    /// Sends the queue's notification in `tx` (delivered when it commits; several in one
+    /// transaction are delivered once).
+    pub(super) fn notify(
+        &self,
+        tx: &mut impl postgres::GenericClient,
+        cache: &mut HashMap<String, postgres::Statement>,
+    ) -> Result<()> {
+        let statement = super::prepared(tx, cache, "SELECT pg_notify($1, '')")?;
+        tx.execute(&statement, &[&self.channel])?;
+        Ok(())
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(handle) = self.thread.get_mut().take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// A new connection listening on `channel`.
+fn listen(config: &postgres::Config, location: &DbLocation, channel: &str) -> Result<Client> {
+    let mut client = config
+        .connect(NoTls)
+        .map_err(|e| errors::connect_error(location, &e))?;
+    client.batch_execute(&format!("LISTEN {channel}"))?;
+    Ok(client)
+}
+
+/// The listening thread: counts notifications until told to stop, reconnecting when the
+/// connection is lost.
+fn run(mut client: Client, shared: &Shared, config: &postgres::Config, location: &DbLocation, channel: &str) {
+    let bump = || {
+        shared.token.fetch_add(1, Ordering::AcqRel);
+    };
+    loop {
+        if shared.stop.load(Ordering::Acquire) {
+            return;
+        }
+        let lost = {
+            let mut notifications = client.notifications();
+            let mut waiting = notifications.timeout_iter(POLL);
+            loop {
+                match waiting.next() {
+                    Ok(Some(notification)) => {
+                        if notification.process_id() != shared.own_pid.load(Ordering::Relaxed) {
+                            bump();
+                        }
+                        if shared.stop.load(Ordering::Acquire) {
+                            return;
+                        }
+                    }
+                    Ok(None) => break false,
+                    Err(_) => break true,
+                }
+            }
+        };
+        if !lost && !client.is_closed() {
+            continue;
+        }
+        // Lost: what was sent meanwhile is unknown.
+        bump();
+        let mut pause = Duration::from_millis(100);
+        client = loop {
+            if !sleep_unless_stopped(shared, pause) {
+                return;
+            }
+            match listen(config, location, channel) {
+                Ok(client) => break client,
+                Err(_) => {
+                    // Waiters poll at this pace until the server is back.
+                    bump();
+                    pause = (pause * 2).min(MAX_BACKOFF);
+                }
+            }
+        };
+        // Changes committed while nobody listened.
+        bump();
+    }
+}
+
+/// Sleeps for `pause`, checking the stop flag every [`POLL`]; false if it was set.
+fn sleep_unless_stopped(shared: &Shared, pause: Duration) -> bool {
+    let deadline = Instant::now() + pause;
+    loop {
+        if shared.stop.load(Ordering::Acquire) {
+            return false;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(POLL));
+    }
+}
