@@ -575,7 +575,7 @@ fn jobs_are_committed_before_their_file_is_removed() {
     let lock = DbLock::take(&home);
     let mut ingest = Watch::start_with(&home, &["spool", "ingest"]);
     reads.wait_for_read(Duration::from_secs(10));
-    wait_until_waiting_for_a_lock(ingest.child.id());
+    wait_until_waiting_for_a_lock(&home, ingest.child.id());
     assert!(
         path.exists(),
         "the file was removed before its jobs were committed: {}",

@@ -187,8 +187,26 @@ impl Sql {
         }
     }
 
-    /// Makes every insert into `jobs` fail with `message`, as a full disk would (a trigger),
-    /// until [`Sql::allow_job_inserts`].
+    /// True while some session waits for a lock this home's database holds (PostgreSQL: a
+    /// lock on a table of the schema not granted yet). SQLite keeps no such record: there a
+    /// waiting process is found by where it sleeps, not through the database.
+    pub fn someone_waits_for_a_lock(&mut self) -> bool {
+        match self {
+            Sql::Sqlite(_) => panic!("SQLite cannot tell who waits for its lock"),
+            Sql::Postgres { client, schema } => client
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                     JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT l.granted AND n.nspname = $1)",
+                    &[&*schema],
+                )
+                .expect("read pg_locks")
+                .get(0),
+        }
+    }
+
+    /// Makes every insert into `jobs` fail with `message` (a trigger raising an error of no
+    /// particular kind, on either backend: SQLite's `RAISE(ABORT)`, PostgreSQL's
+    /// `raise_exception`), until [`Sql::allow_job_inserts`].
     #[track_caller]
     pub fn refuse_job_inserts(&mut self, message: &str) {
         let quoted = message.replace('\'', "''");
@@ -201,7 +219,7 @@ impl Sql {
             Sql::Postgres { client, .. } => client
                 .batch_execute(&format!(
                     "CREATE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql AS \
-                     $$ BEGIN RAISE EXCEPTION '{quoted}' USING ERRCODE = 'disk_full'; END $$; \
+                     $$ BEGIN RAISE EXCEPTION '{quoted}'; END $$; \
                      CREATE TRIGGER test_refuse BEFORE INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION test_refuse();"
                 ))
                 .expect("create the refusing trigger"),
