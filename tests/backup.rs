@@ -5,7 +5,7 @@
 mod common;
 
 use common::process::{Worker, LONG, SHORT};
-use common::{dump_database, skipped_under_postgres, wait_until, TestHome};
+use common::{dump_database, is_postgres, skipped_under_postgres, wait_until, TestHome};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -268,4 +268,21 @@ fn a_backup_of_an_older_schema_keeps_that_schema_and_changes_nothing() {
     home.run(&["backup", text(&copy)]).ok();
     assert_eq!(home.db_snapshot(), before, "backup changed the queue");
     assert_eq!(dump_database(&open_copy(&copy)), dump_database(&home.db()));
+}
+
+#[test]
+fn a_backup_of_a_postgresql_queue_is_refused_and_names_pg_dump() {
+    // A PostgreSQL queue only: under SQLite the tests above cover `backup`.
+    if !is_postgres() {
+        return;
+    }
+    let home = TestHome::new();
+    home.run(&["enqueue", "--id", "j", "--command", "true"]).ok();
+    let dir = backup_dir();
+    let copy = dir.path().join("copy.db");
+    let schema = home.pg_schema().expect("a schema").to_string();
+    for args in [&["backup", text(&copy)][..], &["backup", "--force", text(&copy)]] {
+        refused(&home, args, dir.path(), &format!("pg_dump -n {schema}"));
+    }
+    assert!(!copy.exists());
 }

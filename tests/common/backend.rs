@@ -16,9 +16,10 @@ use std::time::Duration;
 /// The server the PostgreSQL half uses unless `QUEUECTL_TEST_PG` names another.
 pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1/test";
 
-/// The line printed when the PostgreSQL half does not run (the conformance tests in
-/// tests/store_postgres.rs say the same).
-pub const PG_SKIPPED_LINE: &str = "PostgreSQL half skipped: set QUEUECTL_TEST_BACKEND=postgres \
+/// The line printed when the PostgreSQL half of the black-box tests does not run. (The store
+/// conformance suite, tests/store_postgres.rs, runs its PostgreSQL half whenever the server
+/// answers, and says so in a line of its own when it does not.)
+pub const PG_SKIPPED_LINE: &str = "black-box tests: PostgreSQL half skipped: set QUEUECTL_TEST_BACKEND=postgres \
      (server at QUEUECTL_TEST_PG, default postgres://postgres@127.0.0.1/test) to run it";
 
 /// The database the black-box tests use.
@@ -63,11 +64,13 @@ pub fn pg_url() -> String {
 }
 
 /// For a test about SQLite itself (its file, backups, migrations of the file, PRAGMAs, storage
-/// faults): under PostgreSQL prints `skipped under PostgreSQL: REASON` and returns true (the
-/// test then returns); under SQLite returns false.
+/// faults): under PostgreSQL prints `skipped under PostgreSQL: REASON (TEST NAME)` and returns
+/// true (the test then returns); under SQLite returns false.
 pub fn skipped_under_postgres(reason: &str) -> bool {
     if is_postgres() {
-        print_uncaptured(&format!("skipped under PostgreSQL: {reason}"));
+        let thread = std::thread::current();
+        let test = thread.name().unwrap_or("a test");
+        print_uncaptured(&format!("skipped under PostgreSQL: {reason} ({test})"));
         true
     } else {
         false
@@ -99,8 +102,9 @@ pub fn announce() {
             let reachable = REACHABLE.get_or_init(|| connect(url).map(drop));
             if let Err(error) = reachable {
                 panic!(
-                    "QUEUECTL_TEST_BACKEND=postgres, but the PostgreSQL server at {url} does not answer: \
-                     {error} (start one, or point QUEUECTL_TEST_PG at one)"
+                    "QUEUECTL_TEST_BACKEND=postgres, but the PostgreSQL server at {} does not answer: \
+                     {error} (start one, or point QUEUECTL_TEST_PG at one)",
+                    queuectl::store::redact(url)
                 );
             }
         }
@@ -140,11 +144,20 @@ fn first_in_this_run() -> bool {
         .is_ok()
 }
 
-/// Connects to the server with a short timeout.
+/// Connects to the server with a short timeout; the error says why (the client's own text is
+/// only "error connecting to server": its causes follow).
 pub fn connect(url: &str) -> Result<postgres::Client, String> {
-    let mut config: postgres::Config = url.parse().map_err(|e| format!("bad URL {url}: {e}"))?;
+    let mut config: postgres::Config = url.parse().map_err(|e| format!("bad URL: {e}"))?;
     config.connect_timeout(Duration::from_secs(5));
-    config.connect(postgres::NoTls).map_err(|e| e.to_string())
+    config.connect(postgres::NoTls).map_err(|e| {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        text
+    })
 }
 
 /// A schema of one test home, dropped with everything in it when this is dropped.
@@ -179,7 +192,8 @@ impl PgSchema {
 
     /// A connection whose unqualified names resolve in this schema.
     pub fn client(&self) -> postgres::Client {
-        let mut client = connect(&self.url).unwrap_or_else(|e| panic!("connect to {}: {e}", self.url));
+        let mut client =
+            connect(&self.url).unwrap_or_else(|e| panic!("connect to {}: {e}", queuectl::store::redact(&self.url)));
         client
             .batch_execute(&format!("SET search_path TO {}", self.name))
             .expect("set search_path");
@@ -188,19 +202,33 @@ impl PgSchema {
 }
 
 impl Drop for PgSchema {
+    /// Drops the schema. A session still holding a lock in it (a process the test left
+    /// behind) is ended after 10 s of waiting, then the drop is tried once more.
     fn drop(&mut self) {
-        let drop_it = |client: &mut postgres::Client| {
+        let drop_schema = |client: &mut postgres::Client| {
             client.batch_execute(&format!(
                 "SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {} CASCADE",
                 self.name
             ))
         };
-        let result = connect(&self.url).and_then(|mut client| drop_it(&mut client).map_err(|e| e.to_string()));
+        let end_holders = |client: &mut postgres::Client| {
+            client.execute(
+                "SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND l.pid <> pg_backend_pid()",
+                &[&self.name],
+            )
+        };
+        let result = connect(&self.url).and_then(|mut client| {
+            drop_schema(&mut client)
+                .or_else(|_| end_holders(&mut client).and_then(|_| drop_schema(&mut client)))
+                .map_err(|e| e.to_string())
+        });
         if let Err(error) = result {
             // Never panic in a drop (it may run during a panic); say what was left behind.
             print_uncaptured(&format!(
                 "warning: could not drop test schema {} in {}: {error}",
-                self.name, self.url
+                self.name,
+                queuectl::store::redact(&self.url)
             ));
         }
     }
