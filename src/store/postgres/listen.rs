@@ -1,7 +1,8 @@
 //! The "something changed" signal of a PostgreSQL queue.
 //!
-//! Every transaction that makes work claimable or finishes jobs sends a `NOTIFY` on the
-//! queue's channel ([`channel_name`](super::schema::channel_name)). A store that is asked for
+//! Every transaction that adds jobs or moves one out of `processing` sends a `NOTIFY` on the
+//! queue's channel ([`channel_name`](super::schema::channel_name)), from the triggers that keep
+//! the counts, so no statement can forget it. A store that is asked for
 //! its [`token`](Listener::token) starts listening: a second connection, owned by a background
 //! thread that waits on it (`timeout_iter`) and bumps a shared counter on every notification
 //! another session sent. Reading the token is then one atomic load, cheap enough to poll every
@@ -21,7 +22,6 @@ use crate::store::DbLocation;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -93,18 +93,6 @@ impl Listener {
         }
         Ok(self.shared.token.load(Ordering::Acquire))
     }
-
-    /// Sends the queue's notification in `tx` (delivered when it commits; several in one
-    /// transaction are delivered once).
-    pub(super) fn notify(
-        &self,
-        tx: &mut impl postgres::GenericClient,
-        cache: &mut HashMap<String, postgres::Statement>,
-    ) -> Result<()> {
-        let statement = super::prepared(tx, cache, "SELECT pg_notify($1, '')")?;
-        tx.execute(&statement, &[&self.channel])?;
-        Ok(())
-    }
 }
 
 impl Drop for Listener {
@@ -118,9 +106,7 @@ impl Drop for Listener {
 
 /// A new connection listening on `channel`.
 fn listen(config: &postgres::Config, location: &DbLocation, channel: &str) -> Result<Client> {
-    let mut client = config
-        .connect(NoTls)
-        .map_err(|e| errors::connect_error(location, &e))?;
+    let mut client = config.connect(NoTls).map_err(|e| errors::connect_error(location, &e))?;
     client.batch_execute(&format!("LISTEN {channel}"))?;
     Ok(client)
 }

@@ -4,11 +4,15 @@
 //! A [`PgStore`] is one connection (`Send`, not `Sync`, like every store). Every state change
 //! is one transaction. Claims take due jobs with `FOR UPDATE SKIP LOCKED` in one statement, so
 //! concurrent workers never wait for one another nor share a job; finishing an attempt is
-//! guarded by the claim's lease, so a stale holder's result is never applied. Per-state counts
-//! are kept by statement triggers in slotted rows (see [`schema`]). Transactions that make work
-//! claimable or finish jobs send a `NOTIFY` on the queue's channel; [`Store::change_token`]
-//! counts the notifications other sessions sent, received by a listening thread (see the
-//! `listen` module).
+//! guarded by the claim's lease, so a stale holder's result is never applied; a worker's step
+//! (finish and claim) is usually a single statement, one round trip (see the `claim` module).
+//! Per-state counts are kept by statement triggers in slotted rows, and the same triggers send
+//! a `NOTIFY` on the queue's channel when jobs are added or leave `processing` (see
+//! [`schema`]); [`Store::change_token`] counts the notifications other sessions sent, received
+//! by a listening thread (see the `listen` module).
+//!
+//! Every statement names tables without a schema: each session's `search_path` is the queue's
+//! schema. Statements are prepared once per connection and kept.
 //!
 //! Times are the `now` of the calling host (milliseconds), as with SQLite, so both backends
 //! behave the same: hosts sharing a queue need synchronised clocks (NTP). Drift well below
@@ -16,19 +20,27 @@
 //! that much, and its heartbeats look fresher to others by that much.
 //!
 //! A lost connection fails the call in progress with a [`StoreErrorKind::Unavailable`] error
-//! and the next call connects again (the worker pool retries its step, keeping its results).
+//! and the next call connects again (the worker pool retries its step, keeping its results);
+//! what a transaction lost with its connection may have committed is settled then (see the
+//! `holdings` module). Workers' commits do not wait for the WAL flush; accepting jobs does
+//! (see `durable`).
 //!
 //! TLS is not built in: the client connects with `NoTls`, so a URL asking for
 //! `sslmode=require` is refused at connect time; use a local socket, a private network or an
 //! SSH/stunnel tunnel to reach a remote server.
 
+mod claim;
+mod connection;
 mod errors;
+mod holdings;
 mod jobs;
 mod listen;
 mod reads;
 pub mod schema;
 
 pub use schema::SCHEMA_VERSION;
+
+use connection::{durable, prepared, Conn};
 
 use super::{
     BackupReport, DbLocation, FinishedAttempt, ListFilter, NewJob, Overwrite, ReapOutcome, SpoolFileJobs,
@@ -37,48 +49,15 @@ use super::{
 use crate::error::{Error, Result};
 use crate::job::{Attempt, Job, State};
 use crate::time::Millis;
-use postgres::{Client, GenericClient, NoTls, Statement};
+
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 /// How long a statement waits for a lock held by another session before failing as busy,
 /// until [`Store::set_lock_timeout`] says otherwise (SQLite's busy timeout is the same).
 const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How long connecting may take when the URL does not say (`connect_timeout`).
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// One open connection and what is cached for it.
-pub(super) struct Conn {
-    /// The client.
-    pub(super) client: Client,
-    /// Statements prepared on this connection, by their text.
-    statements: HashMap<String, Statement>,
-}
-
-impl Conn {
-    /// The prepared statement for `sql`, prepared on first use.
-    pub(super) fn prepared(&mut self, sql: &str) -> Result<Statement> {
-        prepared(&mut self.client, &mut self.statements, sql)
-    }
-}
-
-/// The statement for `sql` from `cache`, prepared through `client` (a connection or one of its
-/// transactions) the first time.
-pub(super) fn prepared(
-    client: &mut impl GenericClient,
-    cache: &mut HashMap<String, Statement>,
-    sql: &str,
-) -> Result<Statement> {
-    if let Some(statement) = cache.get(sql) {
-        return Ok(statement.clone());
-    }
-    let statement = client.prepare(sql)?;
-    cache.insert(sql.to_string(), statement.clone());
-    Ok(statement)
-}
 
 /// One connection to a queue in a PostgreSQL schema.
 pub struct PgStore {
@@ -91,14 +70,19 @@ pub struct PgStore {
     lock_timeout: Cell<Duration>,
     /// Change notification: see [`listen`].
     listener: listen::Listener,
-    /// Claims and finishes whose commit may or may not have happened (the connection was lost
-    /// during the transaction): settled at the next `finish_and_claim`. See [`jobs::InDoubt`].
-    in_doubt: RefCell<jobs::InDoubt>,
+    /// The jobs this store's workers hold, to settle transactions lost with a connection.
+    holdings: RefCell<holdings::Holdings>,
+    /// Whether a connection was ever made (a new one after that replaces a lost one).
+    connected_before: Cell<bool>,
+    /// Set when a lost connection was replaced, until `finish_and_claim` takes note.
+    replaced: Cell<bool>,
 }
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgStore").field("location", &self.location.to_string()).finish()
+        f.debug_struct("PgStore")
+            .field("location", &self.location.to_string())
+            .finish()
     }
 }
 
@@ -147,31 +131,12 @@ impl PgStore {
     /// A store for `location`, connected.
     fn new(location: &DbLocation) -> Result<PgStore> {
         let DbLocation::Postgres { url, schema } = location else {
-            return Err(Error::InvalidArgument(format!("{location} is not a PostgreSQL location")));
+            return Err(Error::InvalidArgument(format!(
+                "{location} is not a PostgreSQL location"
+            )));
         };
         super::check_schema_name(schema)?;
-        let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
-            Error::InvalidArgument(format!("{location}: {}", errors::message(&e)))
-        })?;
-        // What libpq would take from the environment when the URL leaves it out.
-        if config.get_user().is_none() {
-            if let Some(user) = std::env::var("PGUSER").ok().or_else(|| std::env::var("USER").ok()) {
-                config.user(&user);
-            }
-        }
-        if config.get_password().is_none() {
-            if let Ok(password) = std::env::var("PGPASSWORD") {
-                config.password(password);
-            }
-        }
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("queuectl");
-        }
-        // Notice a server that vanished (a host cut off) within a minute, not two hours.
-        config.keepalives(true).keepalives_idle(Duration::from_secs(30));
+        let config = connection::client_config(location, url)?;
         let store = PgStore {
             location: location.clone(),
             schema: schema.clone(),
@@ -179,41 +144,33 @@ impl PgStore {
             config,
             conn: RefCell::new(None),
             lock_timeout: Cell::new(DEFAULT_LOCK_TIMEOUT),
-            in_doubt: RefCell::new(jobs::InDoubt::default()),
+            holdings: RefCell::new(holdings::Holdings::default()),
+            connected_before: Cell::new(false),
+            replaced: Cell::new(false),
         };
         store.with_conn(|_| Ok(()))?;
         Ok(store)
     }
 
-    /// A new connection with the session set up: `search_path` to the queue's schema and the
-    /// lock timeout.
+    /// A new connection with the session set up (see [`connection::open`]).
     fn connect(&self) -> Result<Conn> {
-        let mut client = self
-            .config
-            .connect(NoTls)
-            .map_err(|e| errors::connect_error(&self.location, &e))?;
-        client.batch_execute(&format!(
-            "SET search_path TO {}; SET lock_timeout = {}",
-            self.schema,
-            self.lock_timeout.get().as_millis()
-        ))?;
-        let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[])?.try_get(0)?;
+        let (conn, pid) = connection::open(&self.config, &self.location, &self.schema, self.lock_timeout.get())?;
         self.listener.set_own_pid(pid);
-        Ok(Conn {
-            client,
-            statements: HashMap::new(),
-        })
+        Ok(conn)
     }
 
     /// Runs `f` on the connection, connecting first if there is none (or it was closed). A
     /// failure that means the connection is gone drops it, so the next call connects again.
-    pub(super) fn with_conn<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
+    fn with_conn<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
         let mut slot = self.conn.borrow_mut();
         if slot.as_ref().is_some_and(|conn| conn.client.is_closed()) {
             *slot = None;
         }
         if slot.is_none() {
             *slot = Some(self.connect()?);
+            if self.connected_before.replace(true) {
+                self.replaced.set(true);
+            }
         }
         let conn = slot.as_mut().expect("connected above");
         let result = f(conn);
@@ -309,11 +266,11 @@ impl Store for PgStore {
     }
 
     fn insert_jobs(&mut self, jobs: &[NewJob], durable: bool) -> Result<()> {
-        self.with_conn(|conn| jobs::insert_jobs(conn, &self.listener, jobs, durable))
+        self.with_conn(|conn| jobs::insert_jobs(conn, jobs, durable))
     }
 
     fn ingest_spool_files(&mut self, files: &[SpoolFileJobs]) -> Result<Vec<SpoolFileResult>> {
-        self.with_conn(|conn| jobs::ingest_spool_files(conn, &self.listener, files))
+        self.with_conn(|conn| jobs::ingest_spool_files(conn, files))
     }
 
     fn job_source(&self, id: &str) -> Result<Option<String>> {
@@ -386,15 +343,16 @@ impl Store for PgStore {
         if finished.is_empty() && limit == 0 {
             return Ok((Vec::new(), Vec::new()));
         }
-        let mut in_doubt = self.in_doubt.borrow_mut();
+        let mut holdings = self.holdings.borrow_mut();
         let result = self.with_conn(|conn| {
-            jobs::finish_and_claim(conn, &self.listener, &in_doubt, worker, finished, limit, kinds, now)
+            if self.replaced.replace(false) {
+                holdings.connection_replaced();
+            }
+            claim::finish_and_claim(conn, &holdings, worker, finished, limit, kinds, now)
         });
         match &result {
-            Ok(_) => in_doubt.clear(),
-            Err(Error::Storage(e)) if e.kind == StoreErrorKind::Unavailable => {
-                in_doubt.add(worker, finished, (limit > 0).then_some(now));
-            }
+            Ok((_, claimed)) => holdings.committed(worker, finished, claimed),
+            Err(Error::Storage(e)) if e.kind == StoreErrorKind::Unavailable => holdings.lost(worker, finished),
             Err(_) => {}
         }
         result
@@ -405,15 +363,15 @@ impl Store for PgStore {
         alive: &dyn Fn(&WorkerRecord) -> bool,
         lost: &dyn Fn(&Job) -> Option<FinishedAttempt>,
     ) -> Result<ReapOutcome> {
-        self.with_conn(|conn| jobs::reap_workers(conn, &self.listener, alive, lost))
+        self.with_conn(|conn| jobs::reap_workers(conn, alive, lost))
     }
 
     fn dlq_retry(&mut self, ids: &[String]) -> Result<usize> {
-        self.with_conn(|conn| jobs::dlq_retry(conn, &self.listener, ids))
+        self.with_conn(|conn| jobs::dlq_retry(conn, ids))
     }
 
     fn dlq_retry_all(&mut self) -> Result<usize> {
-        self.with_conn(|conn| jobs::dlq_retry_all(conn, &self.listener))
+        self.with_conn(jobs::dlq_retry_all)
     }
 
     fn config_values(&self) -> Result<BTreeMap<String, String>> {
@@ -421,22 +379,11 @@ impl Store for PgStore {
     }
 
     fn config_set(&self, key: &str, value: &str) -> Result<()> {
-        self.with_conn(|conn| {
-            let statement = conn.prepared(
-                "INSERT INTO config (key, value, updated_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            )?;
-            conn.client
-                .execute(&statement, &[&key, &value, &crate::time::now_ms()])?;
-            Ok(())
-        })
+        self.with_conn(|conn| reads::config_set(conn, key, value))
     }
 
     fn config_unset(&self, key: &str) -> Result<bool> {
-        self.with_conn(|conn| {
-            let statement = conn.prepared("DELETE FROM config WHERE key = $1")?;
-            Ok(conn.client.execute(&statement, &[&key])? > 0)
-        })
+        self.with_conn(|conn| reads::config_unset(conn, key))
     }
 
     fn register_worker(&self, worker: &WorkerRecord) -> Result<()> {
@@ -461,6 +408,6 @@ impl Store for PgStore {
     }
 
     fn workers(&self) -> Result<Vec<WorkerRecord>> {
-        self.with_conn(|conn| reads::workers(conn, false))
+        self.with_conn(reads::workers)
     }
 }

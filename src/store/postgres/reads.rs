@@ -1,5 +1,5 @@
-//! Reads (jobs, lists, counts, workers, config) and the small writes of the worker registry:
-//! the statements that change no job's state.
+//! Reads (jobs, lists, counts, workers, config) and the small writes of the worker registry
+//! and `config set`: the statements that change no job's state.
 
 use super::Conn;
 use crate::error::Result;
@@ -25,37 +25,43 @@ const WORKER_COLUMNS: &str =
 
 /// A job from a row of [`JOB_COLUMNS`] (or [`JOB_COLUMNS_WITH_OUTPUT`]).
 pub(super) fn row_to_job(row: &Row) -> Result<Job> {
-    let state: String = row.try_get(5)?;
-    let payload: Option<String> = row.try_get(4)?;
-    let env: Option<String> = row.try_get(12)?;
-    let with_output = row.len() > 22;
+    row_to_job_at(row, 0)
+}
+
+/// A job from the columns of a row that start at `first` with [`JOB_COLUMNS`] (and may go on
+/// with the output).
+pub(super) fn row_to_job_at(row: &Row, first: usize) -> Result<Job> {
+    let state: String = row.try_get(first + 5)?;
+    let payload: Option<String> = row.try_get(first + 4)?;
+    let env: Option<String> = row.try_get(first + 12)?;
+    let with_output = row.len() > first + 22;
     Ok(Job {
-        seq: row.try_get(0)?,
-        id: row.try_get(1)?,
-        kind: row.try_get(2)?,
-        command: row.try_get(3)?,
+        seq: row.try_get(first)?,
+        id: row.try_get(first + 1)?,
+        kind: row.try_get(first + 2)?,
+        command: row.try_get(first + 3)?,
         payload: payload.and_then(|p| serde_json::from_str(&p).ok()),
         state: state.parse().unwrap_or(State::Pending),
-        attempts: row.try_get::<_, i64>(6)?.clamp(0, u32::MAX as i64) as u32,
+        attempts: row.try_get::<_, i64>(first + 6)?.clamp(0, u32::MAX as i64) as u32,
         max_retries: row
-            .try_get::<_, Option<i64>>(7)?
+            .try_get::<_, Option<i64>>(first + 7)?
             .map(|v| v.clamp(0, u32::MAX as i64) as u32),
-        priority: row.try_get(8)?,
-        run_at: row.try_get(9)?,
-        timeout_seconds: row.try_get::<_, Option<i64>>(10)?.map(|v| v.max(0) as u64),
-        cwd: row.try_get(11)?,
+        priority: row.try_get(first + 8)?,
+        run_at: row.try_get(first + 9)?,
+        timeout_seconds: row.try_get::<_, Option<i64>>(first + 10)?.map(|v| v.max(0) as u64),
+        cwd: row.try_get(first + 11)?,
         env: env.and_then(|e| serde_json::from_str(&e).ok()).unwrap_or_default(),
-        created_at: row.try_get(13)?,
-        updated_at: row.try_get(14)?,
-        started_at: row.try_get(15)?,
-        finished_at: row.try_get(16)?,
-        worker: row.try_get(17)?,
-        exit_code: row.try_get(18)?,
-        last_error: row.try_get(19)?,
-        source: row.try_get(20)?,
-        lease: row.try_get(21)?,
-        stdout: if with_output { row.try_get(22)? } else { None },
-        stderr: if with_output { row.try_get(23)? } else { None },
+        created_at: row.try_get(first + 13)?,
+        updated_at: row.try_get(first + 14)?,
+        started_at: row.try_get(first + 15)?,
+        finished_at: row.try_get(first + 16)?,
+        worker: row.try_get(first + 17)?,
+        exit_code: row.try_get(first + 18)?,
+        last_error: row.try_get(first + 19)?,
+        source: row.try_get(first + 20)?,
+        lease: row.try_get(first + 21)?,
+        stdout: if with_output { row.try_get(first + 22)? } else { None },
+        stderr: if with_output { row.try_get(first + 23)? } else { None },
     })
 }
 
@@ -175,9 +181,8 @@ pub(super) fn ids_with_prefix(conn: &mut Conn, prefix: &str, limit: u64) -> Resu
         None => {
             // No string sorts right after every extension of this prefix: the ids from it on
             // that still start with it (the index walk stops at the first that does not).
-            let statement = conn.prepared(
-                "SELECT id FROM jobs WHERE id >= $1 AND starts_with(id, $1) ORDER BY id LIMIT $2",
-            )?;
+            let statement =
+                conn.prepared("SELECT id FROM jobs WHERE id >= $1 AND starts_with(id, $1) ORDER BY id LIMIT $2")?;
             conn.client.query(&statement, &[&prefix, &limit])?
         }
     };
@@ -251,8 +256,7 @@ pub(super) fn counts(conn: &mut Conn) -> Result<StateCounts> {
 
 /// Waiting jobs scheduled after `now` (counted on `jobs_due`: scheduled jobs are usually few).
 pub(super) fn count_scheduled(conn: &mut Conn, now: Millis) -> Result<u64> {
-    let statement =
-        conn.prepared("SELECT count(*) FROM jobs WHERE state IN ('pending', 'failed') AND run_at > $1")?;
+    let statement = conn.prepared("SELECT count(*) FROM jobs WHERE state IN ('pending', 'failed') AND run_at > $1")?;
     Ok(conn.client.query_one(&statement, &[&now])?.try_get::<_, i64>(0)? as u64)
 }
 
@@ -280,9 +284,8 @@ pub(super) fn next_run_at(conn: &mut Conn, kinds: &[String]) -> Result<Option<Mi
 
 pub(super) fn has_unfinished(conn: &mut Conn, kinds: &[String]) -> Result<bool> {
     let row = if kinds.is_empty() {
-        let statement = conn.prepared(
-            "SELECT EXISTS (SELECT 1 FROM jobs WHERE state IN ('pending', 'failed', 'processing'))",
-        )?;
+        let statement =
+            conn.prepared("SELECT EXISTS (SELECT 1 FROM jobs WHERE state IN ('pending', 'failed', 'processing'))")?;
         conn.client.query_one(&statement, &[])?
     } else {
         let statement = conn.prepared(
@@ -301,6 +304,29 @@ pub(super) fn config_values(conn: &mut Conn) -> Result<BTreeMap<String, String>>
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
         .collect()
+}
+
+pub(super) fn config_set(conn: &mut Conn, key: &str, value: &str) -> Result<()> {
+    let mut tx = conn.client.transaction()?;
+    super::durable(&mut tx)?;
+    let statement = super::prepared(
+        &mut tx,
+        &mut conn.statements,
+        "INSERT INTO config (key, value, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+    )?;
+    tx.execute(&statement, &[&key, &value, &crate::time::now_ms()])?;
+    tx.commit()?;
+    Ok(())
+}
+
+pub(super) fn config_unset(conn: &mut Conn, key: &str) -> Result<bool> {
+    let mut tx = conn.client.transaction()?;
+    super::durable(&mut tx)?;
+    let statement = super::prepared(&mut tx, &mut conn.statements, "DELETE FROM config WHERE key = $1")?;
+    let removed = tx.execute(&statement, &[&key])? > 0;
+    tx.commit()?;
+    Ok(removed)
 }
 
 pub(super) fn register_worker(conn: &mut Conn, worker: &WorkerRecord) -> Result<()> {
@@ -332,7 +358,7 @@ pub(super) fn register_worker(conn: &mut Conn, worker: &WorkerRecord) -> Result<
 }
 
 /// Every recorded worker, oldest first; with `lock`, their rows stay locked until the
-/// transaction `conn` runs ends (so two reapers take turns).
+/// transaction `client` runs ends (so two reapers take turns).
 pub(super) fn workers_in(client: &mut impl postgres::GenericClient, lock: bool) -> Result<Vec<WorkerRecord>> {
     let sql = format!(
         "SELECT {WORKER_COLUMNS} FROM workers ORDER BY started_at, id{}",
@@ -341,12 +367,9 @@ pub(super) fn workers_in(client: &mut impl postgres::GenericClient, lock: bool) 
     client.query(&sql, &[])?.iter().map(row_to_worker).collect()
 }
 
-pub(super) fn workers(conn: &mut Conn, lock: bool) -> Result<Vec<WorkerRecord>> {
-    let sql = format!(
-        "SELECT {WORKER_COLUMNS} FROM workers ORDER BY started_at, id{}",
-        if lock { " FOR UPDATE" } else { "" }
-    );
-    let statement = conn.prepared(&sql)?;
+/// Every recorded worker, oldest first.
+pub(super) fn workers(conn: &mut Conn) -> Result<Vec<WorkerRecord>> {
+    let statement = conn.prepared(&format!("SELECT {WORKER_COLUMNS} FROM workers ORDER BY started_at, id"))?;
     conn.client.query(&statement, &[])?.iter().map(row_to_worker).collect()
 }
 

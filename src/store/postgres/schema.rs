@@ -1,7 +1,7 @@
 //! The queue's tables in one PostgreSQL schema, and their migrations.
 //!
 //! The version lives in the schema's `meta` table (`schema_version`, with `last_migrated_by`
-//! like SQLite's). Each entry of [`MIGRATIONS`] moves the schema up one version in one
+//! like SQLite's). Each entry of `MIGRATIONS` moves the schema up one version in one
 //! transaction together with the version bump, under a transaction-level advisory lock, so
 //! `migrate` run from several hosts at once migrates once and the others find it done.
 //!
@@ -30,7 +30,8 @@ const MIGRATION_LOCK: i32 = 0x5155_4531; // "QUE1"
 pub const COUNT_SLOTS: i32 = 64;
 
 /// `MIGRATIONS[n]` takes a schema from version `n` to `n + 1`; `{s}` stands for the schema
-/// name and `{key}` for its [`schema_key`].
+/// name, `{key}` for its [`schema_key`], `{slots}` for [`COUNT_SLOTS`] and `{channel}` for its
+/// [`channel_name`].
 const MIGRATIONS: &[&str] = &[r#"
 CREATE SCHEMA IF NOT EXISTS {s};
 
@@ -105,12 +106,19 @@ BEGIN
     RETURN start;
 END $$;
 
+-- The count triggers also announce what matters to waiting workers and `wait`: new jobs, and
+-- every change of a job's state to another than `processing` (finished, retried, released,
+-- recovered, back from the DLQ). A claim announces nothing. A notification is delivered at
+-- commit, once per transaction.
 CREATE FUNCTION {s}.jobs_count_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO {s}.job_counts AS c (kind, state, slot, n)
         SELECT kind, state, {s}.count_slot(), count(*) FROM new_rows GROUP BY kind, state
         ORDER BY kind, state
         ON CONFLICT (kind, state, slot) DO UPDATE SET n = c.n + excluded.n;
+    IF FOUND THEN
+        PERFORM pg_notify('{channel}', '');
+    END IF;
     RETURN NULL;
 END $$;
 
@@ -126,6 +134,9 @@ BEGIN
         GROUP BY kind, state HAVING sum(delta) <> 0
         ORDER BY kind, state
         ON CONFLICT (kind, state, slot) DO UPDATE SET n = c.n + excluded.n;
+    IF FOUND AND EXISTS (SELECT 1 FROM new_rows WHERE state <> 'processing') THEN
+        PERFORM pg_notify('{channel}', '');
+    END IF;
     RETURN NULL;
 END $$;
 
@@ -215,20 +226,31 @@ fn migration_sql(version: i64, schema: &str) -> String {
         .replace("{s}", schema)
         .replace("{key}", &schema_key(schema).to_string())
         .replace("{slots}", &COUNT_SLOTS.to_string())
+        .replace("{channel}", &channel_name(schema))
 }
 
 /// The schema's version: 0 when it (or its `meta` table) does not exist.
 pub(super) fn version(conn: &mut Conn, schema: &str) -> Result<i64> {
-    let meta = format!("{schema}.meta");
-    let exists: bool = conn
-        .client
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&meta])?
+    read_version(&mut conn.client, schema)
+}
+
+/// [`version`] through a connection or inside a transaction. The `meta` table is looked up in
+/// `pg_class` with the statement's snapshot, not with `to_regclass`, whose catalog cache is not
+/// refreshed inside a transaction that waited for a lock: after waiting for another host's
+/// migration it would miss the tables that migration created.
+fn read_version(client: &mut impl postgres::GenericClient, schema: &str) -> Result<i64> {
+    let exists: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = 'meta')",
+            &[&schema],
+        )?
         .try_get(0)?;
     if !exists {
         return Ok(0);
     }
-    let value: Option<String> = conn
-        .client
+    let value: Option<String> = client
         .query_opt(
             &format!("SELECT value FROM {schema}.meta WHERE key = $1"),
             &[&META_SCHEMA_VERSION],
@@ -275,28 +297,14 @@ pub(super) fn migrate(conn: &mut Conn, location: &DbLocation, schema: &str) -> R
             return Ok(());
         }
         let mut tx = conn.client.transaction()?;
+        super::durable(&mut tx)?;
         tx.execute(
             "SELECT pg_advisory_xact_lock($1, $2)",
             &[&MIGRATION_LOCK, &schema_key(schema)],
         )?;
         // Another host may have migrated while this one waited for the lock: read again (a new
         // statement sees what committed meanwhile).
-        let meta = format!("{schema}.meta");
-        let exists: bool = tx
-            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&meta])?
-            .try_get(0)?;
-        let version = if exists {
-            let value: Option<String> = tx
-                .query_opt(
-                    &format!("SELECT value FROM {schema}.meta WHERE key = $1"),
-                    &[&META_SCHEMA_VERSION],
-                )?
-                .map(|row| row.try_get(0))
-                .transpose()?;
-            value.and_then(|v| v.trim().parse().ok()).unwrap_or(0)
-        } else {
-            0
-        };
+        let version = read_version(&mut tx, schema)?;
         if version >= SCHEMA_VERSION {
             tx.commit()?;
             continue;
@@ -361,7 +369,9 @@ mod tests {
     #[test]
     fn migrations_name_nothing_outside_their_schema() {
         let sql = migration_sql(0, "q_test");
-        assert!(!sql.contains("{s}") && !sql.contains("{key}") && !sql.contains("{slots}"));
+        for placeholder in ["{s}", "{key}", "{slots}", "{channel}"] {
+            assert!(!sql.contains(placeholder), "{placeholder}");
+        }
         for line in sql.lines() {
             let line = line.trim();
             if let Some(rest) = line.strip_prefix("CREATE TABLE ") {
