@@ -142,7 +142,7 @@ fn main() {
         let (mut queue, _) = Queue::init(&big_home).expect("init");
         enqueue_noop(&mut queue, o.finished, 100_000);
         drop(queue);
-        finish_all_pending(big_home.db_path());
+        finish_all_pending(big_home.db().sqlite_path().expect("a SQLite home"));
         eprintln!(
             "built the table of {} finished jobs in {:.1}s",
             o.finished,
@@ -170,7 +170,7 @@ fn main() {
         let mut queue = Queue::open(&big_home).expect("open");
         enqueue_noop(&mut queue, o.jobs, 100_000);
         drop(queue);
-        let (total_before, done_before) = counts(big_home.db_path());
+        let (total_before, done_before) = counts(big_home.db().sqlite_path().expect("a SQLite home"));
         let (ran, secs) = drain(&big_home, o.threads);
         assert_eq!(ran as usize, o.jobs, "the pool ran every job");
         let rate = ran as f64 / secs;

@@ -40,25 +40,6 @@ impl Home {
         &self.root
     }
 
-    /// The same home with its jobs where the config file's `db_url` says, if it says (relative
-    /// paths against the home); unchanged otherwise, and when the file cannot be read: the
-    /// command then meets the file's problem when it reads its settings (and read-only
-    /// commands warn and go on). A `db_url` that is not a valid location is an error.
-    pub fn with_db_from_config_file(self) -> Result<Home> {
-        let Ok(Some(text)) = crate::config::read_db_url(&self.config_path()) else {
-            return Ok(self);
-        };
-        let location = DbLocation::parse(&text)
-            .map_err(|e| Error::Config(format!("{}: db_url: {e}", self.config_path().display())))?;
-        let location = match location {
-            DbLocation::Sqlite(_) if !Path::new(text.trim()).is_absolute() => {
-                DbLocation::Sqlite(self.root.join(text.trim()))
-            }
-            other => other,
-        };
-        Ok(self.with_db(location))
-    }
-
     /// Where the jobs live.
     pub fn db(&self) -> &DbLocation {
         &self.db
@@ -96,6 +77,19 @@ impl Home {
             .map_err(|e| Error::io(&path, e))?;
         Ok((path, file))
     }
+}
+
+/// Creates a directory (and its parents) with `mode` if it does not exist.
+pub(crate) fn create_dir(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if path.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .map_err(|e| Error::io(path, e))
 }
 
 fn absolute(path: PathBuf) -> PathBuf {

@@ -2,7 +2,8 @@
 //!
 //! A persistent background job queue for shell commands, as a library with a thin CLI on top.
 //! Jobs arrive through the CLI, this library's API, or JSON files dropped into a spool
-//! directory; all of them land in one SQLite file. Worker pools claim jobs atomically, run them,
+//! directory; all of them land in one SQLite file (or, for workers on many hosts, a PostgreSQL
+//! schema). Worker pools claim jobs atomically, run them,
 //! retry failures with exponential backoff (`delay = backoff_base ^ attempts` seconds) and move
 //! jobs that used up their retries to the dead-letter queue.
 //!
@@ -10,12 +11,16 @@
 //!
 //! - [`queue`]: [`Queue`], the front door: open a home, enqueue, inspect, DLQ retry, recover, config.
 //! - [`job`]: the job model ([`JobSpec`], [`Job`], [`State`]) and the one validation path.
-//! - [`config`]: settings and their precedence (default < TOML file < `config set` < job).
+//! - [`intake`]: validated specs into rows (ids, `run_at`), the path every entry point takes.
+//! - [`config`]: settings and their precedence (default < TOML file < environment <
+//!   `config set` < job).
 //! - [`backoff`]: the retry policy, a pure function.
-//! - [`store`]: the SQLite store; all SQL lives there.
-//! - [`worker`]: the worker pool ([`PoolBuilder`]), its events, and the registry of worker processes.
+//! - [`lifecycle`]: what the end of an attempt does to its job, a pure function.
+//! - [`store`]: the [`Store`](store::Store) trait and its backends (SQLite, PostgreSQL); all
+//!   SQL lives there.
+//! - [`worker`]: the worker pool ([`PoolBuilder`]), its events and shell hooks, and the registry
+//!   of worker processes.
 //! - [`executor`]: the plugin seam ([`Executor`]) and the built-in [`ShellExecutor`].
-//! - [`hooks`]: the config file's `[hooks]` shell commands, run on job events.
 //! - [`shutdown`]: [`Shutdown`], the stop signal the caller controls (no signal handling inside).
 //! - [`time`]: timestamps (RFC 3339 with milliseconds) and durations.
 //! - [`spool`]: the spool directory protocol and its watcher.
@@ -56,8 +61,9 @@ pub mod config;
 pub mod error;
 pub mod executor;
 pub mod home;
-pub mod hooks;
+pub mod intake;
 pub mod job;
+pub mod lifecycle;
 pub mod notify;
 mod process;
 pub mod queue;

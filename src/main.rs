@@ -13,7 +13,7 @@ fn home_of(cli: &Cli) -> Result<Home> {
     let home = Home::new(root);
     Ok(match &cli.db {
         Some(db) => home.with_db(DbLocation::parse(db).map_err(|e| anyhow::anyhow!("--db: {e}"))?),
-        None => home.with_db_from_config_file()?,
+        None => queuectl::config::with_db_url(home)?,
     })
 }
 

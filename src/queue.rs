@@ -5,11 +5,11 @@
 use crate::config::{self, ConfigEntry, Settings};
 use crate::error::{Error, Result};
 use crate::home::Home;
-use crate::job::{Attempt, Job, JobSpec, Schedule, Source, State};
-use crate::store::{BackupReport, NewJob, Overwrite, StateCounts, Store, WorkerRecord};
-use crate::time::{now_ms, Millis};
+use crate::job::{Attempt, Job, JobSpec, Source, State};
+use crate::store::{BackupReport, Overwrite, StateCounts, Store, WorkerRecord};
+use crate::time::now_ms;
 use crate::worker::registry;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// What `init` found and did.
@@ -79,9 +79,9 @@ impl Queue {
     /// Creates the queue in `home` (database, default config file, spool directories), or opens
     /// it keeping every job if it exists already.
     pub fn init(home: &Home) -> Result<(Queue, InitReport)> {
-        create_dir(home.root(), 0o755)?;
+        crate::home::create_dir(home.root(), 0o755)?;
         if let Some(parent) = home.db().sqlite_path().and_then(Path::parent) {
-            create_dir(parent, 0o755)?;
+            crate::home::create_dir(parent, 0o755)?;
         }
         // 0600 in a 0700 directory whatever the umask: its hooks run commands.
         let wrote_config = config::write_default_file(&home.config_path())?;
@@ -196,7 +196,7 @@ impl Queue {
         if self.ignore_config_file {
             return config::effective(&BTreeMap::new(), &self.store.config_values()?);
         }
-        load_entries(&self.home, self.store.as_ref())
+        config::load_entries(&self.home, self.store.as_ref())
     }
 
     /// The effective, typed settings.
@@ -249,7 +249,7 @@ impl Queue {
     /// Enqueues a batch in one durable transaction, all or nothing; returns the ids in order.
     /// Each spec may carry its location in the input (`line 3`) for error messages.
     pub fn enqueue_batch(&mut self, specs: Vec<(Option<String>, JobSpec)>, source: Source) -> Result<Vec<String>> {
-        let jobs = prepare_jobs(specs, &source, now_ms())?;
+        let jobs = crate::intake::prepare_jobs(specs, &source, now_ms())?;
         self.store.insert_jobs(&jobs, true)?;
         Ok(jobs.into_iter().map(|j| j.id).collect())
     }
@@ -360,74 +360,4 @@ fn upgrade(store: &dyn Store, version: i64) -> Result<Option<MigrateReport>> {
         backup,
         last_migrated_by: store.last_migrated_by()?,
     }))
-}
-
-/// Reads the config file and the stored values into effective entries.
-pub(crate) fn load_entries(home: &Home, store: &dyn Store) -> Result<Vec<ConfigEntry>> {
-    let file = config::read_config_file(&home.config_path())?;
-    let stored = store.config_values()?;
-    config::effective(&file, &stored)
-}
-
-/// Turns validated specs into rows: resolves ids, checks duplicates within the batch, computes
-/// `run_at`. The one path every entry point takes.
-pub(crate) fn prepare_jobs(specs: Vec<(Option<String>, JobSpec)>, source: &Source, now: Millis) -> Result<Vec<NewJob>> {
-    if specs.is_empty() {
-        return Err(Error::InvalidJob(crate::error::InvalidJob::whole(
-            "empty batch: no jobs given",
-        )));
-    }
-    let mut seen = HashSet::with_capacity(specs.len());
-    let mut jobs = Vec::with_capacity(specs.len());
-    for (location, spec) in specs {
-        spec.validate().map_err(|e| match &location {
-            Some(l) => Error::InvalidJob(e.at(l.clone())),
-            None => Error::InvalidJob(e),
-        })?;
-        let id = spec.id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        if !seen.insert(id.clone()) {
-            return Err(Error::InvalidJob(crate::error::InvalidJob {
-                location: location.clone(),
-                field: Some("id".into()),
-                reason: format!("`{id}` appears more than once in the batch"),
-            }));
-        }
-        let run_at = match spec.schedule {
-            Schedule::Now => now,
-            Schedule::At(at) => at,
-            Schedule::After(seconds) => now + (seconds * 1000.0).round() as i64,
-        };
-        jobs.push(NewJob {
-            id,
-            kind: spec.kind,
-            command: spec.command,
-            payload: spec.payload.map(|p| p.to_string()),
-            max_retries: spec.max_retries,
-            priority: spec.priority,
-            run_at,
-            created_at: now,
-            timeout_seconds: spec.timeout_seconds,
-            cwd: spec.cwd,
-            env: if spec.env.is_empty() {
-                None
-            } else {
-                serde_json::to_string(&spec.env).ok()
-            },
-            source: source.to_stored(),
-            location,
-        });
-    }
-    Ok(jobs)
-}
-
-pub(crate) fn create_dir(path: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    if path.is_dir() {
-        return Ok(());
-    }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode)
-        .create(path)
-        .map_err(|e| Error::io(path, e))
 }

@@ -33,7 +33,11 @@ pub use keys::{key_def, normalize_value, KeyDef, KEYS};
 pub use settings::{HookCommands, SettingChange, Settings};
 pub use toml_file::{parse_config_bytes, parse_config_text, read_config_file, read_db_url, DB_URL_KEY};
 
+use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::store::Store;
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// Where an effective value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,3 +117,41 @@ pub fn merge(
 
 #[cfg(test)]
 mod tests;
+
+/// Reads the config file of `home` and the values stored in `store` into effective entries.
+pub fn load_entries(home: &Home, store: &dyn Store) -> Result<Vec<ConfigEntry>> {
+    let file = read_config_file(&home.config_path())?;
+    let stored = store.config_values()?;
+    effective(&file, &stored)
+}
+
+/// The typed settings in effect for `home` with the values stored in `store`.
+pub fn load_settings(home: &Home, store: &dyn Store) -> Result<Settings> {
+    Settings::from_entries(home.root(), &load_entries(home, store)?)
+}
+
+/// Opens the queue database of `home` (see [`crate::store::open`]) and reads its settings.
+pub fn open_with_settings(home: &Home) -> Result<(Box<dyn Store>, Settings)> {
+    let store = crate::store::open(home.db())?;
+    let settings = load_settings(home, store.as_ref())?;
+    Ok((store, settings))
+}
+
+/// `home` with its jobs where its config file's `db_url` says, if it says (relative paths
+/// against the home); unchanged otherwise, and when the file cannot be read: the command then
+/// meets the file's problem when it reads its settings (read-only commands warn and go on). A
+/// `db_url` that is not a valid location is an error naming the file.
+pub fn with_db_url(home: Home) -> Result<Home> {
+    let Ok(Some(text)) = read_db_url(&home.config_path()) else {
+        return Ok(home);
+    };
+    let location = crate::store::DbLocation::parse(&text)
+        .map_err(|e| Error::Config(format!("{}: db_url: {e}", home.config_path().display())))?;
+    let location = match location {
+        crate::store::DbLocation::Sqlite(_) if !Path::new(text.trim()).is_absolute() => {
+            crate::store::DbLocation::Sqlite(home.root().join(text.trim()))
+        }
+        other => other,
+    };
+    Ok(home.with_db(location))
+}

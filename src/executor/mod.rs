@@ -17,6 +17,15 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The environment variable naming the claim (lease number) a job's processes belong to.
+pub const LEASE_VAR: &str = "QUEUECTL_LEASE";
+/// The environment variable naming the job a process belongs to.
+pub const JOB_VAR: &str = "QUEUECTL_JOB_ID";
+/// The environment variable naming the queue (its database) a job's process belongs to: job
+/// ids and leases repeat across queues, so without it recovering a job in one queue could stop
+/// a live run of the same id in another.
+pub const QUEUE_VAR: &str = "QUEUECTL_QUEUE";
+
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Outcome {

@@ -55,9 +55,9 @@ impl Executor for ShellExecutor {
             .env("QUEUECTL_ATTEMPT", context.attempt.to_string())
             .envs(&job.env)
             // After the job's own env, so a job cannot hide its processes from recovery.
-            .env(crate::worker::orphans::LEASE_VAR, job.lease.to_string())
-            .env(crate::worker::orphans::JOB_VAR, &job.id)
-            .env(crate::worker::orphans::QUEUE_VAR, &*context.queue)
+            .env(super::LEASE_VAR, job.lease.to_string())
+            .env(super::JOB_VAR, &job.id)
+            .env(super::QUEUE_VAR, &*context.queue)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -144,6 +144,38 @@ pub struct Job {
 }
 
 impl Job {
+    /// The job `spec` would be right after it was enqueued at `now` (pending, never run, `seq`
+    /// and `lease` 0), without a database: for unit tests of executors and of the life-cycle
+    /// rules. The id is the spec's, or a new UUID.
+    pub fn from_spec(spec: super::JobSpec, now: Millis) -> Job {
+        Job {
+            seq: 0,
+            id: spec.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            kind: spec.kind,
+            command: spec.command,
+            payload: spec.payload,
+            state: State::Pending,
+            attempts: 0,
+            max_retries: spec.max_retries,
+            priority: spec.priority,
+            run_at: spec.schedule.run_at(now),
+            timeout_seconds: spec.timeout_seconds,
+            cwd: spec.cwd,
+            env: spec.env,
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            finished_at: None,
+            worker: None,
+            exit_code: None,
+            last_error: None,
+            stdout: None,
+            stderr: None,
+            source: Source::Api.to_stored(),
+            lease: 0,
+        }
+    }
+
     /// The `max_retries` in effect: the job's own, else `default` (from config).
     pub fn effective_max_retries(&self, default: u32) -> u32 {
         self.max_retries.unwrap_or(default)

@@ -33,6 +33,17 @@ pub enum Schedule {
     After(f64),
 }
 
+impl Schedule {
+    /// The first run time of a job enqueued at `now`.
+    pub fn run_at(self, now: Millis) -> Millis {
+        match self {
+            Schedule::Now => now,
+            Schedule::At(at) => at,
+            Schedule::After(seconds) => now + (seconds * 1000.0).round() as i64,
+        }
+    }
+}
+
 /// A job as submitted, before it is stored.
 ///
 /// Build one with [`JobSpec::shell`] or [`JobSpec::kind`] and the setters, or parse JSON with

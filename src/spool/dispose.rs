@@ -89,7 +89,7 @@ pub(crate) fn finish_committed(
         });
     }
     let destination = if keep {
-        crate::queue::create_dir(&paths.done, 0o700)?;
+        crate::home::create_dir(&paths.done, 0o700)?;
         paths.done.join(identity::free_name(&paths.done, name))
     } else {
         paths.root.join(REMOVING)
@@ -217,7 +217,7 @@ pub(crate) fn leftover_removal(paths: &SpoolPaths) -> Result<Option<Refusal>> {
 /// refused again, rather than a file in `failed/` with no reason.
 pub(crate) fn move_to_failed(paths: &SpoolPaths, refusal: &Refusal) -> Result<Option<String>> {
     let failed = &paths.failed;
-    crate::queue::create_dir(failed, 0o700)?;
+    crate::home::create_dir(failed, 0o700)?;
     let failed_as = identity::free_name(failed, &refusal.name);
     // One line each: the first line is the reason `spool failed` shows.
     let mut text = format!(

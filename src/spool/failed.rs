@@ -1,9 +1,9 @@
 //! Rejected spool files: listing them with their reasons and putting one back into `incoming/`.
 
 use super::{SpoolPaths, ERROR_SUFFIX};
+use crate::config::open_with_settings;
 use crate::error::{Error, Result};
 use crate::home::Home;
-use crate::queue::Queue;
 use crate::time::Millis;
 use std::fs;
 use std::io::ErrorKind;
@@ -30,7 +30,7 @@ pub struct FailedFile {
 
 /// Every file in the spool's `failed/` directory, oldest refusal first.
 pub fn list_failed(home: &Home) -> Result<Vec<FailedFile>> {
-    let settings = Queue::open(home)?.settings()?;
+    let (_, settings) = open_with_settings(home)?;
     list_failed_in(&SpoolPaths::new(&settings.spool_dir).failed)
 }
 
@@ -85,7 +85,7 @@ pub(crate) fn list_failed_in(failed: &Path) -> Result<Vec<FailedFile>> {
 /// so the ingester reads it again; returns its new path. Fix the file first: an unchanged file
 /// is refused again.
 pub fn retry_failed(home: &Home, name: &str) -> Result<PathBuf> {
-    let settings = Queue::open(home)?.settings()?;
+    let (_, settings) = open_with_settings(home)?;
     retry_failed_in(&SpoolPaths::new(&settings.spool_dir), name)
 }
 

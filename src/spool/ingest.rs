@@ -9,7 +9,6 @@ use super::{IngestReport, SpoolEvent, SpoolPaths};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::home::Home;
-use crate::queue::Queue;
 use crate::store::{SpoolFileJobs, SpoolFileResult, Store};
 use crate::time::now_ms;
 use std::collections::HashSet;
@@ -36,8 +35,7 @@ pub(crate) const REMEMBER_FILES_FOR: Duration = Duration::from_secs(7 * 24 * 360
 /// files are reported as events and never fail the pass; an error means the database or the
 /// spool directory itself could not be used.
 pub fn ingest_once(home: &Home, on_event: &dyn Fn(&SpoolEvent)) -> Result<IngestReport> {
-    let mut queue = Queue::open(home)?;
-    let settings = queue.settings()?;
+    let (mut store, settings) = crate::config::open_with_settings(home)?;
     let paths = SpoolPaths::new(&settings.spool_dir);
     super::create_layout(&paths.root)?;
     check_permissions(&paths, on_event);
@@ -51,9 +49,9 @@ pub fn ingest_once(home: &Home, on_event: &dyn Fn(&SpoolEvent)) -> Result<Ingest
         });
     };
     let mut memory = Memory::single_pass();
-    let outcome = run_pass(queue.store_mut(), &settings, &paths, &mut memory, on_event)?;
+    let outcome = run_pass(store.as_mut(), &settings, &paths, &mut memory, on_event)?;
     // After the pass: housekeeping must not delay ingestion (it waits for the write lock).
-    forget_old_files(queue.store());
+    forget_old_files(store.as_ref());
     Ok(outcome.report)
 }
 

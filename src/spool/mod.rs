@@ -68,9 +68,9 @@ pub const ERROR_SUFFIX: &str = ".error.txt";
 /// Creates `incoming/`, `tmp/` and `failed/` under the spool directory, mode 0700.
 pub fn create_layout(spool_dir: &Path) -> Result<()> {
     for sub in ["incoming", "tmp", "failed"] {
-        crate::queue::create_dir(&spool_dir.join(sub), 0o700)?;
+        crate::home::create_dir(&spool_dir.join(sub), 0o700)?;
     }
-    crate::queue::create_dir(spool_dir, 0o700)
+    crate::home::create_dir(spool_dir, 0o700)
 }
 
 /// The paths of one spool directory.

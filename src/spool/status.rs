@@ -6,9 +6,9 @@ use super::identity::{self, NameKind};
 use super::ingest::{list_incoming, not_utf8_refusal};
 use super::read::{self, Examined, Memory, ReadContext};
 use super::SpoolPaths;
+use crate::config::open_with_settings;
 use crate::error::Result;
 use crate::home::Home;
-use crate::queue::Queue;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -71,7 +71,7 @@ pub struct SpoolStatus {
 
 /// Looks at the spool of `home` without changing anything.
 pub fn status(home: &Home) -> Result<SpoolStatus> {
-    let settings = Queue::open(home)?.settings()?;
+    let (_, settings) = open_with_settings(home)?;
     let paths = SpoolPaths::new(&settings.spool_dir);
     let cx = ReadContext {
         settings: &settings,

@@ -2,10 +2,11 @@
 //! database (it may be locked by a long transaction, or on a slow disk).
 
 use super::SpoolPaths;
+use crate::config::open_with_settings;
 use crate::error::{Error, Result};
 use crate::home::Home;
+use crate::intake::prepare_jobs;
 use crate::job::{JobSpec, Schedule, Source, SHELL_KIND};
-use crate::queue::{prepare_jobs, Queue};
 use crate::time::{format_ms, now_ms, Millis};
 use serde_json::{Map, Value};
 use std::fs::{self, File, OpenOptions};
@@ -20,7 +21,7 @@ use std::path::Path;
 /// worker or `queuectl spool watch`) adds the jobs, all or nothing. A `delay` becomes an
 /// absolute `run_at` counted from now, not from ingestion.
 pub fn submit(home: &Home, specs: &[JobSpec]) -> Result<Vec<String>> {
-    let settings = Queue::open(home)?.settings()?;
+    let (_, settings) = open_with_settings(home)?;
     submit_to_dir(&settings.spool_dir, specs)
 }
 

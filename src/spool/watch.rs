@@ -12,8 +12,8 @@ use super::{SpoolEvent, SpoolPaths};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::home::Home;
-use crate::queue::Queue;
 use crate::shutdown::Shutdown;
+use crate::store::Store;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher};
@@ -83,8 +83,7 @@ pub fn spawn_watcher(
 /// error is returned only when the queue cannot be opened or the spool directory cannot be
 /// created or locked at all.
 pub fn watch(home: &Home, shutdown: &Shutdown, on_event: &dyn Fn(&SpoolEvent)) -> Result<()> {
-    let mut queue = Queue::open(home)?;
-    let mut settings = queue.settings()?;
+    let (mut store, mut settings) = crate::config::open_with_settings(home)?;
     let mut waited = false;
     while !shutdown.is_stopping() {
         let paths = SpoolPaths::new(&settings.spool_dir);
@@ -99,7 +98,7 @@ pub fn watch(home: &Home, shutdown: &Shutdown, on_event: &dyn Fn(&SpoolEvent)) -
                 }
                 shutdown.wait_timeout(LOCK_RETRY);
                 // The spool may have been moved meanwhile (`config set spool-dir`).
-                if let Ok(newer) = queue.settings() {
+                if let Ok(newer) = crate::config::load_settings(home, store.as_ref()) {
                     settings = newer;
                 }
             }
@@ -110,7 +109,7 @@ pub fn watch(home: &Home, shutdown: &Shutdown, on_event: &dyn Fn(&SpoolEvent)) -
                     });
                     waited = false;
                 }
-                let mut ingester = Ingester::new(&mut queue, settings.clone(), paths, on_event);
+                let mut ingester = Ingester::new(home, store.as_mut(), settings.clone(), paths, on_event);
                 let changed = ingester.run(shutdown);
                 drop(lock);
                 match changed {
@@ -161,7 +160,8 @@ fn dir_identity(paths: &SpoolPaths) -> Option<(u64, u64)> {
 }
 
 struct Ingester<'a> {
-    queue: &'a mut Queue,
+    home: &'a Home,
+    store: &'a mut dyn Store,
     settings: Settings,
     paths: SpoolPaths,
     on_event: &'a dyn Fn(&SpoolEvent),
@@ -177,7 +177,8 @@ struct Ingester<'a> {
 
 impl<'a> Ingester<'a> {
     fn new(
-        queue: &'a mut Queue,
+        home: &'a Home,
+        store: &'a mut dyn Store,
         settings: Settings,
         paths: SpoolPaths,
         on_event: &'a dyn Fn(&SpoolEvent),
@@ -187,7 +188,8 @@ impl<'a> Ingester<'a> {
         // drained at every pass.
         let (hint_tx, hint_rx) = crossbeam_channel::unbounded();
         Ingester {
-            queue,
+            home,
+            store,
             settings,
             paths,
             on_event,
@@ -312,7 +314,7 @@ impl<'a> Ingester<'a> {
                     Err(RecvTimeoutError::Disconnected) => {}
                 }
             }
-            match self.queue.settings() {
+            match crate::config::load_settings(self.home, &*self.store) {
                 Ok(settings) => {
                     settings_error = None;
                     if settings.spool_dir != self.paths.root {
@@ -351,7 +353,7 @@ impl<'a> Ingester<'a> {
             };
             let started = Instant::now();
             match run_pass(
-                self.queue.store_mut(),
+                &mut *self.store,
                 &self.settings,
                 &self.paths,
                 &mut self.memory,
@@ -372,7 +374,7 @@ impl<'a> Ingester<'a> {
                 }
             }
             if started >= next_forget {
-                forget_old_files(self.queue.store());
+                forget_old_files(&*self.store);
                 next_forget = started + FORGET_EVERY;
             }
         }
@@ -382,6 +384,7 @@ impl<'a> Ingester<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queue::Queue;
     use notify::event::{CreateKind, DataChange, RenameMode};
 
     #[test]
@@ -421,11 +424,10 @@ mod tests {
         let thread = {
             let (home, shutdown, events) = (home.clone(), shutdown.clone(), events.clone());
             std::thread::spawn(move || {
-                let mut queue = Queue::open(&home).unwrap();
-                let settings = queue.settings().unwrap();
+                let (mut store, settings) = crate::config::open_with_settings(&home).unwrap();
                 let paths = SpoolPaths::new(&settings.spool_dir);
                 let on_event = |e: &SpoolEvent| events.lock().unwrap().push(e.to_string());
-                let mut ingester = Ingester::new(&mut queue, settings, paths, &on_event);
+                let mut ingester = Ingester::new(&home, store.as_mut(), settings, paths, &on_event);
                 ingester.force_polling = force_polling;
                 ingester.run(&shutdown)
             })

@@ -14,12 +14,12 @@
 //! stale holder's result is never applied. The conformance suite ([`conformance`]) holds both
 //! backends to the same behaviour.
 
-mod error;
+pub mod conformance;
 mod location;
 pub mod sqlite;
 mod types;
 
-pub use error::{StoreError, StoreErrorKind};
+pub use crate::error::{StoreError, StoreErrorKind};
 pub use location::{check_schema_name, redact, DbLocation, DEFAULT_PG_SCHEMA};
 pub use types::*;
 

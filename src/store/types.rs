@@ -106,7 +106,7 @@ pub struct WorkerRecord {
 pub struct FinishedAttempt {
     /// The job's `seq`.
     pub job_seq: i64,
-    /// The claim this attempt ran under ([`Job::lease`] as claimed); the result applies only
+    /// The claim this attempt ran under ([`Job::lease`](crate::job::Job::lease) as claimed); the result applies only
     /// while that claim is still the job's current one.
     pub lease: i64,
     /// The job's `attempts` after this attempt (unchanged for interrupted attempts).

@@ -37,15 +37,6 @@ pub struct ProcEntry {
     pub marker: Option<(String, i64)>,
 }
 
-/// The environment variable naming the claim a job's processes belong to.
-pub const LEASE_VAR: &str = "QUEUECTL_LEASE";
-/// The environment variable naming the job a process belongs to.
-pub const JOB_VAR: &str = "QUEUECTL_JOB_ID";
-/// The environment variable naming the queue (its database) a job's process belongs to: job
-/// ids and leases repeat across queues, so without it recovering a job in one queue could stop
-/// a live run of the same id in another.
-pub const QUEUE_VAR: &str = "QUEUECTL_QUEUE";
-
 /// Reads the process table (`/proc`). Processes that end while it is read are skipped. Only
 /// processes of the queue named `queue` (see [`DbLocation::identity`](crate::store::DbLocation::identity)) get a marker.
 pub fn scan(queue: &str) -> Vec<ProcEntry> {

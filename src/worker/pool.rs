@@ -16,15 +16,15 @@
 use super::events::{Observer, WorkerEvent};
 use super::orphans::OrphanKiller;
 use super::registry;
-use crate::backoff::RetryDecision;
+use crate::config::load_entries;
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::executor::{signal_group, ExecContext, Executor, Outcome, ShellExecutor, SlotState};
 use crate::home::Home;
-use crate::job::{Job, State, SHELL_KIND};
-use crate::queue::load_entries;
+use crate::job::{Job, SHELL_KIND};
+use crate::lifecycle::{settle, AttemptEnd, Transition};
 use crate::shutdown::Shutdown;
-use crate::store::{AttemptOutcome, FinishedAttempt, Store, StoreErrorKind, WorkerRecord};
+use crate::store::{AttemptOutcome, Store, StoreErrorKind, WorkerRecord};
 use crate::time::{now_ms, Millis};
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use std::collections::BTreeMap;
@@ -184,7 +184,7 @@ impl PoolBuilder {
         }
         let mut observers = self.observers;
         let hooks = if self.shell_hooks {
-            let hooks = Arc::new(crate::hooks::ShellHooks::new(&self.home, settings.hooks.clone()));
+            let hooks = Arc::new(super::hooks::ShellHooks::new(&self.home, settings.hooks.clone()));
             observers.push(hooks.clone());
             Some(hooks)
         } else {
@@ -291,7 +291,11 @@ struct Coordinator {
     /// The set of running jobs changed since the worker row was last written.
     slots_dirty: bool,
     /// The config file's shell hooks, whose failures come back as warnings to report.
-    hooks: Option<Arc<crate::hooks::ShellHooks>>,
+    hooks: Option<Arc<super::hooks::ShellHooks>>,
+    /// When the worker row was last written: workers on other hosts judge this worker by it.
+    last_heartbeat_ok: Instant,
+    /// Running jobs were stopped because the database was out of reach for a lease.
+    fenced: bool,
     /// Stops what lost runs of dead workers left running, across reap passes.
     killer: OrphanKiller,
     /// This queue's identity in its jobs' environment (`QUEUECTL_QUEUE`).
@@ -369,6 +373,8 @@ impl Coordinator {
             jobs_run: 0,
             slots_dirty: false,
             hooks: None,
+            last_heartbeat_ok: Instant::now(),
+            fenced: false,
             killer: OrphanKiller::default(),
             queue_id,
             held_reported: BTreeMap::new(),
@@ -459,6 +465,7 @@ impl Coordinator {
                 }
                 Err(Error::Storage(e)) => {
                     failures += 1;
+                    self.fence_if_unreachable(&state.inbox);
                     if e.kind == StoreErrorKind::Full {
                         // The WAL may be what filled the disk: fold it back and truncate it.
                         let _ = self.store.relieve_full();
@@ -642,6 +649,28 @@ impl Coordinator {
     /// Cancels every running attempt and SIGKILLs its process group. Slots whose result is
     /// already in `inbox` are left alone: their process has been reaped and its PID may be
     /// someone else's by now.
+    /// Self-fencing for a queue shared across hosts: workers on other hosts presume this one dead
+    /// once its heartbeat is `2 * lease_seconds` old and run its jobs again. When the database
+    /// has been out of reach (a partition, a server restart) for one lease, this worker stops
+    /// its running jobs, so no job runs twice at the same time however the partition ends;
+    /// their results could not be recorded anyway. On one host (SQLite) the process table
+    /// decides liveness and a slow database never costs running jobs.
+    fn fence_if_unreachable(&mut self, inbox: &[Done]) {
+        let lease = Duration::from_secs(self.settings.lease_seconds.max(1));
+        if self.fenced || !self.store.location().is_postgres() || self.last_heartbeat_ok.elapsed() < lease {
+            return;
+        }
+        self.fenced = true;
+        if self.busy() > inbox.len() {
+            self.kill_running(inbox);
+            self.emit(&WorkerEvent::Warning(format!(
+                "the database has been out of reach for {}s (lease_seconds): stopped the running jobs, \
+                 which workers on other hosts may recover",
+                lease.as_secs()
+            )));
+        }
+    }
+
     fn kill_running(&self, inbox: &[Done]) {
         for (index, slot) in self.slots.iter().enumerate() {
             if slot.running.is_none() || inbox.iter().any(|d| d.thread == index + 1) {
@@ -747,103 +776,58 @@ impl Coordinator {
             // Config changes apply from the next failure without a restart.
             self.reload_settings();
         }
-        let now = now_ms();
         let mut rows = Vec::with_capacity(finished.len());
         let mut events = Vec::with_capacity(finished.len());
         for done in finished {
             let job = &done.job;
-            let duration = done.duration;
             // A success is a success even if a forced stop fired meanwhile: running it again
             // would repeat work that is done.
-            let (row, event) = if done.cancelled && !done.outcome.success {
-                (
-                    FinishedAttempt {
-                        job_seq: job.seq,
-                        lease: job.lease,
-                        attempts: job.attempts,
-                        outcome: AttemptOutcome::Interrupted,
-                        new_state: State::Pending,
-                        run_at: Some(now),
-                        started_at: Some(done.started_at),
-                        finished_at: done.finished_at,
-                        exit_code: done.outcome.exit_code,
-                        error: Some("interrupted by a forced shutdown (attempt not counted)".into()),
-                        stdout: done.outcome.stdout.clone(),
-                        stderr: done.outcome.stderr.clone(),
-                    },
-                    WorkerEvent::JobReleased {
-                        thread: done.thread,
-                        job: job.clone(),
-                    },
-                )
-            } else if done.outcome.success {
-                (
-                    FinishedAttempt {
-                        job_seq: job.seq,
-                        lease: job.lease,
-                        attempts: job.attempts + 1,
-                        outcome: AttemptOutcome::Completed,
-                        new_state: State::Completed,
-                        run_at: None,
-                        started_at: Some(done.started_at),
-                        finished_at: done.finished_at,
-                        exit_code: done.outcome.exit_code,
-                        error: None,
-                        stdout: done.outcome.stdout.clone(),
-                        stderr: done.outcome.stderr.clone(),
-                    },
-                    WorkerEvent::JobCompleted {
-                        thread: done.thread,
-                        job: job.clone(),
-                        duration,
-                        outcome: done.outcome.clone(),
-                    },
-                )
+            let outcome = if done.outcome.success {
+                AttemptOutcome::Completed
+            } else if done.cancelled {
+                AttemptOutcome::Interrupted
             } else {
-                let attempts = job.attempts + 1;
-                let policy = self.settings.retry_policy(job.max_retries);
-                let error = done.outcome.error.clone().unwrap_or_else(|| "failed".into());
-                let base = FinishedAttempt {
-                    job_seq: job.seq,
-                    lease: job.lease,
+                AttemptOutcome::Failed
+            };
+            let error = match outcome {
+                AttemptOutcome::Completed => None,
+                AttemptOutcome::Interrupted => Some("interrupted by a forced shutdown (attempt not counted)".into()),
+                _ => Some(done.outcome.error.clone().unwrap_or_else(|| "failed".into())),
+            };
+            let policy = self.settings.retry_policy(job.max_retries);
+            let end = AttemptEnd {
+                outcome,
+                started_at: Some(done.started_at),
+                finished_at: done.finished_at,
+                exit_code: done.outcome.exit_code,
+                error,
+                stdout: done.outcome.stdout.clone(),
+                stderr: done.outcome.stderr.clone(),
+            };
+            let (row, transition) = settle(job, end, &policy);
+            let (thread, job, outcome) = (done.thread, job.clone(), done.outcome.clone());
+            let event = match transition {
+                Transition::Completed => WorkerEvent::JobCompleted {
+                    thread,
+                    job,
+                    duration: done.duration,
+                    outcome,
+                },
+                Transition::Retry { attempt, delay } => WorkerEvent::JobRetrying {
+                    thread,
+                    job,
+                    attempt,
+                    max_runs: policy.max_retries + 1,
+                    delay,
+                    outcome,
+                },
+                Transition::Dead { attempts } => WorkerEvent::JobDead {
+                    thread,
+                    job,
                     attempts,
-                    outcome: AttemptOutcome::Failed,
-                    new_state: State::Dead,
-                    run_at: None,
-                    started_at: Some(done.started_at),
-                    finished_at: done.finished_at,
-                    exit_code: done.outcome.exit_code,
-                    error: Some(error),
-                    stdout: done.outcome.stdout.clone(),
-                    stderr: done.outcome.stderr.clone(),
-                };
-                match policy.decide(attempts) {
-                    RetryDecision::RetryAfter(delay) => (
-                        FinishedAttempt {
-                            new_state: State::Failed,
-                            // base^attempts after the attempt ended, however late it is recorded.
-                            run_at: Some(done.finished_at + delay.as_millis() as i64),
-                            ..base
-                        },
-                        WorkerEvent::JobRetrying {
-                            thread: done.thread,
-                            job: job.clone(),
-                            attempt: attempts,
-                            max_runs: policy.max_retries + 1,
-                            delay,
-                            outcome: done.outcome.clone(),
-                        },
-                    ),
-                    RetryDecision::Dead => (
-                        base,
-                        WorkerEvent::JobDead {
-                            thread: done.thread,
-                            job: job.clone(),
-                            attempts,
-                            outcome: done.outcome.clone(),
-                        },
-                    ),
-                }
+                    outcome,
+                },
+                Transition::Released => WorkerEvent::JobReleased { thread, job },
             };
             rows.push(row);
             events.push(event);
@@ -897,7 +881,10 @@ impl Coordinator {
         self.slots_dirty = self.slots.iter().any(|slot| {
             slot.running.as_ref().map(|r| r.job.kind == SHELL_KIND).unwrap_or(false) && slot.state.pid().is_none()
         });
-        if !self.store.heartbeat(&self.worker.id, now, &slots, stopping)? {
+        let found = self.store.heartbeat(&self.worker.id, now, &slots, stopping)?;
+        self.last_heartbeat_ok = Instant::now();
+        self.fenced = false;
+        if !found {
             // Our row was removed: another process presumed us dead (possible only for workers
             // on other hosts, after a long silence) and recovered our jobs, which may already
             // run elsewhere. Stop our copies at once, so no job runs twice at the same time;

@@ -7,10 +7,10 @@
 //! `worker lost`, so a job that keeps crashing its worker ends in the DLQ instead of looping.
 
 use super::orphans::{self, OrphanKiller, Verdict};
-use crate::backoff::RetryDecision;
 use crate::config::Settings;
 use crate::error::Result;
 use crate::job::{Job, State};
+use crate::lifecycle::{settle, AttemptEnd};
 use crate::store::{AttemptOutcome, FinishedAttempt, Store, WorkerRecord};
 use crate::time::{now_ms, Millis};
 use std::collections::BTreeSet;
@@ -183,18 +183,8 @@ pub fn lost_jobs(store: &dyn Store, settings: &Settings) -> Result<Vec<(String, 
 }
 
 fn lost_attempt(job: &Job, settings: &Settings, now: Millis) -> FinishedAttempt {
-    let attempts = job.attempts + 1;
-    let (new_state, run_at) = match settings.retry_policy(job.max_retries).decide(attempts) {
-        RetryDecision::RetryAfter(delay) => (State::Failed, Some(now + delay.as_millis() as i64)),
-        RetryDecision::Dead => (State::Dead, None),
-    };
-    FinishedAttempt {
-        job_seq: job.seq,
-        lease: job.lease,
-        attempts,
+    let end = AttemptEnd {
         outcome: AttemptOutcome::Lost,
-        new_state,
-        run_at,
         started_at: job.started_at,
         finished_at: now,
         exit_code: None,
@@ -204,5 +194,6 @@ fn lost_attempt(job: &Job, settings: &Settings, now: Millis) -> FinishedAttempt 
         )),
         stdout: None,
         stderr: None,
-    }
+    };
+    settle(job, end, &settings.retry_policy(job.max_retries)).0
 }

@@ -354,16 +354,15 @@ mod tests {
     }
 
     #[test]
-    fn schema_keys_are_stable_across_builds() {
-        // Hosts running different builds must agree on the key: it is derived from a UUID v5.
-        assert_eq!(schema_key("queuectl"), schema_key("queuectl"));
+    fn schema_keys_and_channels_are_the_same_in_every_build() {
+        // Hosts running different builds must agree on the lock key and the channel: both come
+        // from a UUID v5 of the schema name (values computed independently, with Python's uuid).
+        assert_eq!(schema_key("queuectl"), 126_952_590);
         assert_ne!(schema_key("q1"), schema_key("q2"));
-        let expected = {
-            let uuid = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, b"queuectl:queuectl");
-            let b = uuid.as_bytes();
-            i32::from_be_bytes([b[0], b[1], b[2], b[3]])
-        };
-        assert_eq!(schema_key("queuectl"), expected);
+        assert_eq!(
+            channel_name(&"a".repeat(63)),
+            format!("queuectl_{}_506668de56865e14", "a".repeat(36))
+        );
     }
 
     #[test]

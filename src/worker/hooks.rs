@@ -11,10 +11,10 @@
 //! affects the job or the worker. Library users get the same events as Rust callbacks through
 //! [`crate::worker::Observer`].
 
+use super::{Observer, WorkerEvent};
 use crate::config::HookCommands;
 use crate::home::Home;
 use crate::job::Job;
-use crate::worker::{Observer, WorkerEvent};
 use crossbeam_channel::{Receiver, Sender};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
