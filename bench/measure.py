@@ -215,8 +215,8 @@ def bench_million(total=1_000_000, batch=100_000, runs=20):
     t0 = time.perf_counter()
     db = sqlite3.connect(os.path.join(home, "queue.db"), isolation_level=None)
     db.execute("BEGIN IMMEDIATE")
-    db.execute("UPDATE jobs SET state='completed', attempts=1, exit_code=0, finished_at=updated_at WHERE seq <= 940000")
-    db.execute("UPDATE jobs SET state='dead', attempts=4, exit_code=1, last_error='exit 1', finished_at=updated_at "
+    db.execute("UPDATE queuectl_jobs SET state='completed', attempts=1, exit_code=0, finished_at=updated_at WHERE seq <= 940000")
+    db.execute("UPDATE queuectl_jobs SET state='dead', attempts=4, exit_code=1, last_error='exit 1', finished_at=updated_at "
                "WHERE seq > 940000 AND seq <= 990000")
     db.execute("COMMIT")
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -83,7 +83,7 @@ probe_statement_journal() {
 import os, sqlite3, subprocess, sys, time
 Q, WORK = sys.argv[1], sys.argv[2]
 print(f"  python3 sqlite3 {sqlite3.sqlite_version}")
-SQL = ("INSERT INTO jobs (id, kind, command, payload, state, attempts, max_retries, priority, run_at, timeout_seconds, "
+SQL = ("INSERT INTO queuectl_jobs (id, kind, command, payload, state, attempts, max_retries, priority, run_at, timeout_seconds, "
        "cwd, env, created_at, updated_at, source) VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)")
 def run(label, pragma=None, drop_trigger=False, n=[0]):
     n[0] += 1
@@ -93,7 +93,7 @@ def run(label, pragma=None, drop_trigger=False, n=[0]):
     c = sqlite3.connect(os.path.join(home, "queue.db"), isolation_level=None)
     c.execute("PRAGMA synchronous = FULL"); c.execute("PRAGMA foreign_keys = ON")
     if pragma: c.execute(pragma)
-    if drop_trigger: c.execute("DROP TRIGGER jobs_count_insert")
+    if drop_trigger: c.execute("DROP TRIGGER queuectl_jobs_count_insert")
     now = int(time.time() * 1000)
     rows = [(f"b{i:07d}", "shell", "true", None, None, 0, now, None, None, None, now, "cli") for i in range(100000)]
     t = time.perf_counter()
@@ -154,9 +154,9 @@ now = int(time.time() * 1000)
 print(f"  the queries status ran up to cc5926e (32d91bc replaced them), timed in python3 sqlite3 "
       f"{sqlite3.sqlite_version}, second of two runs:")
 for name, q in {
-    "counts": "SELECT state, n FROM job_counts",
-    "count_due": f"SELECT COUNT(*) FROM jobs INDEXED BY jobs_due WHERE state IN ('pending', 'failed') AND run_at <= {now}",
-    "waiting_by_kind": "SELECT kind, COUNT(*) FROM jobs WHERE state IN ('pending', 'failed') GROUP BY kind ORDER BY kind",
+    "counts": "SELECT state, n FROM queuectl_job_counts",
+    "count_due": f"SELECT COUNT(*) FROM queuectl_jobs INDEXED BY queuectl_jobs_due WHERE state IN ('pending', 'failed') AND run_at <= {now}",
+    "waiting_by_kind": "SELECT kind, COUNT(*) FROM queuectl_jobs WHERE state IN ('pending', 'failed') GROUP BY kind ORDER BY kind",
 }.items():
     plan = "; ".join(r[3] for r in c.execute("EXPLAIN QUERY PLAN " + q))
     for _ in range(2):

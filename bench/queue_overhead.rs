@@ -93,9 +93,9 @@ fn finish_all_pending(db: &Path) {
     conn.busy_timeout(std::time::Duration::from_secs(30)).unwrap();
     conn.execute_batch(
         "BEGIN IMMEDIATE;
-         INSERT INTO attempts (job_seq, attempt, outcome, worker, started_at, finished_at, exit_code)
-             SELECT seq, 1, 'completed', 'bench', created_at, created_at, 0 FROM jobs WHERE state = 'pending';
-         UPDATE jobs SET state = 'completed', attempts = 1, worker = 'bench', started_at = created_at,
+         INSERT INTO queuectl_attempts (job_seq, attempt, outcome, worker, started_at, finished_at, exit_code)
+             SELECT seq, 1, 'completed', 'bench', created_at, created_at, 0 FROM queuectl_jobs WHERE state = 'pending';
+         UPDATE queuectl_jobs SET state = 'completed', attempts = 1, worker = 'bench', started_at = created_at,
              finished_at = created_at, exit_code = 0 WHERE state = 'pending';
          COMMIT;
          PRAGMA wal_checkpoint(TRUNCATE);",
@@ -105,10 +105,12 @@ fn finish_all_pending(db: &Path) {
 
 fn counts(db: &Path) -> (i64, i64) {
     let conn = rusqlite::Connection::open(db).expect("open db");
-    let total: i64 = conn.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get(0)).unwrap();
+    let total: i64 = conn
+        .query_row("SELECT COUNT(*) FROM queuectl_jobs", [], |r| r.get(0))
+        .unwrap();
     let done: i64 = conn
         .query_row(
-            "SELECT COALESCE(SUM(n), 0) FROM job_counts WHERE state = 'completed'",
+            "SELECT COALESCE(SUM(n), 0) FROM queuectl_job_counts WHERE state = 'completed'",
             [],
             |r| r.get(0),
         )

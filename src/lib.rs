@@ -18,6 +18,10 @@
 //! - [`lifecycle`]: what the end of an attempt does to its job, a pure function.
 //! - [`store`]: the [`Store`](store::Store) trait and its backends (SQLite, PostgreSQL); all
 //!   SQL lives there.
+//! - [`sqlite`]: enqueue inside the application's own SQLite transaction ([`sqlite::enqueue_tx`]):
+//!   the job exists if and only if that transaction commits.
+//! - `postgres` (feature `postgres`): the same on the application's PostgreSQL transaction
+//!   (`postgres::enqueue_tx`).
 //! - [`worker`]: the worker pool ([`PoolBuilder`]), its events and shell hooks, and the registry
 //!   of worker processes.
 //! - [`executor`]: the plugin seam ([`Executor`]) and the built-in [`ShellExecutor`].
@@ -65,10 +69,13 @@ pub mod intake;
 pub mod job;
 pub mod lifecycle;
 pub mod notify;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod process;
 pub mod queue;
 pub mod shutdown;
 pub mod spool;
+pub mod sqlite;
 pub mod store;
 pub mod time;
 pub mod worker;

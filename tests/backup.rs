@@ -17,7 +17,7 @@ fn open_copy(path: &Path) -> rusqlite::Connection {
 }
 
 fn job_ids(conn: &rusqlite::Connection) -> BTreeSet<String> {
-    let mut statement = conn.prepare("SELECT id FROM jobs").expect("select ids");
+    let mut statement = conn.prepare("SELECT id FROM queuectl_jobs").expect("select ids");
     let ids = statement
         .query_map([], |r| r.get::<_, String>(0))
         .expect("select ids")
@@ -259,9 +259,7 @@ fn a_backup_of_an_older_schema_keeps_that_schema_and_changes_nothing() {
     }
     let home = TestHome::new();
     home.run(&["enqueue", "--id", "a", "--command", "true"]).ok();
-    home.db()
-        .execute_batch("DROP TABLE meta; PRAGMA user_version = 1;")
-        .unwrap();
+    common::old_schema::rewrite_at_version(&home.path().join("queue.db"), 1);
     let before = home.db_snapshot();
     let dir = backup_dir();
     let copy = dir.path().join("v1.db");

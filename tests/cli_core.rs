@@ -1557,7 +1557,7 @@ fn dlq_retry_without_an_id_is_a_usage_error() {
 /// Moves jobs to the DLQ the way a worker would, without running one: `dead` with attempts.
 fn make_dead(home: &TestHome, id: &str, attempts: u32) {
     let changed = home.sql().execute(
-        "UPDATE jobs SET state = 'dead', attempts = ?2, last_error = 'exit 1' WHERE id = ?1",
+        "UPDATE {jobs} SET state = 'dead', attempts = ?2, last_error = 'exit 1' WHERE id = ?1",
         &[id.into(), attempts.into()],
     );
     assert_eq!(changed, 1, "no job {id}");
@@ -1573,7 +1573,7 @@ fn dlq_retry_all_moves_every_dead_job_back_to_pending_and_nothing_else() {
         make_dead(&home, id, 4);
     }
     home.sql().execute(
-        "UPDATE jobs SET state = 'completed', attempts = 1 WHERE id = 'done'",
+        "UPDATE {jobs} SET state = 'completed', attempts = 1 WHERE id = 'done'",
         &[],
     );
     let run = home.run(&["dlq", "retry", "--all"]).ok();

@@ -250,7 +250,7 @@ fn worker_stop_never_signals_a_pid_it_cannot_identify() {
     let _guard = KillOnDrop(vec![stranger.id()]);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     home.sql().execute(
-        "INSERT INTO workers (id, pid, host, proc_start, started_at, heartbeat_at, threads, kinds, version) \
+        "INSERT INTO {workers} (id, pid, host, proc_start, started_at, heartbeat_at, threads, kinds, version) \
          VALUES ('old', ?1, ?2, NULL, 0, 0, 1, '[\"shell\"]', '0.1.0')",
         &[stranger.id().into(), host.trim().into()],
     );
@@ -411,4 +411,49 @@ fn recovery_in_one_queue_never_stops_a_run_of_the_same_job_in_another() {
     assert!(!process_gone(their_child), "recover stopped the other queue's live run");
     assert_eq!(theirs.job("twin")["state"], "processing");
     drop(live);
+}
+
+/// The worker process exists but has not run any of its own code when `worker stop` runs (a
+/// shell that waits for a release file, then execs it, keeps its PID and start time): the stop
+/// finds nothing registered, and the worker stops itself once it has registered.
+#[test]
+fn worker_stop_reaches_a_worker_spawned_but_not_yet_running() {
+    let home = TestHome::new();
+    let release = home.path().join("release");
+    let start = home.command(&["worker", "start", "--no-spool", "--count", "1"]);
+    let mut gated = std::process::Command::new("sh");
+    gated
+        .arg("-c")
+        .arg(r#"release=$1; shift; while [ ! -f "$release" ]; do sleep 0.01; done; exec "$@""#)
+        .arg("sh")
+        .arg(&release)
+        .arg(start.get_program())
+        .args(start.get_args())
+        .stdout(std::process::Stdio::piped());
+    for (key, value) in start.get_envs() {
+        match value {
+            Some(value) => gated.env(key, value),
+            None => gated.env_remove(key),
+        };
+    }
+    let mut child = gated.spawn().expect("spawn the gated worker");
+    let _guard = KillOnDrop(vec![child.id()]);
+    let stop = home.run(&["worker", "stop", "--timeout", "5s"]).ok();
+    assert!(stop.stdout.contains("no workers running"), "{stop:?}");
+    std::fs::write(&release, "").unwrap();
+    let deadline = std::time::Instant::now() + SHORT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "the worker did not stop itself");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut output = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut output).unwrap();
+    assert_eq!(status.code(), Some(0), "{output}");
+    assert!(
+        output.contains("ran while this worker was starting: stopping"),
+        "{output}"
+    );
 }

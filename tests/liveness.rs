@@ -87,7 +87,7 @@ fn on_this_host_the_pid_and_its_start_time_decide_whatever_the_heartbeat() {
 fn hold_job(home: &TestHome, worker: &WorkerRecord, job: &str) {
     let mut db = home.sql();
     db.execute(
-        "INSERT INTO workers (id, pid, host, proc_start, started_at, heartbeat_at, threads, kinds, slots, \
+        "INSERT INTO {workers} (id, pid, host, proc_start, started_at, heartbeat_at, threads, kinds, slots, \
          stopping, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, '[\"shell\"]', '[]', '0', 'test')",
         &[
             worker.id.as_str().into(),
@@ -99,7 +99,7 @@ fn hold_job(home: &TestHome, worker: &WorkerRecord, job: &str) {
         ],
     );
     let changed = db.execute(
-        "UPDATE jobs SET state = 'processing', worker = ?1, started_at = ?2, lease = lease + 1 \
+        "UPDATE {jobs} SET state = 'processing', worker = ?1, started_at = ?2, lease = lease + 1 \
          WHERE id = ?3 AND state = 'pending'",
         &[worker.id.as_str().into(), worker.heartbeat_at.max(1).into(), job.into()],
     );
@@ -108,7 +108,7 @@ fn hold_job(home: &TestHome, worker: &WorkerRecord, job: &str) {
 
 fn worker_ids(home: &TestHome) -> Vec<String> {
     home.sql()
-        .query("SELECT id FROM workers ORDER BY id", &[])
+        .query("SELECT id FROM {workers} ORDER BY id", &[])
         .into_iter()
         .map(|row| row[0].text().to_string())
         .collect()
@@ -229,7 +229,7 @@ fn a_paused_worker_keeps_its_job_however_old_its_heartbeat() {
     worker.signal(libc::SIGSTOP);
     // Paused, it cannot heartbeat: make its last heartbeat ancient, far past the 3 s lease.
     let changed = home.sql().execute(
-        "UPDATE workers SET heartbeat_at = 1 WHERE pid = ?1",
+        "UPDATE {workers} SET heartbeat_at = 1 WHERE pid = ?1",
         &[worker.pid.into()],
     );
     assert_eq!(changed, 1);
@@ -274,7 +274,7 @@ fn a_worker_whose_row_is_gone_kills_its_running_job_before_registering_again() {
 
     let changed = home
         .sql()
-        .execute("DELETE FROM workers WHERE pid = ?1", &[worker.pid.into()]);
+        .execute("DELETE FROM {workers} WHERE pid = ?1", &[worker.pid.into()]);
     assert_eq!(changed, 1);
     wait_until("the first run's process group to be killed", SHORT, || {
         process_gone(shell) && process_gone(child)
@@ -354,13 +354,13 @@ fn a_result_that_comes_back_after_its_job_was_recovered_and_run_again_is_discard
     let first = PoolThread::spawn(first, &first_shutdown);
     started_rx.recv_timeout(SHORT).expect("the first pool to start the job");
     wait_until("the first pool's row to list its running job", SHORT, || {
-        let slots = home.sql().query_value("SELECT slots FROM workers", &[]);
+        let slots = home.sql().query_value("SELECT slots FROM {workers}", &[]);
         slots.is_some_and(|slots| slots.text().contains("\"j\""))
     });
 
     // Make it look like a worker on another host, silent for ten leases: presumed dead.
     home.sql().execute(
-        "UPDATE workers SET host = 'another-host.example', heartbeat_at = ?1",
+        "UPDATE {workers} SET host = 'another-host.example', heartbeat_at = ?1",
         &[(now_millis() - 10 * 60_000).into()],
     );
     let report = queue.recover().unwrap();

@@ -4,21 +4,18 @@
 
 mod common;
 
+use common::old_schema::rewrite_at_version;
 use common::process::{Worker, SHORT};
 use common::{dump_database, skipped_under_postgres, TestHome};
 use queuectl::store::sqlite::schema::SCHEMA_VERSION;
 
-/// A home whose database is as the previous queuectl (schema version 1) left it, with a job
-/// and a stored setting in it. Version 2 only added the `meta` table, so dropping it and
-/// setting the version gives exactly a version-1 database.
+/// A home whose database is as the first queuectl (schema version 1) left it, with a job
+/// and a stored setting in it.
 fn home_at_version_1() -> TestHome {
-    assert_eq!(SCHEMA_VERSION, 2, "update this helper for the new schema version");
     let home = TestHome::new();
     home.run(&["enqueue", "--id", "j", "--command", "true"]).ok();
     home.run(&["config", "set", "max-retries", "5"]).ok();
-    home.db()
-        .execute_batch("DROP TABLE meta; PRAGMA user_version = 1;")
-        .unwrap();
+    rewrite_at_version(&home.path().join("queue.db"), 1);
     home
 }
 
@@ -43,9 +40,11 @@ fn open_read_only(path: &std::path::Path) -> rusqlite::Connection {
 
 fn last_migrated_by(home: &TestHome) -> String {
     home.db()
-        .query_row("SELECT value FROM meta WHERE key = 'last_migrated_by'", [], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT value FROM queuectl_meta WHERE key = 'last_migrated_by'",
+            [],
+            |r| r.get(0),
+        )
         .expect("a last_migrated_by row")
 }
 

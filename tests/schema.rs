@@ -64,12 +64,14 @@ fn an_older_database_is_migrated_to_the_current_schema() {
     }
 }
 
-/// A version-0 file with a table of its own under a name the schema creates last: a migration
+/// A version-0 file with a table of its own under a name the schema creates late: a migration
 /// gets far before it fails on it.
 fn home_with_a_conflicting_table() -> TestHome {
     let home = TestHome::empty();
     open(&home)
-        .execute_batch("CREATE TABLE spool_files (mine TEXT); INSERT INTO spool_files VALUES ('keep me');")
+        .execute_batch(
+            "CREATE TABLE queuectl_spool_files (mine TEXT); INSERT INTO queuectl_spool_files VALUES ('keep me');",
+        )
         .unwrap();
     home
 }
@@ -86,7 +88,10 @@ fn a_migration_that_fails_midway_leaves_the_database_at_its_old_version() {
     let run = home.run(&["init"]);
     assert_eq!(run.code, 1, "{run:#?}");
     assert!(run.stderr.starts_with("queuectl: error: "), "{run:#?}");
-    assert!(run.stderr.contains("spool_files already exists"), "{run:#?}");
+    assert!(
+        run.stderr.contains("queuectl_spool_files") && run.stderr.contains("already exists"),
+        "{run:#?}"
+    );
     // Everything the migration did before it failed is rolled back.
     let conn = open(&home);
     assert_eq!(user_version(&conn), 0);

@@ -613,7 +613,7 @@ fn a_failed_commit_leaves_the_file_for_the_next_pass() {
 /// The rows of `spool_files`: (name, jobs).
 fn spool_file_records(home: &TestHome) -> Vec<(String, i64)> {
     home.sql()
-        .query("SELECT name, jobs FROM spool_files ORDER BY name", &[])
+        .query("SELECT name, jobs FROM {spool_files} ORDER BY name", &[])
         .into_iter()
         .map(|row| (row[0].text().to_string(), row[1].int()))
         .collect()
@@ -653,7 +653,7 @@ fn a_file_found_again_after_its_commit_is_removed_without_adding_twice() {
     drop_renamed(&home, "forgotten.json", r#"{"command":"echo forgotten"}"#);
     home.run(&["spool", "ingest"]).ok();
     home.sql()
-        .execute("DELETE FROM spool_files WHERE name = 'forgotten.json'", &[]);
+        .execute("DELETE FROM {spool_files} WHERE name = 'forgotten.json'", &[]);
     fs::rename(done.join("forgotten.json"), incoming(&home).join("forgotten.json")).unwrap();
     let run = home.run(&["spool", "ingest"]).code(1);
     assert!(

@@ -263,9 +263,11 @@ fn a_full_disk_delays_results_but_loses_none() {
     let db = root.join("queue.db");
     let counts = || {
         let conn = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
-        conn.query_row("SELECT count(*) FROM jobs WHERE state = 'completed'", [], |r| {
-            r.get::<_, i64>(0)
-        })
+        conn.query_row(
+            "SELECT count(*) FROM queuectl_jobs WHERE state = 'completed'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
         .ok()
     };
     // The worker keeps going (retrying, not spinning) while the disk is full.

@@ -239,9 +239,6 @@ fn start(home: &Home, args: &StartArgs) -> Result<()> {
         )
         .into());
     }
-    // Taken first: a `worker stop` that counts a request after this point is meant for us, even
-    // if it ran before we registered and so could not see us (see `stop`).
-    let stop_requests_at_start = stop_requests(home);
     // Fail early, in the foreground, if the home is not initialised or the config is broken.
     // A worker is started after installing a new queuectl, so it takes an older schema up
     // (backup first), like `queuectl migrate`.
@@ -312,9 +309,9 @@ fn start(home: &Home, args: &StartArgs) -> Result<()> {
                     print_line(line);
                 }
             }
-            // Registered now, so a later `worker stop` sees us; one that ran while we were
-            // starting left its count behind instead.
-            if matches!(event, WorkerEvent::Started { .. }) && stop_requests(&stop_home) != stop_requests_at_start {
+            // Registered now, so a later `worker stop` sees us; one that ran after this process
+            // started but before it registered left its request behind instead.
+            if matches!(event, WorkerEvent::Started { .. }) && stopped_while_starting(&stop_home) {
                 print_line(format!(
                     "[{pid}] `queuectl worker stop` ran while this worker was starting: stopping"
                 ));
@@ -481,28 +478,62 @@ fn detach(home: &Home, args: &StartArgs, count: usize) -> Result<()> {
     Ok(())
 }
 
-/// Where `worker stop` counts its requests, for workers that were still starting.
+/// Where `worker stop` records its latest request, for workers that were still starting.
 fn stop_request_path(home: &Home) -> std::path::PathBuf {
     home.root().join("run").join("stop-requests")
 }
 
-/// How many `worker stop`s have run on this home (0 when none).
-fn stop_requests(home: &Home) -> u64 {
+/// The boot-clock time (clock ticks since boot, the unit of a process's start time in
+/// `/proc/PID/stat`) of the latest `worker stop` on this home, if any.
+fn last_stop_request(home: &Home) -> Option<u64> {
     std::fs::read_to_string(stop_request_path(home))
         .ok()
         .and_then(|text| text.trim().parse().ok())
-        .unwrap_or(0)
 }
 
-/// Counts one more stop request (write to a temporary file, then rename: readers never see a
-/// half-written count). Concurrent stops may count once between them, which is enough: any
-/// change tells a starting worker to stop.
-fn count_stop_request(home: &Home) -> Result<()> {
+/// Now on the boot clock, in clock ticks: the clock `/proc/PID/stat` start times are read on,
+/// so a request and a process start compare without any wall clock (which may step).
+fn boot_clock_ticks() -> Option<u64> {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec we own; sysconf reads a constant.
+    let (rc, ticks_per_second) = unsafe {
+        (
+            libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now),
+            libc::sysconf(libc::_SC_CLK_TCK),
+        )
+    };
+    if rc != 0 || ticks_per_second <= 0 {
+        return None;
+    }
+    let ticks_per_second = ticks_per_second as u64;
+    Some(now.tv_sec as u64 * ticks_per_second + now.tv_nsec as u64 * ticks_per_second / 1_000_000_000)
+}
+
+/// True if a `worker stop` ran on this home after this process started: the stop could not
+/// see a worker that was not registered yet, so the worker stops itself once registered. The
+/// process start is the kernel's record of the fork, so a stop that ran while this process was
+/// spawned but not yet running counts too.
+fn stopped_while_starting(home: &Home) -> bool {
+    match (
+        last_stop_request(home),
+        registry::process_start_time(std::process::id()),
+    ) {
+        (Some(request), Some(started)) => request >= started,
+        _ => false,
+    }
+}
+
+/// Records a stop request at the current boot-clock time (write to a temporary file, then
+/// rename: readers never see a half-written value).
+fn record_stop_request(home: &Home) -> Result<()> {
+    let Some(now) = boot_clock_ticks() else {
+        return Ok(());
+    };
     let path = stop_request_path(home);
     let dir = path.parent().unwrap_or(home.root());
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let temp = dir.join(format!(".stop-requests.{}", std::process::id()));
-    std::fs::write(&temp, format!("{}\n", stop_requests(home) + 1)).map_err(|e| Error::io(&temp, e))?;
+    std::fs::write(&temp, format!("{now}\n")).map_err(|e| Error::io(&temp, e))?;
     std::fs::rename(&temp, &path).map_err(|e| Error::io(&path, e))?;
     Ok(())
 }
@@ -513,9 +544,9 @@ fn stop(home: &Home, args: &StopArgs) -> Result<()> {
     if let Some(pid) = args.pid {
         return stop_one(&mut queue, pid, timeout);
     }
-    // Counted before the registry is read: a worker still starting (not registered yet) sees
-    // the count change once it has registered, and stops.
-    count_stop_request(home)?;
+    // Recorded before the registry is read: a worker still starting (not registered yet) finds
+    // a request newer than its own start once it has registered, and stops.
+    record_stop_request(home)?;
     // What lost workers left running is stopped too (their jobs are recovered).
     let recovered = queue.recover()?;
     for (id, state) in &recovered.recovered {
@@ -552,7 +583,7 @@ fn stop(home: &Home, args: &StopArgs) -> Result<()> {
 
 /// `worker stop --pid PID`: only that worker, found in the registry on this host and
 /// confirmed by its recorded start time, like every worker `stop` signals. No stop request is
-/// counted (that would stop workers still starting) and no recovery runs: the others are left
+/// recorded (that would stop workers still starting) and no recovery runs: the others are left
 /// alone.
 fn stop_one(queue: &mut Queue, pid: u32, timeout: Duration) -> Result<()> {
     let host = registry::host_name();

@@ -8,6 +8,7 @@
 
 pub mod backend;
 pub mod dump;
+pub mod old_schema;
 pub mod pool;
 pub mod process;
 pub mod sql;

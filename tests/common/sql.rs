@@ -2,10 +2,12 @@
 //! up a state no command produces (a worker row from another host, an ancient heartbeat, a held
 //! write lock, inserts that fail like a full disk) and read what no command shows.
 //!
-//! SQL is written once with SQLite's `?1`, `?2` placeholders. On SQLite the values are bound;
-//! on PostgreSQL they are written into the statement as quoted literals, which the server reads
-//! as whatever type the column has (`'5'` fits a BIGINT, an INTEGER or a BOOLEAN alike), so a
-//! test need not know each backend's column types.
+//! SQL is written once, with the queue's tables in braces (`{jobs}`, `{workers}`: SQLite names
+//! them `queuectl_jobs`, beside whatever else the file holds; PostgreSQL `jobs`, in the queue's
+//! own schema) and SQLite's `?1`, `?2` placeholders. On SQLite the values are bound; on
+//! PostgreSQL they are written into the statement as quoted literals, which the server reads as
+//! whatever type the column has (`'5'` fits a BIGINT, an INTEGER or a BOOLEAN alike), so a test
+//! need not know each backend's column types.
 
 use std::time::Duration;
 
@@ -102,9 +104,11 @@ pub enum Sql {
 }
 
 impl Sql {
-    /// Runs one statement with `?N` parameters; returns the number of rows changed.
+    /// Runs one statement with `{table}` names and `?N` parameters; returns the number of rows
+    /// changed.
     #[track_caller]
     pub fn execute(&mut self, sql: &str, params: &[Value]) -> u64 {
+        let sql = &self.tables(sql);
         match self {
             Sql::Sqlite(conn) => {
                 let values: Vec<rusqlite::types::Value> = params.iter().map(sqlite_value).collect();
@@ -118,9 +122,10 @@ impl Sql {
         }
     }
 
-    /// Runs a query with `?N` parameters; returns every row's values.
+    /// Runs a query with `{table}` names and `?N` parameters; returns every row's values.
     #[track_caller]
     pub fn query(&mut self, sql: &str, params: &[Value]) -> Vec<Vec<Value>> {
+        let sql = &self.tables(sql);
         match self {
             Sql::Sqlite(conn) => {
                 let values: Vec<rusqlite::types::Value> = params.iter().map(sqlite_value).collect();
@@ -141,6 +146,31 @@ impl Sql {
                 rows.iter().map(from_pg_row).collect()
             }
         }
+    }
+
+    /// `sql` with each `{table}` of the queue replaced by the table's name on this backend.
+    #[track_caller]
+    pub fn tables(&self, sql: &str) -> String {
+        let prefix = match self {
+            Sql::Sqlite(_) => "queuectl_",
+            Sql::Postgres { .. } => "",
+        };
+        let mut out = sql.to_string();
+        for table in TABLES {
+            out = out.replace(&format!("{{{table}}}"), &format!("{prefix}{table}"));
+        }
+        // Anything else of that shape is a typo (JSON in a literal has quotes after its brace).
+        for (at, _) in out.match_indices('{') {
+            let name: String = out[at + 1..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            assert!(
+                name.is_empty() || !out[at + 1 + name.len()..].starts_with('}'),
+                "{{{name}}} is not one of the queue's tables: {sql}"
+            );
+        }
+        out
     }
 
     /// The first column of the first row, if there is a row.
@@ -213,7 +243,7 @@ impl Sql {
         match self {
             Sql::Sqlite(conn) => conn
                 .execute_batch(&format!(
-                    "CREATE TRIGGER test_refuse BEFORE INSERT ON jobs BEGIN SELECT RAISE(ABORT, '{quoted}'); END;"
+                    "CREATE TRIGGER test_refuse BEFORE INSERT ON queuectl_jobs BEGIN SELECT RAISE(ABORT, '{quoted}'); END;"
                 ))
                 .expect("create the refusing trigger"),
             Sql::Postgres { client, .. } => client
@@ -239,6 +269,17 @@ impl Sql {
         }
     }
 }
+
+/// The queue's tables, as `Sql` statements name them in braces.
+const TABLES: &[&str] = &[
+    "jobs",
+    "job_counts",
+    "attempts",
+    "config",
+    "workers",
+    "spool_files",
+    "meta",
+];
 
 /// Opens a SQLite queue database for writing (never creating it), waiting up to 10 s for a
 /// worker's write lock.

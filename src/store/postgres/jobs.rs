@@ -16,13 +16,25 @@ use std::collections::{HashMap, HashSet};
 /// place, exactly as a row-by-row insert would have: an id seen earlier in the batch, or one
 /// that was already in the table.
 fn insert_jobs_in(tx: &mut impl GenericClient, cache: &mut HashMap<String, Statement>, jobs: &[NewJob]) -> Result<()> {
+    insert_jobs_into(tx, cache, "jobs", jobs)
+}
+
+/// [`insert_jobs_in`] into `table`: `SCHEMA.jobs` on a session whose `search_path` is not the
+/// queue's (an application's own transaction: see `caller_tx`).
+pub(super) fn insert_jobs_into(
+    tx: &mut impl GenericClient,
+    cache: &mut HashMap<String, Statement>,
+    table: &str,
+    jobs: &[NewJob],
+) -> Result<()> {
     if jobs.is_empty() {
         return Ok(());
     }
     let statement = prepared(
         tx,
         cache,
-        "INSERT INTO jobs (id, kind, command, payload, state, attempts, max_retries, priority, run_at, \
+        &format!(
+            "INSERT INTO {table} (id, kind, command, payload, state, attempts, max_retries, priority, run_at, \
          timeout_seconds, cwd, env, created_at, updated_at, source) \
          SELECT id, kind, command, payload, 'pending', 0, max_retries, priority, run_at, timeout_seconds, cwd, \
          env, created_at, created_at, source \
@@ -31,7 +43,8 @@ fn insert_jobs_in(tx: &mut impl GenericClient, cache: &mut HashMap<String, State
               AS batch (id, kind, command, payload, max_retries, priority, run_at, timeout_seconds, cwd, env, \
                         created_at, source, place) \
          ORDER BY place \
-         ON CONFLICT (id) DO NOTHING RETURNING id",
+         ON CONFLICT (id) DO NOTHING RETURNING id"
+        ),
     )?;
     let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
     let kinds: Vec<&str> = jobs.iter().map(|j| j.kind.as_str()).collect();

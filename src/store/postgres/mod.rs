@@ -29,6 +29,7 @@
 //! `sslmode=require` is refused at connect time; use a local socket, a private network or an
 //! SSH/stunnel tunnel to reach a remote server.
 
+pub(crate) mod caller_tx;
 mod claim;
 mod connection;
 mod errors;

@@ -16,7 +16,7 @@ use crate::store::DbLocation;
 pub const SCHEMA_VERSION: i64 = 1;
 
 /// The `meta` key holding the schema version.
-const META_SCHEMA_VERSION: &str = "schema_version";
+pub(super) const META_SCHEMA_VERSION: &str = "schema_version";
 
 /// The `meta` key naming the queuectl that last migrated the schema (`queuectl 0.1.0`).
 pub const META_LAST_MIGRATED_BY: &str = "last_migrated_by";

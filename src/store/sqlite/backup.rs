@@ -182,7 +182,12 @@ fn describe(path: &Path) -> Result<(i64, StateCounts)> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let mut counts = StateCounts::default();
-    let mut statement = conn.prepare("SELECT state, count(*) FROM jobs GROUP BY state")?;
+    // The backup a migration takes first is of the old schema: its tables may be unprefixed.
+    let sql = format!(
+        "SELECT state, count(*) FROM {} GROUP BY state",
+        super::schema::table("jobs", version)
+    );
+    let mut statement = conn.prepare(&sql)?;
     let rows = statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
     for row in rows {
         let (state, n) = row?;

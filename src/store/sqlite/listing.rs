@@ -10,7 +10,7 @@ use rusqlite::types::Value;
 
 /// Jobs matching `filter`, newest first unless `filter.oldest_first`.
 ///
-/// With a state this walks `jobs_state_seq` (in either direction), without one the primary
+/// With a state this walks `queuectl_jobs_state_seq` (in either direction), without one the primary
 /// key: `LIMIT` stops the walk, so the newest 50 dead jobs of a million-job table cost 50
 /// index steps, not a sort.
 pub(super) fn list_filtered(store: &SqliteStore, filter: &ListFilter) -> Result<Vec<Job>> {
@@ -29,7 +29,7 @@ pub(super) fn list_filtered(store: &SqliteStore, filter: &ListFilter) -> Result<
     let limit = filter.limit.map(|l| l.min(i64::MAX as u64) as i64).unwrap_or(-1);
     values.push(Value::Integer(limit));
     let sql = format!(
-        "SELECT {JOB_COLUMNS} FROM jobs {} ORDER BY seq {} LIMIT ?{}",
+        "SELECT {JOB_COLUMNS} FROM queuectl_jobs {} ORDER BY seq {} LIMIT ?{}",
         if conditions.is_empty() {
             String::new()
         } else {
@@ -54,7 +54,7 @@ pub(super) fn ids_with_prefix(store: &SqliteStore, prefix: &str, limit: u64) -> 
         Some(upper) => {
             let mut statement = store
                 .conn
-                .prepare_cached("SELECT id FROM jobs WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3")?;
+                .prepare_cached("SELECT id FROM queuectl_jobs WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3")?;
             let rows = statement.query_map(rusqlite::params![prefix, upper, limit], |r| r.get(0))?;
             rows.collect::<rusqlite::Result<Vec<String>>>()?
         }
@@ -63,7 +63,7 @@ pub(super) fn ids_with_prefix(store: &SqliteStore, prefix: &str, limit: u64) -> 
             // last code point): scan forward from it and stop at the first non-match.
             let mut statement = store
                 .conn
-                .prepare_cached("SELECT id FROM jobs WHERE id >= ?1 ORDER BY id")?;
+                .prepare_cached("SELECT id FROM queuectl_jobs WHERE id >= ?1 ORDER BY id")?;
             let mut rows = statement.query([prefix])?;
             let mut ids = Vec::new();
             while let Some(row) = rows.next()? {
@@ -85,11 +85,11 @@ pub(super) fn ids_with_prefix(store: &SqliteStore, prefix: &str, limit: u64) -> 
 pub(super) fn id_neighbours(store: &SqliteStore, id: &str) -> Result<(Option<String>, Option<String>)> {
     let before = store
         .conn
-        .prepare_cached("SELECT max(id) FROM jobs WHERE id < ?1")?
+        .prepare_cached("SELECT max(id) FROM queuectl_jobs WHERE id < ?1")?
         .query_row([id], |r| r.get(0))?;
     let after = store
         .conn
-        .prepare_cached("SELECT min(id) FROM jobs WHERE id > ?1")?
+        .prepare_cached("SELECT min(id) FROM queuectl_jobs WHERE id > ?1")?
         .query_row([id], |r| r.get(0))?;
     Ok((before, after))
 }
@@ -159,17 +159,17 @@ mod plan_tests {
         for order in ["DESC", "ASC"] {
             let text = plan(
                 &store,
-                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'dead' ORDER BY seq {order} LIMIT 50"),
+                &format!("SELECT {JOB_COLUMNS} FROM queuectl_jobs WHERE state = 'dead' ORDER BY seq {order} LIMIT 50"),
             );
-            assert!(text.contains("jobs_state_seq"), "{order}: {text}");
+            assert!(text.contains("queuectl_jobs_state_seq"), "{order}: {text}");
             assert!(!text.contains("TEMP B-TREE"), "{order}: {text}");
         }
         let text = plan(
             &store,
-            "SELECT id FROM jobs WHERE id >= 'ab12' AND id < 'ab13' ORDER BY id LIMIT 11",
+            "SELECT id FROM queuectl_jobs WHERE id >= 'ab12' AND id < 'ab13' ORDER BY id LIMIT 11",
         );
         assert!(
-            text.contains("sqlite_autoindex_jobs_1") && text.contains("id>? AND id<?"),
+            text.contains("sqlite_autoindex_queuectl_jobs_1") && text.contains("id>? AND id<?"),
             "{text}"
         );
     }

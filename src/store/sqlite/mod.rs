@@ -6,6 +6,7 @@
 //! still `processing` and held by the same worker, so a stale worker cannot overwrite a result.
 
 pub mod backup;
+pub(crate) mod caller_tx;
 mod listing;
 pub mod schema;
 mod spool_sql;
@@ -270,21 +271,20 @@ impl Store for SqliteStore {
     /// The queuectl that last migrated this database (`queuectl 0.1.0`), if recorded: schema
     /// versions before 2 have no place for it.
     fn last_migrated_by(&self) -> Result<Option<String>> {
-        if self.schema_version()? < 2 {
+        let version = self.schema_version()?;
+        if version < 2 {
             return Ok(None);
         }
+        let sql = format!("SELECT value FROM {} WHERE key = ?1", schema::table("meta", version));
         Ok(self
             .conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = ?1",
-                [schema::META_LAST_MIGRATED_BY],
-                |r| r.get(0),
-            )
+            .query_row(&sql, [schema::META_LAST_MIGRATED_BY], |r| r.get(0))
             .optional()?)
     }
 
-    /// Brings the schema up to [`schema::SCHEMA_VERSION`], one migration per transaction, each
-    /// recording this queuectl's version in `meta`. Does nothing on a current database.
+    /// Brings the schema up to [`schema::SCHEMA_VERSION`], one migration per transaction (a new
+    /// database: the current schema in one, see [`schema::create_current`]), each recording this
+    /// queuectl's version in `meta` (`queuectl_meta` from version 3). Does nothing on a current database.
     /// Callers take a backup first (`Queue::migrate`, `Queue::init`).
     fn migrate(&self) -> Result<()> {
         loop {
@@ -296,20 +296,29 @@ impl Store for SqliteStore {
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
             // Re-read under the write lock: another process may have migrated meanwhile.
             let version = self.schema_version()?;
+            // A new database gets the current schema at once, an older one the next migration.
+            let target = if version == 0 {
+                schema::SCHEMA_VERSION
+            } else {
+                version + 1
+            };
             let result = if version < schema::SCHEMA_VERSION {
-                self.conn
-                    .execute_batch(schema::MIGRATIONS[version as usize])
+                let step = if version == 0 {
+                    schema::create_current(&self.conn)
+                } else {
+                    self.conn.execute_batch(schema::MIGRATIONS[version as usize])
+                };
+                step.and_then(|_| self.conn.execute_batch(&format!("PRAGMA user_version = {target}")))
                     .and_then(|_| {
-                        self.conn
-                            .execute_batch(&format!("PRAGMA user_version = {}", version + 1))
-                    })
-                    .and_then(|_| {
-                        if version + 1 < 2 {
+                        if target < 2 {
                             return Ok(0);
                         }
                         self.conn.execute(
-                            "INSERT INTO meta (key, value) VALUES (?1, ?2) \
-                             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                            &format!(
+                                "INSERT INTO {} (key, value) VALUES (?1, ?2) \
+                                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                                schema::table("meta", target)
+                            ),
                             params![
                                 schema::META_LAST_MIGRATED_BY,
                                 concat!("queuectl ", env!("CARGO_PKG_VERSION"))
@@ -328,9 +337,8 @@ impl Store for SqliteStore {
                     let message = e.to_string();
                     let first = message.lines().next().unwrap_or("").trim();
                     return Err(Error::Other(format!(
-                        "{}: migrating the schema from version {version} to {} failed (nothing was changed): {first}",
+                        "{}: migrating the schema from version {version} to {target} failed (nothing was changed): {first}",
                         self.path.display(),
-                        version + 1
                     )));
                 }
             }
@@ -401,7 +409,7 @@ impl Store for SqliteStore {
             for file in files {
                 let seen: bool = tx
                     .query_row(
-                        "SELECT 1 FROM spool_files WHERE file_key = ?1",
+                        "SELECT 1 FROM queuectl_spool_files WHERE file_key = ?1",
                         [&file.file_key],
                         |_| Ok(true),
                     )
@@ -414,7 +422,7 @@ impl Store for SqliteStore {
                 let sp = tx.savepoint()?;
                 let inserted = insert_jobs_in(&sp, &file.jobs).and_then(|_| {
                     sp.execute(
-                        "INSERT INTO spool_files (file_key, name, jobs, ingested_at) VALUES (?1, ?2, ?3, ?4)",
+                        "INSERT INTO queuectl_spool_files (file_key, name, jobs, ingested_at) VALUES (?1, ?2, ?3, ?4)",
                         params![file.file_key, file.name, file.jobs.len() as i64, now],
                     )?;
                     Ok(())
@@ -439,13 +447,15 @@ impl Store for SqliteStore {
 
     /// One job with its captured output, or `None`.
     fn get_job(&self, id: &str) -> Result<Option<Job>> {
-        let sql = format!("SELECT {JOB_COLUMNS_WITH_OUTPUT} FROM jobs WHERE id = ?1");
+        let sql = format!("SELECT {JOB_COLUMNS_WITH_OUTPUT} FROM queuectl_jobs WHERE id = ?1");
         Ok(self.conn.query_row(&sql, [id], row_to_job).optional()?)
     }
 
     /// The states of the given ids (missing ids are absent from the map).
     fn job_states(&self, ids: &[String]) -> Result<BTreeMap<String, State>> {
-        let mut statement = self.conn.prepare_cached("SELECT state FROM jobs WHERE id = ?1")?;
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT state FROM queuectl_jobs WHERE id = ?1")?;
         let mut states = BTreeMap::new();
         for id in ids {
             if let Some(state) = statement.query_row([id], |r| r.get::<_, String>(0)).optional()? {
@@ -460,13 +470,13 @@ impl Store for SqliteStore {
         let limit = limit.map(|l| l.min(i64::MAX as u64) as i64).unwrap_or(-1);
         let jobs = match state {
             Some(state) => {
-                let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = ?1 ORDER BY seq LIMIT ?2");
+                let sql = format!("SELECT {JOB_COLUMNS} FROM queuectl_jobs WHERE state = ?1 ORDER BY seq LIMIT ?2");
                 let mut statement = self.conn.prepare(&sql)?;
                 let rows = statement.query_map(params![state.as_str(), limit], row_to_job)?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()?
             }
             None => {
-                let sql = format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY seq LIMIT ?1");
+                let sql = format!("SELECT {JOB_COLUMNS} FROM queuectl_jobs ORDER BY seq LIMIT ?1");
                 let mut statement = self.conn.prepare(&sql)?;
                 let rows = statement.query_map(params![limit], row_to_job)?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()?
@@ -479,7 +489,7 @@ impl Store for SqliteStore {
     fn attempts(&self, job_seq: i64) -> Result<Vec<Attempt>> {
         let mut statement = self.conn.prepare(
             "SELECT attempt, outcome, worker, started_at, finished_at, exit_code, error, stdout_tail, stderr_tail \
-             FROM attempts WHERE job_seq = ?1 ORDER BY rowid",
+             FROM queuectl_attempts WHERE job_seq = ?1 ORDER BY rowid",
         )?;
         let rows = statement.query_map([job_seq], |r| {
             Ok(Attempt {
@@ -502,7 +512,7 @@ impl Store for SqliteStore {
         let mut counts = StateCounts::default();
         let mut statement = self
             .conn
-            .prepare_cached("SELECT state, SUM(n) FROM job_counts GROUP BY state")?;
+            .prepare_cached("SELECT state, SUM(n) FROM queuectl_job_counts GROUP BY state")?;
         let rows = statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
         for row in rows {
             let (state, n) = row?;
@@ -523,7 +533,7 @@ impl Store for SqliteStore {
     /// keeps this cheap when millions of jobs are due: scheduled jobs are usually few.
     fn count_scheduled(&self, now: Millis) -> Result<u64> {
         Ok(self.conn.query_row(
-            "SELECT COUNT(*) FROM jobs INDEXED BY jobs_due WHERE state IN ('pending', 'failed') AND run_at > ?1",
+            "SELECT COUNT(*) FROM queuectl_jobs INDEXED BY queuectl_jobs_due WHERE state IN ('pending', 'failed') AND run_at > ?1",
             [now],
             |r| r.get::<_, i64>(0),
         )? as u64)
@@ -532,7 +542,7 @@ impl Store for SqliteStore {
     /// Waiting jobs per kind.
     fn waiting_by_kind(&self) -> Result<BTreeMap<String, u64>> {
         let mut statement = self.conn.prepare(
-            "SELECT kind, SUM(n) FROM job_counts WHERE state IN ('pending', 'failed') GROUP BY kind \
+            "SELECT kind, SUM(n) FROM queuectl_job_counts WHERE state IN ('pending', 'failed') GROUP BY kind \
              HAVING SUM(n) > 0 ORDER BY kind",
         )?;
         let rows = statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
@@ -543,13 +553,13 @@ impl Store for SqliteStore {
     fn next_run_at(&self, kinds: &[String]) -> Result<Option<Millis>> {
         if kinds.is_empty() {
             return Ok(self.conn.query_row(
-                "SELECT MIN(run_at) FROM jobs INDEXED BY jobs_due WHERE state IN ('pending', 'failed')",
+                "SELECT MIN(run_at) FROM queuectl_jobs INDEXED BY queuectl_jobs_due WHERE state IN ('pending', 'failed')",
                 [],
                 |r| r.get(0),
             )?);
         }
         let sql = format!(
-            "SELECT MIN(run_at) FROM jobs INDEXED BY jobs_due WHERE state IN ('pending', 'failed') AND kind IN ({})",
+            "SELECT MIN(run_at) FROM queuectl_jobs INDEXED BY queuectl_jobs_due WHERE state IN ('pending', 'failed') AND kind IN ({})",
             placeholders(kinds.len(), 1)
         );
         Ok(self.conn.query_row(&sql, params_from_iter(kinds), |r| r.get(0))?)
@@ -558,10 +568,10 @@ impl Store for SqliteStore {
     /// True while any job of these kinds is pending, processing or waiting for a retry.
     fn has_unfinished(&self, kinds: &[String]) -> Result<bool> {
         let sql = if kinds.is_empty() {
-            "SELECT EXISTS (SELECT 1 FROM jobs WHERE state IN ('pending', 'failed', 'processing'))".to_string()
+            "SELECT EXISTS (SELECT 1 FROM queuectl_jobs WHERE state IN ('pending', 'failed', 'processing'))".to_string()
         } else {
             format!(
-                "SELECT EXISTS (SELECT 1 FROM jobs WHERE state IN ('pending', 'failed', 'processing') AND kind IN ({}))",
+                "SELECT EXISTS (SELECT 1 FROM queuectl_jobs WHERE state IN ('pending', 'failed', 'processing') AND kind IN ({}))",
                 placeholders(kinds.len(), 1)
             )
         };
@@ -614,7 +624,7 @@ impl Store for SqliteStore {
         let (live, dead): (Vec<WorkerRecord>, Vec<WorkerRecord>) = {
             let mut statement = tx.prepare_cached(
                 "SELECT id, pid, host, proc_start, started_at, heartbeat_at, threads, kinds, slots, stopping, version \
-                 FROM workers ORDER BY started_at, id",
+                 FROM queuectl_workers ORDER BY started_at, id",
             )?;
             let workers = statement
                 .query_map([], row_to_worker)?
@@ -622,7 +632,7 @@ impl Store for SqliteStore {
             workers.into_iter().partition(|worker| alive(worker))
         };
         let orphans: Vec<Job> = {
-            let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'processing' ORDER BY seq");
+            let sql = format!("SELECT {JOB_COLUMNS} FROM queuectl_jobs WHERE state = 'processing' ORDER BY seq");
             let mut statement = tx.prepare_cached(&sql)?;
             let rows = statement.query_map([], row_to_job)?;
             let mut orphans = Vec::new();
@@ -652,7 +662,7 @@ impl Store for SqliteStore {
         let mut removed = Vec::new();
         for worker in dead {
             if !held_by.contains(&worker.id) {
-                tx.execute("DELETE FROM workers WHERE id = ?1", [&worker.id])?;
+                tx.execute("DELETE FROM queuectl_workers WHERE id = ?1", [&worker.id])?;
                 removed.push(worker);
             }
         }
@@ -684,7 +694,7 @@ impl Store for SqliteStore {
         let now = now_ms();
         for id in ids {
             let state: Option<String> = tx
-                .query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
+                .query_row("SELECT state FROM queuectl_jobs WHERE id = ?1", [id], |r| r.get(0))
                 .optional()?;
             match state.as_deref() {
                 None => return Err(Error::NotFound(id.clone())),
@@ -698,7 +708,7 @@ impl Store for SqliteStore {
                 }
             }
             tx.execute(
-                "UPDATE jobs SET state = 'pending', attempts = 0, run_at = ?2, updated_at = ?2, worker = NULL \
+                "UPDATE queuectl_jobs SET state = 'pending', attempts = 0, run_at = ?2, updated_at = ?2, worker = NULL \
                  WHERE id = ?1 AND state = 'dead'",
                 params![id, now],
             )?;
@@ -711,7 +721,7 @@ impl Store for SqliteStore {
     fn dlq_retry_all(&mut self) -> Result<usize> {
         let now = now_ms();
         Ok(self.conn.execute(
-            "UPDATE jobs SET state = 'pending', attempts = 0, run_at = ?1, updated_at = ?1, worker = NULL \
+            "UPDATE queuectl_jobs SET state = 'pending', attempts = 0, run_at = ?1, updated_at = ?1, worker = NULL \
              WHERE state = 'dead'",
             [now],
         )?)
@@ -719,7 +729,7 @@ impl Store for SqliteStore {
 
     /// Every value stored by `config set`.
     fn config_values(&self) -> Result<BTreeMap<String, String>> {
-        let mut statement = self.conn.prepare_cached("SELECT key, value FROM config")?;
+        let mut statement = self.conn.prepare_cached("SELECT key, value FROM queuectl_config")?;
         let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<BTreeMap<_, _>>>()?)
     }
@@ -727,7 +737,7 @@ impl Store for SqliteStore {
     /// Stores a `config set` value.
     fn config_set(&self, key: &str, value: &str) -> Result<()> {
         self.conn.execute(
-            "INSERT INTO config (key, value, updated_at) VALUES (?1, ?2, ?3) \
+            "INSERT INTO queuectl_config (key, value, updated_at) VALUES (?1, ?2, ?3) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
             params![key, value, now_ms()],
         )?;
@@ -736,13 +746,13 @@ impl Store for SqliteStore {
 
     /// Drops a `config set` value; returns whether there was one.
     fn config_unset(&self, key: &str) -> Result<bool> {
-        Ok(self.conn.execute("DELETE FROM config WHERE key = ?1", [key])? > 0)
+        Ok(self.conn.execute("DELETE FROM queuectl_config WHERE key = ?1", [key])? > 0)
     }
 
     /// Records a worker process (or replaces its row).
     fn register_worker(&self, worker: &WorkerRecord) -> Result<()> {
         self.conn.execute(
-            "INSERT OR REPLACE INTO workers (id, pid, host, proc_start, started_at, heartbeat_at, threads, kinds, \
+            "INSERT OR REPLACE INTO queuectl_workers (id, pid, host, proc_start, started_at, heartbeat_at, threads, kinds, \
              slots, stopping, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 worker.id,
@@ -765,14 +775,14 @@ impl Store for SqliteStore {
     /// (another process decided it was dead).
     fn heartbeat(&self, id: &str, now: Millis, slots: &serde_json::Value, stopping: bool) -> Result<bool> {
         Ok(self.conn.execute(
-            "UPDATE workers SET heartbeat_at = ?2, slots = ?3, stopping = ?4 WHERE id = ?1",
+            "UPDATE queuectl_workers SET heartbeat_at = ?2, slots = ?3, stopping = ?4 WHERE id = ?1",
             params![id, now, slots.to_string(), stopping as i64],
         )? == 1)
     }
 
     /// Removes a worker's row.
     fn remove_worker(&self, id: &str) -> Result<()> {
-        self.conn.execute("DELETE FROM workers WHERE id = ?1", [id])?;
+        self.conn.execute("DELETE FROM queuectl_workers WHERE id = ?1", [id])?;
         Ok(())
     }
 
@@ -780,7 +790,7 @@ impl Store for SqliteStore {
     fn workers(&self) -> Result<Vec<WorkerRecord>> {
         let mut statement = self.conn.prepare_cached(
             "SELECT id, pid, host, proc_start, started_at, heartbeat_at, threads, kinds, slots, stopping, version \
-             FROM workers ORDER BY started_at, id",
+             FROM queuectl_workers ORDER BY started_at, id",
         )?;
         let rows = statement.query_map([], row_to_worker)?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -825,9 +835,9 @@ fn claim_in(tx: &Connection, worker: &str, limit: usize, kinds: &[String], now: 
     // re-prepare the statement on every call (measured: a fifth of a worker's CPU). There are
     // only as many variants as thread counts, and the statement cache holds them.
     let sql = format!(
-        "UPDATE jobs SET state = 'processing', worker = ?1, started_at = ?2, updated_at = ?2, finished_at = NULL, \
+        "UPDATE queuectl_jobs SET state = 'processing', worker = ?1, started_at = ?2, updated_at = ?2, finished_at = NULL, \
          lease = lease + 1 \
-         WHERE seq IN (SELECT seq FROM jobs INDEXED BY jobs_runnable \
+         WHERE seq IN (SELECT seq FROM queuectl_jobs INDEXED BY queuectl_jobs_runnable \
                        WHERE state IN ('pending', 'failed') AND run_at <= ?2{kind_filter} \
                        ORDER BY priority DESC, run_at, seq LIMIT {limit}) \
          RETURNING {JOB_COLUMNS}"
@@ -854,7 +864,7 @@ fn claim_in(tx: &Connection, worker: &str, limit: usize, kinds: &[String], now: 
 fn finish_in(tx: &Connection, finished: &[FinishedAttempt]) -> Result<Vec<bool>> {
     let mut applied = Vec::with_capacity(finished.len());
     let mut update = tx.prepare_cached(
-        "UPDATE jobs SET state = ?2, attempts = ?3, run_at = COALESCE(?4, run_at), updated_at = ?5, \
+        "UPDATE queuectl_jobs SET state = ?2, attempts = ?3, run_at = COALESCE(?4, run_at), updated_at = ?5, \
          finished_at = ?5, exit_code = ?6, last_error = COALESCE(?7, last_error), stdout = ?8, stderr = ?9, \
          worker = CASE WHEN ?2 = 'pending' THEN NULL ELSE worker END \
          WHERE seq = ?1 AND state = 'processing' AND lease = ?10",
@@ -862,9 +872,9 @@ fn finish_in(tx: &Connection, finished: &[FinishedAttempt]) -> Result<Vec<bool>>
     // The history row copies the worker column, so it is written before a release clears it;
     // it is written only when the job is still ours (the same condition as the update).
     let mut history = tx.prepare_cached(
-        "INSERT INTO attempts (job_seq, attempt, outcome, worker, started_at, finished_at, exit_code, error, \
+        "INSERT INTO queuectl_attempts (job_seq, attempt, outcome, worker, started_at, finished_at, exit_code, error, \
          stdout_tail, stderr_tail) \
-         SELECT ?1, ?2, ?3, worker, ?4, ?5, ?6, ?7, ?8, ?9 FROM jobs \
+         SELECT ?1, ?2, ?3, worker, ?4, ?5, ?6, ?7, ?8, ?9 FROM queuectl_jobs \
          WHERE seq = ?1 AND state = 'processing' AND lease = ?10",
     )?;
     for f in finished {
@@ -915,7 +925,7 @@ fn placeholders(count: usize, first: usize) -> String {
 
 fn insert_jobs_in(conn: &Connection, jobs: &[NewJob]) -> Result<()> {
     let mut statement = conn.prepare_cached(
-        "INSERT INTO jobs (id, kind, command, payload, state, attempts, max_retries, priority, run_at, \
+        "INSERT INTO queuectl_jobs (id, kind, command, payload, state, attempts, max_retries, priority, run_at, \
          timeout_seconds, cwd, env, created_at, updated_at, source) \
          VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
     )?;

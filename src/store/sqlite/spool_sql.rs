@@ -10,7 +10,7 @@ use rusqlite::OptionalExtension;
 pub(super) fn job_source(store: &SqliteStore, id: &str) -> Result<Option<String>> {
     Ok(store
         .conn
-        .query_row("SELECT source FROM jobs WHERE id = ?1", [id], |r| r.get(0))
+        .query_row("SELECT source FROM queuectl_jobs WHERE id = ?1", [id], |r| r.get(0))
         .optional()?)
 }
 
@@ -21,5 +21,5 @@ pub(super) fn job_source(store: &SqliteStore, id: &str) -> Result<Option<String>
 pub(super) fn forget_spool_files_before(store: &SqliteStore, cutoff: Millis) -> Result<usize> {
     Ok(store
         .conn
-        .execute("DELETE FROM spool_files WHERE ingested_at < ?1", [cutoff])?)
+        .execute("DELETE FROM queuectl_spool_files WHERE ingested_at < ?1", [cutoff])?)
 }
