@@ -5,7 +5,7 @@
 mod common;
 
 use common::process::{Worker, LONG, SHORT};
-use common::{dump_database, wait_until, TestHome};
+use common::{dump_database, is_postgres, skipped_under_postgres, wait_until, TestHome};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -47,6 +47,9 @@ fn backup_dir() -> tempfile::TempDir {
 
 #[test]
 fn a_backup_taken_during_a_busy_run_is_intact_and_holds_every_acknowledged_job() {
+    if skipped_under_postgres("backups copy the SQLite file (a PostgreSQL queue is backed up with pg_dump)") {
+        return;
+    }
     const TOTAL: usize = 1000;
     const BATCH: usize = 10;
     let home = Arc::new(TestHome::new());
@@ -120,6 +123,9 @@ fn a_backup_taken_during_a_busy_run_is_intact_and_holds_every_acknowledged_job()
 
 #[test]
 fn a_backup_prints_the_counts_of_the_copy() {
+    if skipped_under_postgres("backups copy the SQLite file (a PostgreSQL queue is backed up with pg_dump)") {
+        return;
+    }
     let home = TestHome::new();
     home.run(&["enqueue", "--id", "a", "--command", "true"]).ok();
     home.run(&["enqueue", "--id", "b", "--command", "true"]).ok();
@@ -150,6 +156,9 @@ fn refused(home: &TestHome, args: &[&str], dir: &Path, says: &str) {
 
 #[test]
 fn a_backup_refuses_an_existing_file_without_force() {
+    if skipped_under_postgres("backups copy the SQLite file (a PostgreSQL queue is backed up with pg_dump)") {
+        return;
+    }
     let home = TestHome::new();
     let dir = backup_dir();
     let copy = dir.path().join("copy.db");
@@ -160,6 +169,9 @@ fn a_backup_refuses_an_existing_file_without_force() {
 
 #[test]
 fn a_forced_backup_replaces_an_existing_file() {
+    if skipped_under_postgres("backups copy the SQLite file (a PostgreSQL queue is backed up with pg_dump)") {
+        return;
+    }
     let home = TestHome::new();
     home.run(&["enqueue", "--id", "a", "--command", "true"]).ok();
     let dir = backup_dir();
@@ -172,6 +184,9 @@ fn a_forced_backup_replaces_an_existing_file() {
 
 #[test]
 fn a_backup_refuses_a_directory_that_does_not_exist() {
+    if skipped_under_postgres("backups copy the SQLite file (a PostgreSQL queue is backed up with pg_dump)") {
+        return;
+    }
     let home = TestHome::new();
     let dir = backup_dir();
     let copy: PathBuf = dir.path().join("missing").join("copy.db");
@@ -181,6 +196,9 @@ fn a_backup_refuses_a_directory_that_does_not_exist() {
 
 #[test]
 fn a_backup_refuses_a_directory_as_its_file_even_with_force() {
+    if skipped_under_postgres("backups copy the SQLite file (a PostgreSQL queue is backed up with pg_dump)") {
+        return;
+    }
     let home = TestHome::new();
     let dir = backup_dir();
     std::fs::create_dir(dir.path().join("sub")).unwrap();
@@ -195,6 +213,9 @@ fn a_backup_refuses_a_directory_as_its_file_even_with_force() {
 
 #[test]
 fn a_backup_never_replaces_the_database_itself() {
+    if skipped_under_postgres("backups copy the SQLite file (a PostgreSQL queue is backed up with pg_dump)") {
+        return;
+    }
     let home = TestHome::new();
     home.run(&["enqueue", "--id", "a", "--command", "true"]).ok();
     let db = home.path().join("queue.db");
@@ -219,6 +240,9 @@ fn a_backup_never_replaces_the_database_itself() {
 
 #[test]
 fn a_backup_of_an_uninitialised_home_is_refused_and_writes_nothing() {
+    if skipped_under_postgres("backups copy the SQLite file (a PostgreSQL queue is backed up with pg_dump)") {
+        return;
+    }
     let home = TestHome::empty();
     let dir = backup_dir();
     let copy = dir.path().join("copy.db");
@@ -230,6 +254,9 @@ fn a_backup_of_an_uninitialised_home_is_refused_and_writes_nothing() {
 
 #[test]
 fn a_backup_of_an_older_schema_keeps_that_schema_and_changes_nothing() {
+    if skipped_under_postgres("backups copy the SQLite file (a PostgreSQL queue is backed up with pg_dump)") {
+        return;
+    }
     let home = TestHome::new();
     home.run(&["enqueue", "--id", "a", "--command", "true"]).ok();
     common::old_schema::rewrite_at_version(&home.path().join("queue.db"), 1);
@@ -239,4 +266,21 @@ fn a_backup_of_an_older_schema_keeps_that_schema_and_changes_nothing() {
     home.run(&["backup", text(&copy)]).ok();
     assert_eq!(home.db_snapshot(), before, "backup changed the queue");
     assert_eq!(dump_database(&open_copy(&copy)), dump_database(&home.db()));
+}
+
+#[test]
+fn a_backup_of_a_postgresql_queue_is_refused_and_names_pg_dump() {
+    // A PostgreSQL queue only: under SQLite the tests above cover `backup`.
+    if !is_postgres() {
+        return;
+    }
+    let home = TestHome::new();
+    home.run(&["enqueue", "--id", "j", "--command", "true"]).ok();
+    let dir = backup_dir();
+    let copy = dir.path().join("copy.db");
+    let schema = home.pg_schema().expect("a schema").to_string();
+    for args in [&["backup", text(&copy)][..], &["backup", "--force", text(&copy)]] {
+        refused(&home, args, dir.path(), &format!("pg_dump -n {schema}"));
+    }
+    assert!(!copy.exists());
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{bin, Run, TestHome};
+use common::{bin, is_postgres, skipped_under_postgres, Run, TestHome};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -147,6 +147,15 @@ fn write_config(home: &TestHome, text: &str) {
     std::fs::write(home.path().join("config/queuectl.toml"), text).expect("write config");
 }
 
+/// Asserts the queue database exists; a SQLite file must be private (mode 0600).
+#[track_caller]
+fn assert_database_created(home: &TestHome) {
+    assert!(home.database_exists(), "no queue database");
+    if !is_postgres() {
+        assert_eq!(mode(&home.path().join("queue.db")), 0o600, "queue.db must be private");
+    }
+}
+
 fn read_config(home: &TestHome) -> String {
     std::fs::read_to_string(home.path().join("config/queuectl.toml")).expect("read config")
 }
@@ -162,8 +171,7 @@ fn init_creates_database_config_and_spool_with_private_modes() {
     assert!(run.stdout.contains("initialised"), "{run:#?}");
     assert!(!run.stdout.contains("already"), "{run:#?}");
     let root = home.path();
-    assert!(root.join("queue.db").is_file());
-    assert_eq!(mode(&root.join("queue.db")), 0o600, "queue.db must be private");
+    assert_database_created(&home);
     let config = read_config(&home);
     assert!(
         config.contains("max_retries"),
@@ -202,7 +210,7 @@ fn init_again_keeps_jobs_and_config_and_says_already_initialised() {
         edited,
         "init must not overwrite an existing config file"
     );
-    assert_eq!(mode(&home.path().join("queue.db")), 0o600);
+    assert_database_created(&home);
 }
 
 #[test]
@@ -246,16 +254,25 @@ fn commands_on_an_uninitialised_home_exit_2_say_run_init_and_create_nothing() {
             "`queuectl {}` created files",
             args.join(" ")
         );
+        assert!(
+            !home.database_exists(),
+            "`queuectl {}` created the database",
+            args.join(" ")
+        );
     }
     // The command may exit before it reads standard input: a broken pipe is expected here.
     let run = home.run_with_stdin(&["enqueue", "-"], r#"{"command":"echo hi"}"#);
     assert_eq!(run.code, 2, "{run:#?}");
     assert!(run.stderr.contains("queuectl init"), "{run:#?}");
     assert_eq!(entries(home.path()), Vec::<String>::new());
+    assert!(!home.database_exists());
 }
 
 #[test]
 fn a_zero_byte_database_file_is_not_initialised_and_is_left_untouched() {
+    if skipped_under_postgres("a zero-byte queue.db file") {
+        return;
+    }
     // What an interrupted `init` or a stray `touch queue.db` leaves behind.
     let home = TestHome::empty();
     let db = home.path().join("queue.db");
@@ -273,6 +290,8 @@ fn a_zero_byte_database_file_is_not_initialised_and_is_left_untouched() {
 
 #[test]
 fn home_is_chosen_by_flag_then_environment_then_current_directory() {
+    // No database is named here, whatever the tests' backend: each home's jobs are in its own
+    // queue.db, which shows which home a command chose.
     let by_cwd = TestHome::empty();
     let by_env = TestHome::empty();
     let by_flag = TestHome::empty();
@@ -316,9 +335,21 @@ fn home_is_chosen_by_flag_then_environment_then_current_directory() {
         "in-cwd\n"
     );
 
-    assert_eq!(listed_ids(&by_flag, &[]), vec!["in-flag"]);
-    assert_eq!(listed_ids(&by_env, &[]), vec!["in-env"]);
-    assert_eq!(listed_ids(&by_cwd, &[]), vec!["in-cwd"]);
+    // Listed the same way, each through --home alone.
+    let ids_in = |home: &TestHome| -> Vec<String> {
+        let path = home.path().to_str().unwrap();
+        let run = run_command(bare_command(&["--home", path, "list", "--json"], by_cwd.path()));
+        assert_eq!(run.code, 0, "{run:#?}");
+        run.json()
+            .as_array()
+            .expect("list --json is an array")
+            .iter()
+            .map(|j| j["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids_in(&by_flag), vec!["in-flag"]);
+    assert_eq!(ids_in(&by_env), vec!["in-env"]);
+    assert_eq!(ids_in(&by_cwd), vec!["in-cwd"]);
 
     // `--home` may also come after the subcommand.
     let run = run_command(bare_command(&["list", "--json", "--home", flag], by_cwd.path()));
@@ -1525,13 +1556,10 @@ fn dlq_retry_without_an_id_is_a_usage_error() {
 
 /// Moves jobs to the DLQ the way a worker would, without running one: `dead` with attempts.
 fn make_dead(home: &TestHome, id: &str, attempts: u32) {
-    let changed = home
-        .db()
-        .execute(
-            "UPDATE queuectl_jobs SET state = 'dead', attempts = ?2, last_error = 'exit 1' WHERE id = ?1",
-            rusqlite::params![id, attempts],
-        )
-        .unwrap();
+    let changed = home.sql().execute(
+        "UPDATE {jobs} SET state = 'dead', attempts = ?2, last_error = 'exit 1' WHERE id = ?1",
+        &[id.into(), attempts.into()],
+    );
     assert_eq!(changed, 1, "no job {id}");
 }
 
@@ -1544,12 +1572,10 @@ fn dlq_retry_all_moves_every_dead_job_back_to_pending_and_nothing_else() {
     for id in ["dead1", "dead2", "dead3"] {
         make_dead(&home, id, 4);
     }
-    home.db()
-        .execute(
-            "UPDATE queuectl_jobs SET state = 'completed', attempts = 1 WHERE id = 'done'",
-            [],
-        )
-        .unwrap();
+    home.sql().execute(
+        "UPDATE {jobs} SET state = 'completed', attempts = 1 WHERE id = 'done'",
+        &[],
+    );
     let run = home.run(&["dlq", "retry", "--all"]).ok();
     assert_eq!(run.stdout, "moved 3 jobs from the DLQ back to pending\n", "{run:#?}");
     for id in ["dead1", "dead2", "dead3"] {
@@ -2014,10 +2040,14 @@ fn jobs_persist_across_processes() {
     assert_eq!(home.job("job1")["max_retries"], 8);
     // The same home opened through --home from elsewhere sees the job.
     let other = TestHome::empty();
-    let run = run_command(bare_command(
+    let mut command = bare_command(
         &["--home", home.path().to_str().unwrap(), "show", "job1", "--json"],
         other.path(),
-    ));
+    );
+    if let Some(location) = home.db_location() {
+        command.env("QUEUECTL_DB", location);
+    }
+    let run = run_command(command);
     assert_eq!(run.code, 0, "{run:#?}");
     assert_eq!(run.json()["id"], "job1");
 }

@@ -222,11 +222,11 @@ fn a_reported_duration_excludes_time_spent_waiting_to_record_it() {
     wait_until("the job to start", SHORT, || home.path().join("began").exists());
     // Hold the database's write lock while the job finishes, well past the worker's 5 s busy
     // timeout, so recording the result has to wait.
-    let db = rusqlite::Connection::open(home.path().join("queue.db")).unwrap();
-    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut db = home.sql();
+    db.take_write_lock();
     std::fs::write(home.path().join("go"), "").unwrap();
     std::thread::sleep(Duration::from_secs(7)); // the condition under test: a long-held lock
-    db.execute_batch("COMMIT").unwrap();
+    db.release_write_lock();
     let (code, output) = finish(worker, SHORT);
     assert_eq!(code, 0, "{output}");
     let job = home.job("quick");
@@ -248,14 +248,12 @@ fn worker_stop_never_signals_a_pid_it_cannot_identify() {
     let home = TestHome::new();
     let mut stranger = std::process::Command::new("sleep").arg("60").spawn().unwrap();
     let _guard = KillOnDrop(vec![stranger.id()]);
-    let db = rusqlite::Connection::open(home.path().join("queue.db")).unwrap();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    db.execute(
-        "INSERT INTO queuectl_workers (id, pid, host, proc_start, started_at, heartbeat_at, threads, kinds, version) \
+    home.sql().execute(
+        "INSERT INTO {workers} (id, pid, host, proc_start, started_at, heartbeat_at, threads, kinds, version) \
          VALUES ('old', ?1, ?2, NULL, 0, 0, 1, '[\"shell\"]', '0.1.0')",
-        rusqlite::params![stranger.id(), host.trim()],
-    )
-    .unwrap();
+        &[stranger.id().into(), host.trim().into()],
+    );
     let stop = home.run(&["worker", "stop", "--timeout", "1s"]).ok();
     assert!(stop.stderr.contains("not signalled"), "{stop:?}");
     assert!(

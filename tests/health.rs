@@ -47,7 +47,7 @@ fn an_uninitialised_home_is_unhealthy_not_a_usage_error() {
     let report = home.run(&["health", "--json"]).code(1).json();
     assert_eq!(report["ok"], false);
     assert_eq!(report["checks"].as_array().map(Vec::len), Some(1));
-    assert!(!home.path().join("queue.db").exists(), "health created nothing");
+    assert!(!home.database_exists(), "health created nothing");
 }
 
 #[test]

@@ -5,6 +5,7 @@
 mod common;
 
 use common::pool::{run_pool, PoolThread};
+use common::TestHome;
 use queuectl::{Error, ExecContext, Home, Job, JobSpec, Outcome, PoolBuilder, Queue, Shutdown, State, WorkerEvent};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
@@ -13,9 +14,11 @@ use std::time::Duration;
 /// The most any pool run in these tests may take.
 const POOL_DEADLINE: Duration = Duration::from_secs(60);
 
-fn new_queue() -> (tempfile::TempDir, Home, Queue) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let home = Home::new(dir.path());
+/// A new queue in a test home (its database where the tests' backend puts it); the home is
+/// returned first so that it outlives the queue.
+fn new_queue() -> (TestHome, Home, Queue) {
+    let dir = TestHome::empty();
+    let home = dir.lib_home();
     let (queue, report) = Queue::init(&home).expect("init");
     assert!(!report.already_initialised);
     // Retries one second apart keep these tests short.

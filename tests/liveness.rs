@@ -4,8 +4,8 @@
 //! worker that finds its registry row gone stops its running jobs.
 //!
 //! States no command produces (a worker row from another host, an ancient heartbeat) are set up
-//! by writing `queue.db` directly with rusqlite, with timestamps far from every threshold, so no
-//! assertion depends on how fast the machine is.
+//! by writing the queue database directly (`TestHome::sql`, on either backend), with timestamps
+//! far from every threshold, so no assertion depends on how fast the machine is.
 
 mod common;
 
@@ -14,7 +14,7 @@ use common::process::{process_gone, read_pid, worker_pids, KillListedOnDrop, Kil
 use common::{now_millis, wait_until, TestHome};
 use queuectl::store::WorkerRecord;
 use queuectl::worker::registry::{host_name, process_start_time, worker_alive};
-use queuectl::{ExecContext, Home, Job, JobSpec, Outcome, PoolBuilder, Queue, Shutdown, State, WorkerEvent};
+use queuectl::{ExecContext, Job, JobSpec, Outcome, PoolBuilder, Queue, Shutdown, State, WorkerEvent};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -85,39 +85,33 @@ fn on_this_host_the_pid_and_its_start_time_decide_whatever_the_heartbeat() {
 
 /// Inserts a worker row and moves the (pending) job `job` to `processing` under it.
 fn hold_job(home: &TestHome, worker: &WorkerRecord, job: &str) {
-    let db = home.db();
+    let mut db = home.sql();
     db.execute(
-        "INSERT INTO queuectl_workers (id, pid, host, proc_start, started_at, heartbeat_at, threads, kinds, slots, \
-         stopping, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, '[\"shell\"]', '[]', 0, 'test')",
-        rusqlite::params![
-            worker.id,
-            worker.pid,
-            worker.host,
-            worker.proc_start.map(|s| s as i64),
-            worker.started_at,
-            worker.heartbeat_at
+        "INSERT INTO {workers} (id, pid, host, proc_start, started_at, heartbeat_at, threads, kinds, slots, \
+         stopping, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, '[\"shell\"]', '[]', '0', 'test')",
+        &[
+            worker.id.as_str().into(),
+            worker.pid.into(),
+            worker.host.as_str().into(),
+            worker.proc_start.map(|s| s as i64).into(),
+            worker.started_at.into(),
+            worker.heartbeat_at.into(),
         ],
-    )
-    .expect("insert a worker row");
-    let changed = db
-        .execute(
-            "UPDATE queuectl_jobs SET state = 'processing', worker = ?1, started_at = ?2, lease = lease + 1 \
-             WHERE id = ?3 AND state = 'pending'",
-            rusqlite::params![worker.id, worker.heartbeat_at.max(1), job],
-        )
-        .expect("claim a job");
+    );
+    let changed = db.execute(
+        "UPDATE {jobs} SET state = 'processing', worker = ?1, started_at = ?2, lease = lease + 1 \
+         WHERE id = ?3 AND state = 'pending'",
+        &[worker.id.as_str().into(), worker.heartbeat_at.max(1).into(), job.into()],
+    );
     assert_eq!(changed, 1, "{job} was not pending");
 }
 
 fn worker_ids(home: &TestHome) -> Vec<String> {
-    let db = home.db();
-    let mut statement = db.prepare("SELECT id FROM queuectl_workers ORDER BY id").unwrap();
-    let ids = statement
-        .query_map([], |r| r.get::<_, String>(0))
-        .unwrap()
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .unwrap();
-    ids
+    home.sql()
+        .query("SELECT id FROM {workers} ORDER BY id", &[])
+        .into_iter()
+        .map(|row| row[0].text().to_string())
+        .collect()
 }
 
 fn outcomes(home: &TestHome, id: &str) -> Vec<String> {
@@ -234,13 +228,10 @@ fn a_paused_worker_keeps_its_job_however_old_its_heartbeat() {
     let _cleanup = KillOnDrop(vec![job_pid]);
     worker.signal(libc::SIGSTOP);
     // Paused, it cannot heartbeat: make its last heartbeat ancient, far past the 3 s lease.
-    let changed = home
-        .db()
-        .execute(
-            "UPDATE queuectl_workers SET heartbeat_at = 1 WHERE pid = ?1",
-            [worker.pid],
-        )
-        .unwrap();
+    let changed = home.sql().execute(
+        "UPDATE {workers} SET heartbeat_at = 1 WHERE pid = ?1",
+        &[worker.pid.into()],
+    );
     assert_eq!(changed, 1);
     let recover = home.run(&["recover"]).ok();
     assert_eq!(recover.stdout, "recovered 0 jobs\n", "{recover:#?}");
@@ -282,9 +273,8 @@ fn a_worker_whose_row_is_gone_kills_its_running_job_before_registering_again() {
         .unwrap();
 
     let changed = home
-        .db()
-        .execute("DELETE FROM queuectl_workers WHERE pid = ?1", [worker.pid])
-        .unwrap();
+        .sql()
+        .execute("DELETE FROM {workers} WHERE pid = ?1", &[worker.pid.into()]);
     assert_eq!(changed, 1);
     wait_until("the first run's process group to be killed", SHORT, || {
         process_gone(shell) && process_gone(child)
@@ -319,7 +309,7 @@ fn a_worker_whose_row_is_gone_kills_its_running_job_before_registering_again() {
 #[test]
 fn a_result_that_comes_back_after_its_job_was_recovered_and_run_again_is_discarded() {
     let home = TestHome::new();
-    let queue_home = Home::new(home.path());
+    let queue_home = home.lib_home();
     let queue = Queue::open(&queue_home).unwrap();
     // Heartbeats 20 s apart: once the first pool has written which job it runs, it does not
     // touch its row again during the test, so the row rewritten below stays as written.
@@ -364,20 +354,15 @@ fn a_result_that_comes_back_after_its_job_was_recovered_and_run_again_is_discard
     let first = PoolThread::spawn(first, &first_shutdown);
     started_rx.recv_timeout(SHORT).expect("the first pool to start the job");
     wait_until("the first pool's row to list its running job", SHORT, || {
-        let slots: String = home
-            .db()
-            .query_row("SELECT slots FROM queuectl_workers", [], |r| r.get(0))
-            .unwrap_or_default();
-        slots.contains("\"j\"")
+        let slots = home.sql().query_value("SELECT slots FROM {workers}", &[]);
+        slots.is_some_and(|slots| slots.text().contains("\"j\""))
     });
 
     // Make it look like a worker on another host, silent for ten leases: presumed dead.
-    home.db()
-        .execute(
-            "UPDATE queuectl_workers SET host = 'another-host.example', heartbeat_at = ?1",
-            [now_millis() - 10 * 60_000],
-        )
-        .unwrap();
+    home.sql().execute(
+        "UPDATE {workers} SET host = 'another-host.example', heartbeat_at = ?1",
+        &[(now_millis() - 10 * 60_000).into()],
+    );
     let report = queue.recover().unwrap();
     assert_eq!(report.recovered, [("j".to_string(), State::Failed)]);
     assert_eq!(queue.get("j").unwrap().attempts, 1);

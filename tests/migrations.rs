@@ -6,7 +6,7 @@ mod common;
 
 use common::old_schema::rewrite_at_version;
 use common::process::{Worker, SHORT};
-use common::{dump_database, TestHome};
+use common::{dump_database, skipped_under_postgres, TestHome};
 use queuectl::store::sqlite::schema::SCHEMA_VERSION;
 
 /// A home whose database is as the first queuectl (schema version 1) left it, with a job
@@ -50,6 +50,11 @@ fn last_migrated_by(home: &TestHome) -> String {
 
 #[test]
 fn commands_other_than_the_upgrading_ones_refuse_an_older_schema_and_change_nothing() {
+    if skipped_under_postgres(
+        "upgrades of an older queue.db file (the PostgreSQL migrations are in tests/store_postgres.rs)",
+    ) {
+        return;
+    }
     let home = home_at_version_1();
     let before = home.db_snapshot();
     let commands: &[&[&str]] = &[
@@ -88,6 +93,11 @@ fn commands_other_than_the_upgrading_ones_refuse_an_older_schema_and_change_noth
 
 #[test]
 fn migrate_writes_a_backup_of_the_old_database_then_upgrades_it() {
+    if skipped_under_postgres(
+        "upgrades of an older queue.db file (the PostgreSQL migrations are in tests/store_postgres.rs)",
+    ) {
+        return;
+    }
     let home = home_at_version_1();
     let old = dump_database(&home.db());
     let run = home.run(&["migrate"]).ok();
@@ -132,6 +142,11 @@ fn migrate_writes_a_backup_of_the_old_database_then_upgrades_it() {
 
 #[test]
 fn migrate_on_a_current_database_changes_nothing_and_says_so() {
+    if skipped_under_postgres(
+        "upgrades of an older queue.db file (the PostgreSQL migrations are in tests/store_postgres.rs)",
+    ) {
+        return;
+    }
     let home = TestHome::new();
     home.run(&["enqueue", "--id", "j", "--command", "true"]).ok();
     let before = home.db_snapshot();
@@ -151,6 +166,11 @@ fn migrate_on_a_current_database_changes_nothing_and_says_so() {
 
 #[test]
 fn migrate_in_an_uninitialised_home_is_refused_and_creates_nothing() {
+    if skipped_under_postgres(
+        "upgrades of an older queue.db file (the PostgreSQL migrations are in tests/store_postgres.rs)",
+    ) {
+        return;
+    }
     let home = TestHome::empty();
     let run = home.run(&["migrate"]).code(2);
     assert!(run.stderr.contains("queuectl init"), "{run:#?}");
@@ -163,6 +183,11 @@ fn migrate_in_an_uninitialised_home_is_refused_and_creates_nothing() {
 
 #[test]
 fn init_upgrades_an_older_database_after_a_backup() {
+    if skipped_under_postgres(
+        "upgrades of an older queue.db file (the PostgreSQL migrations are in tests/store_postgres.rs)",
+    ) {
+        return;
+    }
     let home = home_at_version_1();
     let old = dump_database(&home.db());
     let run = home.run(&["init"]).ok();
@@ -176,6 +201,11 @@ fn init_upgrades_an_older_database_after_a_backup() {
 
 #[test]
 fn worker_start_upgrades_an_older_database_after_a_backup_and_runs_its_jobs() {
+    if skipped_under_postgres(
+        "upgrades of an older queue.db file (the PostgreSQL migrations are in tests/store_postgres.rs)",
+    ) {
+        return;
+    }
     let home = home_at_version_1();
     let old = dump_database(&home.db());
     let mut worker = Worker::spawn(&home, &["--until-empty"]);
@@ -193,6 +223,11 @@ fn worker_start_upgrades_an_older_database_after_a_backup_and_runs_its_jobs() {
 
 #[test]
 fn a_second_migrate_after_an_upgrade_is_a_no_op() {
+    if skipped_under_postgres(
+        "upgrades of an older queue.db file (the PostgreSQL migrations are in tests/store_postgres.rs)",
+    ) {
+        return;
+    }
     let home = home_at_version_1();
     home.run(&["migrate"]).ok();
     let after = home.db_snapshot();

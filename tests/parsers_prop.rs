@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::TestHome;
+use common::{is_postgres, TestHome};
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
@@ -368,13 +368,17 @@ fn any_time_formats_and_parses_back_to_the_same_millisecond() {
 // Through the binary: a refusal exits 2 and changes nothing
 // ---------------------------------------------------------------------------------------------
 
-/// The bytes of the database files and the names in the spool: what a refusal must not change.
+/// The bytes of the database files (under PostgreSQL a dump of the home's schema) and the names
+/// in the spool: what a refusal must not change.
 fn queue_bytes(home: &TestHome) -> Vec<(String, Vec<u8>)> {
     let mut files = Vec::new();
     for name in ["queue.db", "queue.db-wal"] {
         if let Ok(bytes) = std::fs::read(home.path().join(name)) {
             files.push((name.to_string(), bytes));
         }
+    }
+    if is_postgres() {
+        files.push(("database".to_string(), home.db_dump().into_bytes()));
     }
     for dir in ["spool/incoming", "spool/tmp"] {
         let mut names: Vec<String> = std::fs::read_dir(home.path().join(dir))

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{dump_database, TestHome};
+use common::{dump_database, skipped_under_postgres, TestHome};
 use queuectl::store::sqlite::schema::{MIGRATIONS, SCHEMA_VERSION};
 
 /// Opens (creating) a database file directly, for setting up versions no command writes.
@@ -26,6 +26,11 @@ fn words(text: &str) -> Vec<&str> {
 
 #[test]
 fn an_older_database_is_migrated_to_the_current_schema() {
+    if skipped_under_postgres(
+        "the SQLite file's schema and user_version (the PostgreSQL migrations are in tests/store_postgres.rs)",
+    ) {
+        return;
+    }
     let fresh = TestHome::new();
     let current = dump_database(&fresh.db());
     assert!(
@@ -73,6 +78,11 @@ fn home_with_a_conflicting_table() -> TestHome {
 
 #[test]
 fn a_migration_that_fails_midway_leaves_the_database_at_its_old_version() {
+    if skipped_under_postgres(
+        "the SQLite file's schema and user_version (the PostgreSQL migrations are in tests/store_postgres.rs)",
+    ) {
+        return;
+    }
     let home = home_with_a_conflicting_table();
     let before = dump_database(&open(&home));
     let run = home.run(&["init"]);
@@ -94,6 +104,11 @@ fn a_migration_that_fails_midway_leaves_the_database_at_its_old_version() {
 
 #[test]
 fn a_failed_migration_is_reported_in_one_line() {
+    if skipped_under_postgres(
+        "the SQLite file's schema and user_version (the PostgreSQL migrations are in tests/store_postgres.rs)",
+    ) {
+        return;
+    }
     let home = home_with_a_conflicting_table();
     let run = home.run(&["init"]);
     assert_eq!(run.code, 1, "{run:#?}");
@@ -102,6 +117,11 @@ fn a_failed_migration_is_reported_in_one_line() {
 
 #[test]
 fn a_database_from_a_newer_queuectl_is_refused_by_every_command_and_left_alone() {
+    if skipped_under_postgres(
+        "the SQLite file's schema and user_version (the PostgreSQL migrations are in tests/store_postgres.rs)",
+    ) {
+        return;
+    }
     let home = TestHome::new();
     home.run(&["enqueue", "--id", "j", "--command", "true"]).ok();
     home.run(&["config", "set", "max-retries", "5"]).ok();

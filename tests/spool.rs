@@ -575,7 +575,7 @@ fn jobs_are_committed_before_their_file_is_removed() {
     let lock = DbLock::take(&home);
     let mut ingest = Watch::start_with(&home, &["spool", "ingest"]);
     reads.wait_for_read(Duration::from_secs(10));
-    wait_until_waiting_for_a_lock(ingest.child.id());
+    wait_until_waiting_for_a_lock(&home, ingest.child.id());
     assert!(
         path.exists(),
         "the file was removed before its jobs were committed: {}",
@@ -593,11 +593,8 @@ fn a_failed_commit_leaves_the_file_for_the_next_pass() {
     let home = TestHome::new();
     drop_renamed(&home, "kept.json", r#"{"command":"echo kept"}"#);
     // A commit that fails like a full disk would.
-    let db = rusqlite::Connection::open(home.path().join("queue.db")).unwrap();
-    db.execute_batch(
-        "CREATE TRIGGER test_refuse BEFORE INSERT ON queuectl_jobs BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
-    )
-    .unwrap();
+    let mut db = home.sql();
+    db.refuse_job_inserts("database or disk is full");
     let run = home.run(&["spool", "ingest"]).code(1);
     assert!(
         run.stderr.contains("could not add the jobs of kept.json") && run.stderr.contains("disk is full"),
@@ -607,7 +604,7 @@ fn a_failed_commit_leaves_the_file_for_the_next_pass() {
     assert!(names_in(&failed(&home)).is_empty());
     assert_eq!(total(&home), 0);
 
-    db.execute_batch("DROP TRIGGER test_refuse").unwrap();
+    db.allow_job_inserts();
     home.run(&["spool", "ingest"]).ok();
     assert_exactly_once(&home, &["echo kept".to_string()]);
     assert!(names_in(&incoming(&home)).is_empty());
@@ -615,12 +612,11 @@ fn a_failed_commit_leaves_the_file_for_the_next_pass() {
 
 /// The rows of `spool_files`: (name, jobs).
 fn spool_file_records(home: &TestHome) -> Vec<(String, i64)> {
-    let db = rusqlite::Connection::open(home.path().join("queue.db")).unwrap();
-    let mut statement = db
-        .prepare("SELECT name, jobs FROM queuectl_spool_files ORDER BY name")
-        .unwrap();
-    let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?))).unwrap();
-    rows.map(|r| r.unwrap()).collect()
+    home.sql()
+        .query("SELECT name, jobs FROM {spool_files} ORDER BY name", &[])
+        .into_iter()
+        .map(|row| (row[0].text().to_string(), row[1].int()))
+        .collect()
 }
 
 #[test]
@@ -656,9 +652,8 @@ fn a_file_found_again_after_its_commit_is_removed_without_adding_twice() {
     home.run(&["config", "set", "spool-keep-ingested", "true"]).ok();
     drop_renamed(&home, "forgotten.json", r#"{"command":"echo forgotten"}"#);
     home.run(&["spool", "ingest"]).ok();
-    let db = rusqlite::Connection::open(home.path().join("queue.db")).unwrap();
-    db.execute("DELETE FROM queuectl_spool_files WHERE name = 'forgotten.json'", [])
-        .unwrap();
+    home.sql()
+        .execute("DELETE FROM {spool_files} WHERE name = 'forgotten.json'", &[]);
     fs::rename(done.join("forgotten.json"), incoming(&home).join("forgotten.json")).unwrap();
     let run = home.run(&["spool", "ingest"]).code(1);
     assert!(
@@ -701,7 +696,7 @@ fn spool_retry_takes_only_names_inside_failed() {
     }
     assert!(failed(&home).join("d").join("x.json").exists());
     assert!(!incoming(&home).join("d").join("x.json").exists());
-    assert!(home.path().join("queue.db").exists() && outside_file.exists());
+    assert!(home.database_exists() && outside_file.exists());
     assert_eq!(home.db_snapshot(), before);
 }
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{signal, wait_until, TestHome};
+use common::{signal, skipped_under_postgres, wait_until, TestHome};
 use serde_json::json;
 use std::process::Child;
 use std::time::Duration;
@@ -86,8 +86,8 @@ fn a_forced_stop_while_the_database_is_locked_exits_without_spinning() {
     };
     let log_text = || std::fs::read_to_string(&log_path).unwrap_or_default();
     wait_until("the job to start", SHORT, || home.path().join("began").exists());
-    let db = rusqlite::Connection::open(home.path().join("queue.db")).unwrap();
-    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut db = home.sql();
+    db.take_write_lock();
     std::fs::write(home.path().join("go"), "").unwrap();
     wait_until("the worker to fail recording the result", SHORT, || {
         log_text().contains("database error")
@@ -97,7 +97,7 @@ fn a_forced_stop_while_the_database_is_locked_exits_without_spinning() {
     wait_until("the graceful stop to begin", SHORT, || log_text().contains("Stopping"));
     signal(worker.pid(), libc::SIGTERM);
     let (code, _) = worker.wait_exit(Duration::from_secs(60));
-    db.execute_batch("ROLLBACK").unwrap();
+    db.release_write_lock();
     let output = log_text();
     let errors = output.matches("database error").count();
     assert!(errors < 30, "{errors} database-error lines: a busy loop\n{output}");
@@ -110,6 +110,9 @@ fn a_forced_stop_while_the_database_is_locked_exits_without_spinning() {
 
 #[test]
 fn a_worker_stops_when_its_database_is_deleted() {
+    if skipped_under_postgres("faults of the SQLite file") {
+        return;
+    }
     let home = TestHome::new();
     fast_heartbeat(&home);
     let worker = Worker::start(&home, &["--count", "1"]);
@@ -124,6 +127,9 @@ fn a_worker_stops_when_its_database_is_deleted() {
 
 #[test]
 fn a_worker_stops_when_its_database_is_replaced() {
+    if skipped_under_postgres("faults of the SQLite file") {
+        return;
+    }
     let home = TestHome::new();
     fast_heartbeat(&home);
     let other = TestHome::new();
@@ -138,6 +144,9 @@ fn a_worker_stops_when_its_database_is_replaced() {
 
 #[test]
 fn a_damaged_database_is_refused_with_a_clear_error() {
+    if skipped_under_postgres("faults of the SQLite file") {
+        return;
+    }
     let home = TestHome::new();
     let path = home.path().join("queue.db");
     let mut bytes = std::fs::read(&path).unwrap();
@@ -189,6 +198,9 @@ impl Drop for SmallDisk {
 
 #[test]
 fn a_full_disk_delays_results_but_loses_none() {
+    if skipped_under_postgres("faults of the SQLite file") {
+        return;
+    }
     let Some(disk) = SmallDisk::mount("6m") else { return };
     let root = disk.dir.path().join("home");
     let home = TestHome::empty();

@@ -208,8 +208,8 @@ fn worker_that_cannot_write_its_heartbeat_stops_the_watchdog_pings() {
     });
     // Hold the database's write lock: the worker's coordinator can no longer record its
     // heartbeat (it keeps retrying), as if it were wedged.
-    let db = home.db();
-    db.execute_batch("BEGIN IMMEDIATE").expect("take the write lock");
+    let mut db = home.sql();
+    db.take_write_lock();
     // Pings are due every 100 ms; a second without one means they stopped (the heartbeat goes
     // stale after 2 * heartbeat_seconds + 2 s = 4 s).
     let mut last_ping = Instant::now();
@@ -223,7 +223,7 @@ fn worker_that_cannot_write_its_heartbeat_stops_the_watchdog_pings() {
         }
         last_ping.elapsed() >= Duration::from_secs(1)
     });
-    db.execute_batch("ROLLBACK").expect("release the write lock");
+    db.release_write_lock();
     let stopped_at = manager.count("WATCHDOG=1");
     manager.wait_for("the watchdog pings to resume", SHORT, |messages| {
         messages.iter().filter(|m| has_line(m, "WATCHDOG=1")).count() > stopped_at

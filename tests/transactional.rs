@@ -10,7 +10,7 @@ mod common;
 
 use common::old_schema::rewrite_at_version;
 use common::pool::{run_pool, PoolThread};
-use common::{dump_database, wait_until, TestHome};
+use common::{dump_database, skipped_under_postgres, wait_until, TestHome};
 use queuectl::sqlite::rusqlite::{self, Connection, TransactionBehavior};
 use queuectl::sqlite::{enqueue_batch_tx, enqueue_tx, SCHEMA_VERSION};
 use queuectl::{Error, Home, JobSpec, PoolBuilder, Queue, Schedule, Shutdown, State, WorkerEvent};
@@ -63,6 +63,11 @@ fn pool(home: &TestHome) -> PoolBuilder {
 
 #[test]
 fn a_rolled_back_transaction_leaves_neither_the_job_nor_the_applications_rows() {
+    if skipped_under_postgres(
+        "transactional enqueue into the SQLite file (tests/transactional_postgres.rs covers PostgreSQL)",
+    ) {
+        return;
+    }
     let home = TestHome::new();
     let mut conn = app_connection(&home);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).unwrap();
@@ -84,6 +89,11 @@ fn a_rolled_back_transaction_leaves_neither_the_job_nor_the_applications_rows() 
 
 #[test]
 fn dropping_the_transaction_without_commit_leaves_no_job() {
+    if skipped_under_postgres(
+        "transactional enqueue into the SQLite file (tests/transactional_postgres.rs covers PostgreSQL)",
+    ) {
+        return;
+    }
     let home = TestHome::new();
     let mut conn = app_connection(&home);
     {
@@ -95,6 +105,11 @@ fn dropping_the_transaction_without_commit_leaves_no_job() {
 
 #[test]
 fn a_committed_transaction_holds_the_applications_rows_and_the_jobs_which_a_pool_runs() {
+    if skipped_under_postgres(
+        "transactional enqueue into the SQLite file (tests/transactional_postgres.rs covers PostgreSQL)",
+    ) {
+        return;
+    }
     let home = TestHome::new();
     let mut conn = app_connection(&home);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).unwrap();
@@ -132,6 +147,11 @@ fn a_committed_transaction_holds_the_applications_rows_and_the_jobs_which_a_pool
 
 #[test]
 fn a_commit_wakes_an_idle_running_pool() {
+    if skipped_under_postgres(
+        "transactional enqueue into the SQLite file (tests/transactional_postgres.rs covers PostgreSQL)",
+    ) {
+        return;
+    }
     let home = TestHome::new();
     let started = Arc::new(AtomicBool::new(false));
     let seen = started.clone();
@@ -164,6 +184,11 @@ fn a_commit_wakes_an_idle_running_pool() {
 
 #[test]
 fn a_duplicate_id_refuses_the_whole_batch_and_leaves_the_transaction_usable() {
+    if skipped_under_postgres(
+        "transactional enqueue into the SQLite file (tests/transactional_postgres.rs covers PostgreSQL)",
+    ) {
+        return;
+    }
     let home = TestHome::new();
     queue(&home)
         .enqueue(JobSpec::shell("echo original").with_id("taken"))
@@ -202,6 +227,11 @@ fn a_duplicate_id_refuses_the_whole_batch_and_leaves_the_transaction_usable() {
 
 #[test]
 fn an_invalid_spec_is_refused_naming_its_place_and_adds_nothing() {
+    if skipped_under_postgres(
+        "transactional enqueue into the SQLite file (tests/transactional_postgres.rs covers PostgreSQL)",
+    ) {
+        return;
+    }
     let home = TestHome::new();
     let mut conn = app_connection(&home);
     let tx = conn.transaction().unwrap();
@@ -228,6 +258,11 @@ fn an_invalid_spec_is_refused_naming_its_place_and_adds_nothing() {
 
 #[test]
 fn a_file_without_the_queue_schema_or_at_another_version_is_refused_and_left_alone() {
+    if skipped_under_postgres(
+        "transactional enqueue into the SQLite file (tests/transactional_postgres.rs covers PostgreSQL)",
+    ) {
+        return;
+    }
     // A file of the application's own, never initialised by queuectl.
     let plain = TestHome::empty();
     let mut conn = app_connection(&plain);
@@ -281,6 +316,11 @@ fn a_file_without_the_queue_schema_or_at_another_version_is_refused_and_left_alo
 
 #[test]
 fn application_tables_named_like_the_queues_old_tables_do_not_clash() {
+    if skipped_under_postgres(
+        "transactional enqueue into the SQLite file (tests/transactional_postgres.rs covers PostgreSQL)",
+    ) {
+        return;
+    }
     let home = TestHome::new();
     let conn = app_connection(&home);
     conn.execute_batch(
@@ -308,6 +348,11 @@ fn application_tables_named_like_the_queues_old_tables_do_not_clash() {
 
 #[test]
 fn init_adds_the_queue_to_an_applications_file_that_has_a_jobs_table_of_its_own() {
+    if skipped_under_postgres(
+        "transactional enqueue into the SQLite file (tests/transactional_postgres.rs covers PostgreSQL)",
+    ) {
+        return;
+    }
     let home = TestHome::empty();
     let conn = app_connection(&home);
     conn.execute_batch(
@@ -343,6 +388,11 @@ fn init_adds_the_queue_to_an_applications_file_that_has_a_jobs_table_of_its_own(
 
 #[test]
 fn migrating_a_version_2_queue_keeps_every_job_its_history_and_settings() {
+    if skipped_under_postgres(
+        "transactional enqueue into the SQLite file (tests/transactional_postgres.rs covers PostgreSQL)",
+    ) {
+        return;
+    }
     assert_eq!(
         SCHEMA_VERSION, 3,
         "this test builds the database the previous version left"

@@ -900,7 +900,7 @@ fn a_running_worker_picks_up_config_changes() {
 /// A job and its history read through the library, which needs no config file: while the file
 /// is broken the CLI's inspection commands may refuse to run.
 fn job_through_library(home: &TestHome, id: &str) -> (queuectl::Job, Vec<queuectl::Attempt>) {
-    let queue = queuectl::Queue::open(&queuectl::Home::new(home.path())).expect("open the queue");
+    let queue = queuectl::Queue::open(&home.lib_home()).expect("open the queue");
     let job = queue.get(id).expect("get the job");
     let history = queue.history(&job.id).expect("the job's history");
     (job, history)
@@ -1260,8 +1260,8 @@ fn a_write_lock_held_past_the_busy_timeout_does_not_kill_the_worker_or_lose_its_
     );
     let pid = read_pid(home.path().join("locked.pid"));
     let _cleanup = KillOnDrop(vec![pid]);
-    let conn = home.db();
-    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut conn = home.sql();
+    conn.take_write_lock();
     // The job ends while the lock is held: its result has to wait inside the worker.
     std::fs::write(home.path().join("release"), "").unwrap();
     wait_until("the job's shell to exit", SHORT, || process_gone(pid));
@@ -1272,7 +1272,7 @@ fn a_write_lock_held_past_the_busy_timeout_does_not_kill_the_worker_or_lose_its_
         "the worker died of a held lock: {}",
         worker.output()
     );
-    conn.execute_batch("COMMIT").unwrap();
+    conn.release_write_lock();
     wait_until("the result to be recorded", SHORT, || {
         state(&home, "locked") == "completed"
     });

@@ -1,13 +1,23 @@
 //! Shared helpers for the black-box tests: a temporary queue home, running the built
 //! `queuectl` binary in it, a logical dump of its database, and waiting on conditions with a
-//! deadline (never a fixed sleep). Worker processes with kill guards live in [`process`], library
-//! pools joined with a deadline in [`pool`].
+//! deadline (never a fixed sleep). Which database the homes use (SQLite, or a schema each in
+//! PostgreSQL) is chosen by the environment, see [`backend`]; direct SQL on either is in
+//! [`sql`], database dumps in [`dump`]. Worker processes with kill guards live in [`process`],
+//! library pools joined with a deadline in [`pool`].
 #![allow(dead_code)]
 
+pub mod backend;
+pub mod dump;
 pub mod old_schema;
 pub mod pool;
 pub mod process;
+pub mod sql;
 
+#[allow(unused_imports)]
+pub use backend::{is_postgres, skipped_under_postgres};
+pub use dump::dump_database;
+
+use backend::{Backend, PgSchema};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -17,9 +27,12 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_queuectl"))
 }
 
-/// A temporary queue home, removed when dropped.
+/// A temporary queue home, removed when dropped; under PostgreSQL with a schema of its own,
+/// dropped with it.
 pub struct TestHome {
     pub dir: tempfile::TempDir,
+    /// The home's schema when the tests run against PostgreSQL.
+    pg: Option<PgSchema>,
 }
 
 /// The longest any single `queuectl` command in a test may take: a command that hangs (a broken
@@ -105,10 +118,16 @@ impl Run {
 }
 
 impl TestHome {
-    /// A new, uninitialised home.
+    /// A new, uninitialised home (under PostgreSQL: a schema name of its own, not created yet).
     pub fn empty() -> TestHome {
+        backend::announce();
+        let pg = match backend::backend() {
+            Backend::Sqlite => None,
+            Backend::Postgres { url } => Some(PgSchema::new(url)),
+        };
         TestHome {
             dir: tempfile::tempdir().expect("temp dir"),
+            pg,
         }
     }
 
@@ -124,17 +143,59 @@ impl TestHome {
         self.dir.path()
     }
 
+    /// The database location `queuectl` is given for this home (`QUEUECTL_DB`) when it is not
+    /// the default `HOME/queue.db`: under PostgreSQL, the server URL with the home's schema.
+    pub fn db_location(&self) -> Option<String> {
+        self.pg.as_ref().map(PgSchema::location)
+    }
+
+    /// The home's PostgreSQL schema name, under PostgreSQL.
+    pub fn pg_schema(&self) -> Option<&str> {
+        self.pg.as_ref().map(|pg| pg.name.as_str())
+    }
+
+    /// This home for the library: `Home::new(dir)`, with its database where the tests' backend
+    /// puts it.
+    pub fn lib_home(&self) -> queuectl::Home {
+        let home = queuectl::Home::new(self.path());
+        match self.db_location() {
+            Some(location) => home.with_db(queuectl::store::DbLocation::parse(&location).expect("a test location")),
+            None => home,
+        }
+    }
+
+    /// True if the queue database exists (`queue.db`, or the home's schema).
+    pub fn database_exists(&self) -> bool {
+        match &self.pg {
+            None => self.path().join("queue.db").exists(),
+            Some(pg) => pg
+                .client()
+                .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&pg.name])
+                .expect("look for the schema")
+                .is_some(),
+        }
+    }
+
     /// A `queuectl` command in this home, not yet started.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(bin());
         command
             .args(args)
             .env("QUEUECTL_HOME", self.path())
-            .env_remove("QUEUECTL_DB")
             .env("NO_COLOR", "1")
             .current_dir(self.path())
             .stdin(Stdio::null());
+        self.set_db_env(&mut command);
         command
+    }
+
+    /// Points a command made elsewhere at this home's database: `QUEUECTL_DB` under
+    /// PostgreSQL, none (the home's own `queue.db`) under SQLite.
+    pub fn set_db_env(&self, command: &mut Command) {
+        match self.db_location() {
+            Some(location) => command.env("QUEUECTL_DB", location),
+            None => command.env_remove("QUEUECTL_DB"),
+        };
     }
 
     /// Runs `queuectl ARGS` in this home and waits for it (at most [`COMMAND_DEADLINE`]).
@@ -183,28 +244,51 @@ impl TestHome {
         self.run(&["show", id, "--json"]).ok().json()
     }
 
-    /// The queue database, opened directly (never created): for tests that must set up a state
-    /// no command produces (a worker row from another host, an old schema version).
+    /// The SQLite file `queue.db`, opened directly (never created): for tests about SQLite
+    /// itself. Anything else goes through [`TestHome::sql`], which works on either backend.
+    #[track_caller]
     pub fn db(&self) -> rusqlite::Connection {
-        let path = self.path().join("queue.db");
-        let conn = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
-            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-        // A worker may hold the write lock for a moment; wait rather than fail.
-        conn.busy_timeout(Duration::from_secs(10)).expect("busy timeout");
-        conn
+        assert!(
+            self.pg.is_none(),
+            "TestHome::db() opens queue.db, which a PostgreSQL test home does not have: use \
+             TestHome::sql(), or skip the test with skipped_under_postgres(reason)"
+        );
+        sql::open_sqlite(&self.path().join("queue.db"))
     }
 
-    /// Everything a refused command must leave alone, as text: a logical dump of `queue.db`
-    /// (`user_version`, the schema, and every row of every table) and the config file's bytes.
-    /// Rows are sorted so the dump does not depend on the order SQLite happens to return them.
-    pub fn db_snapshot(&self) -> String {
-        let mut out = String::new();
-        let db = self.path().join("queue.db");
-        if db.exists() {
-            out.push_str(&dump_database(&self.db()));
-        } else {
-            out.push_str("(no queue.db)\n");
+    /// A direct connection to the queue database on either backend: for tests that must set
+    /// up a state no command produces (a worker row from another host, a held lock).
+    pub fn sql(&self) -> sql::Sql {
+        match &self.pg {
+            None => sql::Sql::Sqlite(sql::open_sqlite(&self.path().join("queue.db"))),
+            Some(pg) => sql::Sql::Postgres {
+                client: pg.client(),
+                schema: pg.name.clone(),
+            },
         }
+    }
+
+    /// A logical dump of the queue database alone (see [`TestHome::db_snapshot`]).
+    pub fn db_dump(&self) -> String {
+        match &self.pg {
+            None => {
+                let db = self.path().join("queue.db");
+                if db.exists() {
+                    dump_database(&self.db())
+                } else {
+                    "(no queue.db)\n".to_string()
+                }
+            }
+            Some(pg) => dump::dump_pg_schema(&mut pg.client(), &pg.name),
+        }
+    }
+
+    /// Everything a refused command must leave alone, as text: a logical dump of the queue
+    /// database (SQLite: `user_version`, the schema and every row of every table; PostgreSQL:
+    /// the schema's tables, columns, indexes, triggers and rows) and the config file's bytes.
+    /// Rows are sorted so the dump does not depend on the order the database returns them in.
+    pub fn db_snapshot(&self) -> String {
+        let mut out = self.db_dump();
         match std::fs::read(self.path().join("config/queuectl.toml")) {
             Ok(bytes) => {
                 out.push_str("-- config/queuectl.toml\n");
@@ -213,62 +297,6 @@ impl TestHome {
             Err(_) => out.push_str("(no config/queuectl.toml)\n"),
         }
         out
-    }
-}
-
-/// A logical dump of a SQLite database: `user_version`, every schema entry, then every table's
-/// rows (each as the debug form of its values, sorted).
-pub fn dump_database(conn: &rusqlite::Connection) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .expect("user_version");
-    writeln!(out, "user_version {version}").unwrap();
-    let mut schema = conn
-        .prepare("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name")
-        .expect("read the schema");
-    let entries: Vec<(String, String, String, Option<String>)> = schema
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .expect("read the schema")
-        .collect::<rusqlite::Result<_>>()
-        .expect("read the schema");
-    for (kind, name, table, sql) in &entries {
-        writeln!(out, "{kind} {name} on {table}: {}", sql.as_deref().unwrap_or("-")).unwrap();
-    }
-    for (_, table, _, _) in entries.iter().filter(|(kind, ..)| kind == "table") {
-        writeln!(out, "-- table {table}").unwrap();
-        let mut select = conn
-            .prepare(&format!("SELECT * FROM \"{}\"", table.replace('"', "\"\"")))
-            .expect("select a table");
-        let columns = select.column_count();
-        let mut rows: Vec<String> = select
-            .query_map([], |row| {
-                let values: Vec<String> = (0..columns)
-                    .map(|i| row.get_ref(i).map(show_value))
-                    .collect::<rusqlite::Result<_>>()?;
-                Ok(values.join(" | "))
-            })
-            .expect("read a table")
-            .collect::<rusqlite::Result<_>>()
-            .expect("read a table");
-        rows.sort();
-        for row in rows {
-            writeln!(out, "{row}").unwrap();
-        }
-    }
-    out
-}
-
-/// One SQLite value as text that tells the types apart: `NULL`, `42`, `1.5`, `"text"`, `x'00ff'`.
-fn show_value(value: rusqlite::types::ValueRef<'_>) -> String {
-    use rusqlite::types::ValueRef;
-    match value {
-        ValueRef::Null => "NULL".to_string(),
-        ValueRef::Integer(i) => i.to_string(),
-        ValueRef::Real(f) => format!("{f:?}"),
-        ValueRef::Text(t) => format!("{:?}", String::from_utf8_lossy(t)),
-        ValueRef::Blob(b) => format!("x'{}'", b.iter().map(|byte| format!("{byte:02x}")).collect::<String>()),
     }
 }
 

@@ -3,7 +3,8 @@
 //! are killed if a test fails, a seeded random sequence, and waiting for a file to be read.
 #![allow(dead_code)]
 
-use crate::common::{signal, wait_until, TestHome};
+use crate::common::sql::Sql;
+use crate::common::{is_postgres, signal, wait_until, TestHome};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs;
@@ -295,44 +296,46 @@ impl Drop for ReadWatch {
 }
 
 /// The queue database's write lock, held by the test (as a long transaction of another
-/// program would) until released or dropped.
+/// program would) until released or dropped: `Sql::take_write_lock`, on either backend.
 pub struct DbLock {
-    conn: Option<rusqlite::Connection>,
+    conn: Option<Sql>,
 }
 
 impl DbLock {
     pub fn take(home: &TestHome) -> DbLock {
-        let conn = rusqlite::Connection::open(home.path().join("queue.db")).unwrap();
-        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let mut conn = home.sql();
+        conn.take_write_lock();
         DbLock { conn: Some(conn) }
     }
 
     pub fn release(mut self) {
-        if let Some(conn) = self.conn.take() {
-            conn.execute_batch("ROLLBACK").unwrap();
+        if let Some(mut conn) = self.conn.take() {
+            conn.release_write_lock();
         }
     }
 }
 
 impl Drop for DbLock {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
+        // Closing the connection ends its transaction, and with it the lock.
+        self.conn.take();
     }
 }
 
-/// Waits until process `pid` sleeps in `nanosleep`: SQLite's busy handler, waiting for a
-/// lock. Up to then it has done everything it does before asking for the lock.
+/// Waits until process `pid` waits for the database's write lock: up to then it has done
+/// everything it does before asking for it. SQLite: the process sleeps in `nanosleep` (its
+/// busy handler); PostgreSQL: a session waits for a lock on a table of the home's schema.
 #[track_caller]
-pub fn wait_until_waiting_for_a_lock(pid: u32) {
+pub fn wait_until_waiting_for_a_lock(home: &TestHome, pid: u32) {
+    let mut conn = is_postgres().then(|| home.sql());
     wait_until(
         &format!("process {pid} waiting for the database lock"),
         Duration::from_secs(10),
-        || {
-            fs::read_to_string(format!("/proc/{pid}/wchan"))
+        || match &mut conn {
+            None => fs::read_to_string(format!("/proc/{pid}/wchan"))
                 .map(|w| w.contains("nanosleep"))
-                .unwrap_or(false)
+                .unwrap_or(false),
+            Some(conn) => conn.someone_waits_for_a_lock(),
         },
     );
 }
