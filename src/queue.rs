@@ -119,6 +119,9 @@ pub struct Queue {
     store: Mutex<Box<dyn Store>>,
     /// Set by [`Queue::tolerate_broken_config_file`]: settings leave the config file out.
     ignore_config_file: bool,
+    /// Set by [`Queue::tolerate_broken_config_file`]: the settings as read then, so one
+    /// read-only command sees one version of the file even if it changes meanwhile.
+    settings_snapshot: Option<Settings>,
 }
 
 impl Queue {
@@ -185,6 +188,7 @@ impl Queue {
             home: home.clone(),
             store: Mutex::new(store),
             ignore_config_file: false,
+            settings_snapshot: None,
         }
     }
 
@@ -217,16 +221,25 @@ impl Queue {
     /// be read because of the config file (malformed, unreadable, a bad value), ignore the file
     /// from now on, so that defaults and `config set` values apply, and return its error for
     /// the caller to show as a warning. A problem that ignoring the file does not cure (say a
-    /// bad stored value) is left for the command itself to report.
+    /// bad stored value) is left for the command itself to report. Either way the settings
+    /// read here are kept for the rest of this `Queue`'s life ([`Queue::settings`] returns them),
+    /// so a file that changes under a running command cannot fail it halfway.
     pub fn tolerate_broken_config_file(&mut self) -> Option<Error> {
-        let problem = self.settings().err()?;
+        let problem = match self.settings() {
+            Ok(settings) => {
+                self.settings_snapshot = Some(settings);
+                return None;
+            }
+            Err(problem) => problem,
+        };
         // A database error (a lock held too long) is not the file's fault: ignoring the file
         // could only hide it, so the command meets it and reports it.
         if !matches!(problem, Error::Config(_) | Error::Io { .. }) {
             return None;
         }
         self.ignore_config_file = true;
-        if self.settings().is_ok() {
+        if let Ok(settings) = self.settings() {
+            self.settings_snapshot = Some(settings);
             Some(problem)
         } else {
             self.ignore_config_file = false;
@@ -268,6 +281,9 @@ impl Queue {
 
     /// The effective, typed settings, with the config file's kind tables.
     pub fn settings(&self) -> Result<Settings> {
+        if let Some(settings) = &self.settings_snapshot {
+            return Ok(settings.clone());
+        }
         if self.ignore_config_file {
             return Settings::from_entries(self.home.root(), &self.config_entries()?);
         }
