@@ -242,8 +242,8 @@ fn notify_loop(
         let text = shared.counts.lock().unwrap_or_else(|e| e.into_inner()).text();
         {
             let mut last = shared.last_status.lock().unwrap_or_else(|e| e.into_inner());
-            let changed = last.as_ref().map_or(true, |(sent, _)| *sent != text);
-            let due = last.as_ref().map_or(true, |(_, at)| at.elapsed() >= STATUS_EVERY);
+            let changed = last.as_ref().is_none_or(|(sent, _)| *sent != text);
+            let due = last.as_ref().is_none_or(|(_, at)| at.elapsed() >= STATUS_EVERY);
             if changed && due {
                 shared.send(&format!("STATUS={text}"));
                 *last = Some((text, Instant::now()));

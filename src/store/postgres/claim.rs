@@ -34,7 +34,7 @@ pub(super) fn finish_and_claim(
     now: Millis,
 ) -> Result<(Vec<bool>, Vec<Job>)> {
     let due_again = |f: &FinishedAttempt| {
-        matches!(f.new_state, State::Pending | State::Failed) && f.run_at.map_or(true, |at| at <= now)
+        matches!(f.new_state, State::Pending | State::Failed) && f.run_at.is_none_or(|at| at <= now)
     };
     let mut seqs = HashSet::new();
     let one_statement = !holdings.is_unsure()

@@ -138,7 +138,7 @@ impl Target {
         config.keepalives_interval(interval);
         config.keepalives_retries(retries);
         config.tcp_user_timeout(timeout);
-        if config.get_connect_timeout().map_or(true, |t| *t > timeout) {
+        if config.get_connect_timeout().is_none_or(|t| *t > timeout) {
             config.connect_timeout(timeout);
         }
         target.idle_in_transaction = timeout;

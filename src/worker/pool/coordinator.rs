@@ -452,7 +452,7 @@ impl Coordinator {
                     }
                     // Fewer claimed than asked for: nothing else is due now, unless a job fell
                     // due since the claim (then the next pass claims it).
-                    if self.until_idle && self.busy() == 0 && !st.next_due.is_some_and(|due| due <= now_ms()) {
+                    if self.until_idle && self.busy() == 0 && st.next_due.is_none_or(|due| due > now_ms()) {
                         return Ok(true);
                     }
                 }
