@@ -509,7 +509,7 @@ const BROKEN: &[(&[u8], &str)] = &[
     ),
     (
         b"lease_seconds = 3\nheartbeat_seconds = 2\n",
-        "`lease_seconds` (3) must be at least 3 times `heartbeat_seconds` (2) (lease_seconds from the config file",
+        "`lease_seconds` (3) must be at least 3 times `heartbeat_seconds` (2) (lease_seconds from ",
     ),
     (
         b"max_retries = 4\n# caf\xe9\n",

@@ -148,7 +148,7 @@ impl Settings {
             // With fewer than three heartbeats per lease, one late heartbeat makes a live worker
             // on another host look dead, and its jobs would be recovered while they run.
             let from = |key: &str| match entries.iter().find(|e| e.key == key).map(|e| e.source) {
-                Some(ValueSource::File) => "the config file".to_string(),
+                Some(ValueSource::File) => home.join(crate::home::CONFIG_FILE).display().to_string(),
                 Some(ValueSource::Set) => "`config set`".to_string(),
                 Some(ValueSource::Env) => match super::keys::find_key(key) {
                     Some(def) => format!("`{}`", super::env_var_name(def)),
