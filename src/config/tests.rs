@@ -239,8 +239,8 @@ fn the_lease_rule_applies_across_layers() {
         .to_string();
     assert_eq!(
         e,
-        "`lease_seconds` (6) must be at least 3 times `heartbeat_seconds` (3) (lease_seconds from the \
-         config file, heartbeat_seconds from `config set`)"
+        "`lease_seconds` (6) must be at least 3 times `heartbeat_seconds` (3) (lease_seconds from \
+         /q/config/queuectl.toml, heartbeat_seconds from `config set`)"
     );
     let entries = effective(&file("lease_seconds = 9\n"), &stored(&[("heartbeat_seconds", "3")]));
     assert!(Settings::from_entries(Path::new("/q"), &entries).is_ok());
