@@ -63,18 +63,27 @@ def bench_ab_enqueue_one(n=120):
     for w, h in homes.items():
         for _ in range(5):
             subprocess.run([BUILDS[w], "--home", h, "enqueue", "--command", "true"], check=True, stdout=DEVNULL)
-    samples = {"old": [], "new": [], "floor": []}
+    kinds = ["old", "new", "floor", "old-version", "new-version"]
+    samples = {k: [] for k in kinds}
     for i in range(n):
-        order = ["old", "new", "floor"]
-        order = order[i % 3:] + order[:i % 3]
-        for w in order:
-            cmd = ["/bin/true"] if w == "floor" else [BUILDS[w], "--home", homes[w], "enqueue", "--command", "true"]
+        for w in kinds[i % 5:] + kinds[:i % 5]:
+            if w == "floor":
+                cmd = ["/bin/true"]
+            elif w.endswith("-version"):
+                cmd = [BUILDS[w[:3]], "--version"]
+            else:
+                cmd = [BUILDS[w], "--home", homes[w], "enqueue", "--command", "true"]
             samples[w].append(timed(cmd))
     header(f"A1. SQLite, one `enqueue --command true` (process start included), {n} runs each, interleaved")
     row("median wall", med(samples["old"]), med(samples["new"]), lambda x: fmt_ms(ms(x)))
     row("p90 wall", pct(samples["old"], 90), pct(samples["new"], 90), lambda x: fmt_ms(ms(x)))
+    row("`queuectl --version`, median wall (the binary's start alone)", med(samples["old-version"]),
+        med(samples["new-version"]), lambda x: fmt_ms(ms(x)))
+    row("enqueue minus `--version`, medians", med(samples["old"]) - med(samples["old-version"]),
+        med(samples["new"]) - med(samples["new-version"]), lambda x: fmt_ms(ms(x)))
     emit(f"\nFloor (`/bin/true` from the same harness, interleaved): median {fmt_ms(ms(med(samples['floor'])))}. "
-         f"Load at end: {load()}.")
+         f"Binaries: `{REV}` {os.path.getsize(OLD_Q) / 1e6:.0f} MB, now {os.path.getsize(Q) / 1e6:.0f} MB "
+         f"(with debug info). Load at end: {load()}.")
     log(f"ab enqueue one: old {ms(med(samples['old'])):.2f} new {ms(med(samples['new'])):.2f} ms")
 
 
@@ -149,27 +158,35 @@ def bench_ab_pickup(samples=100):
     emit(f"\nLoad at end: {load()}.")
 
 
-def bench_ab_overhead(pairs=3, jobs=30000):
+def bench_ab_overhead(pairs=5, jobs=30000):
+    """Each run its own process under /usr/bin/time: jobs/s of the drain, and the process's CPU
+    per job (init + enqueue + drain), which load changes much less than wall time."""
     rates = {"old": [], "new": []}
-    cpu = []
+    cpus = {"old": [], "new": []}
     binaries = {"old": OLD_BENCH, "new": NEW_BENCH}
+    tv = os.path.join(WORK, "ab-overhead-time.txt")
     for r in range(pairs):
         for w in (["old", "new"] if r % 2 == 0 else ["new", "old"]):
-            out = subprocess.run([binaries[w], "--rounds", "1", "--finished", "0", "--jobs", str(jobs), "--dir", WORK],
-                                 check=True, capture_output=True, text=True).stdout
+            out = subprocess.run(["/usr/bin/time", "-f", "%U %S", "-o", tv, binaries[w], "--rounds", "1", "--finished",
+                                  "0", "--jobs", str(jobs), "--dir", WORK], check=True, capture_output=True,
+                                 text=True).stdout
             for line in out.splitlines():
                 if line.startswith("RESULT queue_overhead_empty_jobs_per_s"):
                     rates[w].append(float(line.split()[2]))
-                if line.startswith("RESULT queue_overhead_empty_client_cpu_us_per_job"):
-                    cpu.append(float(line.split()[2]))
+            with open(tv) as f:
+                user, system = map(float, f.read().split()[-2:])
+            cpus[w].append((user + system) / jobs * 1e6)
         log(f"ab overhead pair {r+1}: old {rates['old'][-1]:.0f} new {rates['new'][-1]:.0f} jobs/s")
     header(f"A5. SQLite, queue overhead: no-op executor through the library, 2 threads, {jobs:,} jobs on an empty "
            f"table, {pairs} pairs of runs, alternated (each run its own process: `queue_overhead --rounds 1 "
-           f"--finished 0 --jobs {jobs}`)")
+           f"--finished 0 --jobs {jobs}`, each commit's own bench file)")
     row("jobs/s, median", med(rates["old"]), med(rates["new"]), lambda x: f"{x:,.0f}", higher_is_better=True)
+    row("CPU per job of the whole process (init, enqueue, drain), median", med(cpus["old"]), med(cpus["new"]),
+        lambda x: f"{x:.0f} µs")
     emit(f"\nRuns: `{REV}` {', '.join(f'{x:,.0f}' for x in rates['old'])}; now "
-         f"{', '.join(f'{x:,.0f}' for x in rates['new'])} jobs/s. Now's CPU per job (this process): "
-         f"{', '.join(f'{x:.0f}' for x in cpu)} µs. Load at end: {load()}.")
+         f"{', '.join(f'{x:,.0f}' for x in rates['new'])} jobs/s. CPU per job: `{REV}` "
+         f"{', '.join(f'{x:.0f}' for x in cpus['old'])}; now {', '.join(f'{x:.0f}' for x in cpus['new'])} µs. "
+         f"Load at end: {load()}.")
 
 
 def main():

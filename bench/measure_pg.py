@@ -8,6 +8,9 @@ Environment:
   BENCH_PG_PRIVATE_URL  a private server for pg_contention (50 workers hold 100+ connections)
   BENCH_PG_PREFIX       prefix of the scratch schemas (default bench_PID); each measurement makes
                         its own schemas and drops them, and run.sh drops any left with the prefix
+  BENCH_PG_PRIVATE_PID  the private server's postmaster: pg_contention then reports its CPU per job
+  BENCH_PG_SETUP_SQL    SQL run in every scratch schema right after `init` ({schema} stands for its
+                        name): for experiments (bench/probes.sh pg-contention-notify)
 
 Shares measure.py's helpers (the same argv), its table format and its method: comparisons
 interleaved in one run, medians, the 1-minute load average with every figure. SQL goes through
@@ -17,6 +20,7 @@ interleaved in one run, medians, the 1-minute load average with every figure. SQ
 import atexit
 import os
 import random
+import resource
 import shutil
 import signal
 import subprocess
@@ -31,6 +35,8 @@ from measure import (DEVNULL, Q, WORK, emit, fmt_ms, load, log, med, met, ms, pc
 PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/test")
 PRIVATE_URL = os.environ.get("BENCH_PG_PRIVATE_URL")
 PREFIX = os.environ.get("BENCH_PG_PREFIX", f"bench_{os.getpid()}")
+PRIVATE_PID = os.environ.get("BENCH_PG_PRIVATE_PID")
+SETUP_SQL = os.environ.get("BENCH_PG_SETUP_SQL")
 
 _schemas = []  # (server url, schema) of every scratch schema made, dropped at exit
 _counter = [0]
@@ -69,6 +75,8 @@ class PgHome:
         os.makedirs(self.home)
         _schemas.append((url, self.schema))
         self.q("init")
+        if SETUP_SQL:
+            self.sql(SETUP_SQL.replace("{schema}", self.schema))
 
     def argv(self, *args):
         return [Q, "--home", self.home, "--db", self.db, *args]
@@ -317,16 +325,52 @@ def bench_pg_million(total=1_000_000, runs=20, file_jobs=100_000):
 
 # ---------------------------------------------------------------------------- contention
 
+def proc_cpu_ticks(pid):
+    """(utime + stime, cutime + cstime) of a process, in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+
+
+def server_cpu_s(pid):
+    """CPU seconds of a server: its postmaster, its live children and its reaped ones."""
+    own, reaped = proc_cpu_ticks(pid)
+    ticks = own + reaped
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            for child in f.read().split():
+                try:
+                    ticks += proc_cpu_ticks(child)[0]
+                except OSError:
+                    pass
+    except OSError:
+        pass
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def run_workers(pg, procs, threads, label):
     """Starts procs `worker start --count THREADS --until-empty` processes at once; returns
-    (wall ns from the first start to the last exit, exit codes)."""
+    (wall ns from the first start to the last exit, exit codes, CPU seconds of the workers and
+    their jobs, CPU seconds of the server or None)."""
     argv = pg.argv("worker", "start", "--count", str(threads), "--until-empty", "--quiet", "--no-spool")
+    server0 = server_cpu_s(PRIVATE_PID) if PRIVATE_PID and pg.url == PRIVATE_URL else None
     with open(os.path.join(WORK, f"contention-{label}.log"), "a") as logf:
+        cpu0 = children_cpu_s()
         t0 = time.perf_counter_ns()
         ps = [subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT) for _ in range(procs)]
         codes = [p.wait(timeout=600) for p in ps]
         wall = time.perf_counter_ns() - t0
-    return wall, codes
+        cpu = children_cpu_s() - cpu0
+    server = None
+    if server0 is not None:
+        time.sleep(0.2)  # the workers' backends exit a moment after their connections close
+        server = server_cpu_s(PRIVATE_PID) - server0
+    return wall, codes, cpu, server
 
 
 def bench_pg_contention(jobs=4000, rounds=3, many=50):
@@ -337,8 +381,16 @@ def bench_pg_contention(jobs=4000, rounds=3, many=50):
     if not PRIVATE_URL:
         raise SystemExit("pg_contention needs BENCH_PG_PRIVATE_URL (bash bench/run.sh pg starts a private server)")
     configs = [("2x1", 2, 1), (f"{many}x1", many, 1), ("1x2", 1, 2)]
+    # What starting and stopping the workers costs alone: each on an empty queue.
+    startup = {}
+    for label, procs, threads in configs:
+        pg = PgHome(f"s{procs}x{threads}", url=PRIVATE_URL)
+        startup[label] = run_workers(pg, procs, threads, f"startup-{label}")
+        pg.drop()
     walls = {c[0]: [] for c in configs}
     spans = {c[0]: [] for c in configs}
+    cpus = {c[0]: [] for c in configs}
+    servers = {c[0]: [] for c in configs}
     checks = []
     for r in range(rounds):
         for label, procs, threads in configs[r % 3:] + configs[:r % 3]:
@@ -350,7 +402,10 @@ def bench_pg_contention(jobs=4000, rounds=3, many=50):
                     f.write(f'{{"id": "c{i:05d}", "command": "echo $QUEUECTL_JOB_ID >> {runs_file}"}}\n')
             pg.q("enqueue", "--file", ndjson)
             pg.sql("ANALYZE jobs")
-            wall, codes = run_workers(pg, procs, threads, label)
+            wall, codes, cpu, server = run_workers(pg, procs, threads, label)
+            cpus[label].append(cpu / jobs * 1e6)
+            if server is not None:
+                servers[label].append(server / jobs * 1e6)
             with open(runs_file) as f:
                 lines = f.read().split()
             distinct = len(set(lines))
@@ -383,7 +438,15 @@ def bench_pg_contention(jobs=4000, rounds=3, many=50):
     emit(f"| ratio {many} × 1 ÷ 2 × 1, wall | **{ratio:.2f}** | ≥ 0.8 | {met(ratio >= 0.8)} |")
     emit(f"| same, first claim → last finish | {span_ratio:.2f} | (≥ 0.8) | {met(span_ratio >= 0.8)} |")
     emit(f"| ratio {many} × 1 ÷ 1 × 2, wall | {rate[big] / rate['1x2']:.2f} | – | – |")
+    for label in walls:
+        server = f" + server {med(servers[label]):.0f} µs" if servers[label] else ""
+        emit(f"| {names[label]}: CPU per job, median: worker processes and their jobs{' + server' if server else ''} | "
+             f"{med(cpus[label]):.0f} µs{server} | – | – |")
     emit(f"| jobs run more than once, all runs | {0 if all_ok else '**see below**'} | 0 | {met(all_ok)} |")
+    for label, (wall, codes, cpu, server) in startup.items():
+        server_text = f", server {server * 1000:.0f} ms" if server is not None else ""
+        emit(f"| {names[label]} on an empty queue (start, register, find nothing, exit): wall; CPU of the workers"
+             f"{', server' if server_text else ''} | {wall / 1e9:.2f} s; {cpu * 1000:.0f} ms{server_text} | – | – |")
     emit("\nEach job runs `echo $QUEUECTL_JOB_ID >> FILE` (a shell builtin: the job is one `sh`); after each run: "
          "lines in FILE / distinct ids / attempt rows / most attempts of one job / completed jobs / workers that "
          "exited 0 — " + "; ".join(f"{k}: {n}/{d}/{a}/{mx}/{c}/{z}" for k, n, d, a, mx, c, z, _ in checks)

@@ -5,7 +5,7 @@ without statistics), where its CPU goes (client and server, on a private server)
 job (log_statement=all on the private server) and pickup latency without a process per job.
 
 Usage: measure_pg_lib.py QUEUECTL WORKDIR OUTFILE BENCH...
-  BENCH: pg_overhead pg_cpu pg_statements pg_pickup_lib
+  BENCH: pg_overhead pg_flat pg_cpu pg_statements pg_pickup_lib
 Environment: as measure_pg.py, plus BENCH_PG_PRIVATE_PID (the private server's postmaster) and
 BENCH_PG_PRIVATE_LOG (its log file) for pg_cpu and pg_statements.
 """
@@ -73,6 +73,32 @@ def bench_pg_overhead(jobs=50000, finished=1000000, nostats_jobs=10000):
          f"rows, then `VACUUM ANALYZE`; it grows by {jobs:,} finished jobs a round. Load at start {l0}, at end "
          f"{load()}.")
     log(f"pg overhead: empty {empty:.0f} big {big:.0f} ratio {ratio:.2f} without statistics {nostats:.0f}")
+
+
+def bench_pg_flat(jobs=20000, finished=1000000, rounds=3):
+    """Claim cost with 1,000,000 finished jobs against an empty table, in CPU per job (worker and
+    server), which the machine's load hardly changes, on the private server."""
+    if not (PRIVATE_URL and PRIVATE_PID):
+        raise SystemExit("pg_flat needs BENCH_PG_PRIVATE_URL and BENCH_PG_PRIVATE_PID")
+    l0 = load()
+    _, r = cargo_bench("queue_overhead", "--db", with_schema(PRIVATE_URL, f"{PREFIX}_flat"), "--analyze",
+                       "--server-pid", PRIVATE_PID, "--jobs", str(jobs), "--finished", str(finished), "--rounds",
+                       str(rounds), "--dir", WORK)
+    e = float(r["queue_overhead_empty_client_cpu_us_per_job"]) + float(r["queue_overhead_empty_server_cpu_us_per_job"])
+    b = float(r["queue_overhead_big_client_cpu_us_per_job"]) + float(r["queue_overhead_big_server_cpu_us_per_job"])
+    section(f"P1b. Claim cost flat, in CPU per job: {finished:,} finished jobs vs an empty table, {jobs:,} jobs a "
+            f"round, {rounds} rounds interleaved (private server)",
+            f"cargo bench --bench queue_overhead -- --db URL --analyze --server-pid POSTMASTER_PID --jobs {jobs}")
+    emit(f"| empty table: CPU per job, worker + server, median | {r['queue_overhead_empty_client_cpu_us_per_job']} + "
+         f"{r['queue_overhead_empty_server_cpu_us_per_job']} = {e:.0f} µs | – | – |")
+    emit(f"| {finished:,} finished jobs: CPU per job, worker + server, median | "
+         f"{r['queue_overhead_big_client_cpu_us_per_job']} + {r['queue_overhead_big_server_cpu_us_per_job']} = "
+         f"{b:.0f} µs | – | – |")
+    emit(f"| CPU per job, empty ÷ 1M (1 = flat) | {e / b:.2f} | ≥ 0.8 | {met(e / b >= 0.8)} |")
+    emit(f"| jobs/s, 1M ÷ empty (wall clock, load-dependent) | {float(r['queue_overhead_big_over_empty']):.2f} | "
+         f"(≥ 0.8) | {met(float(r['queue_overhead_big_over_empty']) >= 0.8)} |")
+    emit(f"\nRounds: {r['queue_overhead_rounds']} jobs/s. Load at start {l0}, at end {load()}.")
+    log(f"pg flat: empty {e:.0f} us, big {b:.0f} us per job")
 
 
 def bench_pg_cpu(rounds=3, jobs=20000):

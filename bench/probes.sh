@@ -15,6 +15,8 @@
 #                                             # stale statistics (BENCH_PG_URL, default the machine's server)
 #   bash bench/probes.sh pg-perf              # PostgreSQL: perf of the whole machine while the no-op pool runs
 #                                             # (private server): CPU by process and by function
+#   bash bench/probes.sh pg-contention-notify # PostgreSQL: run.sh pg's contention measurement (2,000 jobs), as is
+#                                             # and with the count triggers' NOTIFY taken out (private server)
 #   REV=cc5926e bash bench/probes.sh ...      # the same against src/ as of a commit (built from
 #                                             # `git archive` into target/bench-rev; src/ untouched)
 set -euo pipefail
@@ -193,11 +195,7 @@ probe_pg_variants() {
     local pm bench
     pm=$(head -1 "$PG_PRIVATE_DIR/data/postmaster.pid")
     bench=$(overhead_bench)
-    # The trigger functions without their `IF FOUND ... pg_notify ... END IF` block.
-    local no_notify="DO \$\$ DECLARE f text; d text; BEGIN FOREACH f IN ARRAY ARRAY['jobs_count_insert', 'jobs_count_update'] LOOP
-        d := pg_get_functiondef(('{schema}.' || f)::regproc);
-        d := regexp_replace(d, 'IF FOUND.*?END IF;', '', 's');
-        EXECUTE d; END LOOP; END \$\$;"
+    local no_notify=$NO_NOTIFY_SQL
     local no_counts="DROP TRIGGER jobs_count_insert ON {schema}.jobs; DROP TRIGGER jobs_count_update ON {schema}.jobs;"
     local no_fk="ALTER TABLE {schema}.attempts DROP CONSTRAINT attempts_job_seq_fkey;"
     local names=(baseline no-notify no-count-triggers no-attempts-fk all-three)
@@ -233,6 +231,8 @@ probe_pg_claim_plan() {
     echo "  after ANALYZE:"; plan
     psql -X -q -d "$PG_URL" -c "SET search_path TO probe_claim_plan_$$; UPDATE jobs SET state = 'completed'; ANALYZE jobs; $insert"
     echo "  stale statistics (ANALYZE when every job had finished, then 100,000 new jobs):"; plan
+    claim="SET enable_sort = off; $claim"
+    echo "  the same, in a session with enable_sort = off (the ordered index is then the only plan without a sort):"; plan
     psql -X -q -d "$PG_URL" -c "DROP SCHEMA probe_claim_plan_$$ CASCADE" 2>/dev/null
     echo "  no-op pool, 2 threads, 10,000 jobs (queue_overhead), by the same states:"
     local bench
@@ -245,6 +245,37 @@ probe_pg_claim_plan() {
         esac
         printf '    %-40s %s jobs/s\n' "$variant" "$("$bench" "${args[@]}" 2>/dev/null | awk '/^RESULT queue_overhead_empty_jobs_per_s/ {print $3}')"
     done
+}
+
+# The trigger functions without their `IF FOUND ... pg_notify ... END IF` block (SQL for a scratch
+# schema, `{schema}` standing for its name).
+NO_NOTIFY_SQL="DO \$\$ DECLARE f text; d text; BEGIN FOREACH f IN ARRAY ARRAY['jobs_count_insert', 'jobs_count_update'] LOOP
+    d := pg_get_functiondef(('{schema}.' || f)::regproc);
+    d := regexp_replace(d, 'IF FOUND.*?END IF;', '', 's');
+    EXECUTE d; END LOOP; END \$\$;"
+
+probe_pg_contention_notify() {
+    echo "## PostgreSQL: 50 single-thread workers vs 2, as is and without the NOTIFY on every state change (private server)"
+    pg_private_start
+    export BENCH_PG_PRIVATE_URL=$PG_PRIVATE_URL BENCH_PG_PREFIX="probe_$$"
+    BENCH_PG_PRIVATE_PID=$(head -1 "$PG_PRIVATE_DIR/data/postmaster.pid")
+    export BENCH_PG_PRIVATE_PID
+    local variant
+    for variant in "as is" "without NOTIFY"; do
+        : >"$WORK/contention.md"
+        if [ "$variant" = "as is" ]; then
+            unset BENCH_PG_SETUP_SQL
+        else
+            export BENCH_PG_SETUP_SQL=$NO_NOTIFY_SQL
+        fi
+        python3 -c 'import sys; sys.dont_write_bytecode = True; sys.path.insert(0, "bench"); import measure_pg
+measure_pg.bench_pg_contention(jobs=2000, rounds=2)' "$Q" "$WORK" "$WORK/contention.md" 2>/dev/null
+        echo "  $variant:"
+        grep -E '^\| (2 processes|50 processes|1 process|ratio 50 × 1 ÷ 2 × 1, wall|jobs run)' "$WORK/contention.md" |
+            sed -E 's/, median of [0-9]+//; s/^/    /'
+    done
+    unset BENCH_PG_SETUP_SQL
+    pg_private_stop
 }
 
 probe_pg_perf() {
@@ -273,6 +304,7 @@ for p in "${probes[@]}"; do
         pg-variants) probe_pg_variants ;;
         pg-claim-plan) probe_pg_claim_plan ;;
         pg-perf) probe_pg_perf ;;
+        pg-contention-notify) probe_pg_contention_notify ;;
         *) echo "unknown probe: $p" >&2; exit 2 ;;
     esac
 done

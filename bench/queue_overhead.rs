@@ -409,6 +409,8 @@ fn main() {
     let mut big_rates = Vec::new();
     let mut cpu_us = Vec::new();
     let mut server_us = Vec::new();
+    let mut big_cpu_us = Vec::new();
+    let mut big_server_us = Vec::new();
     for round in 1..=o.rounds {
         // Empty table: a fresh queue each round.
         let empty = backend.queue(&o.dir, &format!("e{round}"), o.setup_sql.as_deref());
@@ -450,6 +452,10 @@ fn main() {
             assert_eq!(ran as usize, o.jobs, "the pool ran every job");
             let rate = ran as f64 / secs;
             big_rates.push(rate);
+            big_cpu_us.push(cpu / ran as f64 * 1e6);
+            if let Some(server) = server {
+                big_server_us.push(server / ran as f64 * 1e6);
+            }
             println!(
                 "round {round} big-table:   {ran} jobs in {secs:.3}s = {rate:.0} jobs/s ({done_before} finished jobs, {total_before} rows; this process's CPU: {:.0} us/job{})",
                 cpu / ran as f64 * 1e6,
@@ -474,6 +480,16 @@ fn main() {
         let big = median(&big_rates);
         println!("RESULT queue_overhead_big_jobs_per_s {big:.0}");
         println!("RESULT queue_overhead_big_over_empty {:.3}", big / empty);
+        println!(
+            "RESULT queue_overhead_big_client_cpu_us_per_job {:.0}",
+            median(&big_cpu_us)
+        );
+        if !big_server_us.is_empty() {
+            println!(
+                "RESULT queue_overhead_big_server_cpu_us_per_job {:.0}",
+                median(&big_server_us)
+            );
+        }
     }
     println!(
         "RESULT queue_overhead_rounds empty=[{}] big=[{}]",

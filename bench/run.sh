@@ -164,7 +164,7 @@ section_pg() {
     cargo bench --bench pickup --no-run --quiet >&2 2>/dev/null || cargo bench --bench pickup --no-run >&2
     cargo bench --bench queue_overhead --no-run --quiet >&2 2>/dev/null || cargo bench --bench queue_overhead --no-run >&2
     local m="$ROOT/bench/measure_pg.py" l="$ROOT/bench/measure_pg_lib.py"
-    python3 "$l" "$Q" "$WORK" "$SUMMARY" pg_overhead
+    python3 "$l" "$Q" "$WORK" "$SUMMARY" pg_overhead pg_flat
     python3 "$m" "$Q" "$WORK" "$SUMMARY" pg_throughput pg_pickup
     python3 "$l" "$Q" "$WORK" "$SUMMARY" pg_pickup_lib
     python3 "$m" "$Q" "$WORK" "$SUMMARY" pg_million pg_contention
