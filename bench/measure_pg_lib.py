@@ -45,10 +45,10 @@ def host(url):
 
 
 def bench_pg_overhead(jobs=50000, finished=1000000, nostats_jobs=10000):
-    """The issue's figure: 2 threads, no-op executor, the machine's server; `ANALYZE jobs` after
+    """The issue's figure: 2 threads, no-op executor, the machine's server; `VACUUM ANALYZE jobs` after
     each round's enqueue (what autovacuum would do), then once without statistics."""
     l0 = load()
-    _, r = cargo_bench("queue_overhead", "--db", with_schema(PG_URL, f"{PREFIX}_qo"), "--analyze", "--jobs", str(jobs),
+    _, r = cargo_bench("queue_overhead", "--db", with_schema(PG_URL, f"{PREFIX}_qo"), "--vacuum", "--jobs", str(jobs),
                        "--finished", str(finished), "--dir", WORK)
     _, r2 = cargo_bench("queue_overhead", "--db", with_schema(PG_URL, f"{PREFIX}_qon"), "--jobs", str(nostats_jobs),
                         "--finished", "0", "--rounds", "1", "--dir", WORK)
@@ -57,20 +57,20 @@ def bench_pg_overhead(jobs=50000, finished=1000000, nostats_jobs=10000):
     nostats = float(r2["queue_overhead_empty_jobs_per_s"])
     section(f"P1. No-op overhead on PostgreSQL: 2 threads through the library, {jobs:,} jobs a round, the machine's "
             f"server ({host(PG_URL)})",
-            f"cargo bench --bench queue_overhead -- --db {PG_URL} --analyze")
-    emit(f"| empty table (+ `ANALYZE jobs` after the enqueue), median of 3 | {empty:,.0f} jobs/s = "
+            f"cargo bench --bench queue_overhead -- --db {PG_URL} --vacuum")
+    emit(f"| empty table (`VACUUM ANALYZE jobs` after the enqueue), median of 3 | {empty:,.0f} jobs/s = "
          f"{empty / 2:,.0f} per core | ≥ 5,000 jobs/s | {met(empty >= 5000)} |")
     emit(f"| {finished:,} finished jobs in the table (same), median of 3 | {big:,.0f} jobs/s | ≥ 5,000 jobs/s | "
          f"{met(big >= 5000)} |")
     emit(f"| ratio {finished:,} finished ÷ empty (claim cost flat) | {ratio:.2f} | ≥ 0.8 | {met(ratio >= 0.8)} |")
-    emit(f"| empty table **without statistics** (no ANALYZE: the server's autovacuum is off), {nostats_jobs:,} jobs, "
+    emit(f"| empty table **without statistics** (no VACUUM ANALYZE: the server's autovacuum is off), {nostats_jobs:,} jobs, "
          "1 run | "
          f"{nostats:,.0f} jobs/s | ≥ 5,000 jobs/s | {met(nostats >= 5000)} |")
     emit(f"| River's figure per core, for comparison (~46k jobs/s on 8 cores) | {RIVER_PER_CORE:,} per core | – | – |")
     emit(f"\nRounds (empty, big interleaved): {r['queue_overhead_rounds']} jobs/s; this process's CPU per job "
          f"(median of the empty rounds): {r['queue_overhead_empty_client_cpu_us_per_job']} µs. "
          + f"The 1M table: one `INSERT … SELECT FROM generate_series` of completed jobs and one of their attempt "
-         f"rows, then `VACUUM ANALYZE`; it grows by {jobs:,} finished jobs a round. Load at start {l0}, at end "
+         f"rows, then `VACUUM ANALYZE`; it grows by {jobs:,} finished jobs a round, and `VACUUM ANALYZE jobs` runs after each round's enqueue (without it the dead index entries of earlier rounds pile up: BENCHMARKS.md). Load at start {l0}, at end "
          f"{load()}.")
     log(f"pg overhead: empty {empty:.0f} big {big:.0f} ratio {ratio:.2f} without statistics {nostats:.0f}")
 
@@ -81,14 +81,14 @@ def bench_pg_flat(jobs=20000, finished=1000000, rounds=3):
     if not (PRIVATE_URL and PRIVATE_PID):
         raise SystemExit("pg_flat needs BENCH_PG_PRIVATE_URL and BENCH_PG_PRIVATE_PID")
     l0 = load()
-    _, r = cargo_bench("queue_overhead", "--db", with_schema(PRIVATE_URL, f"{PREFIX}_flat"), "--analyze",
+    _, r = cargo_bench("queue_overhead", "--db", with_schema(PRIVATE_URL, f"{PREFIX}_flat"), "--vacuum",
                        "--server-pid", PRIVATE_PID, "--jobs", str(jobs), "--finished", str(finished), "--rounds",
                        str(rounds), "--dir", WORK)
     e = float(r["queue_overhead_empty_client_cpu_us_per_job"]) + float(r["queue_overhead_empty_server_cpu_us_per_job"])
     b = float(r["queue_overhead_big_client_cpu_us_per_job"]) + float(r["queue_overhead_big_server_cpu_us_per_job"])
     section(f"P1b. Claim cost flat, in CPU per job: {finished:,} finished jobs vs an empty table, {jobs:,} jobs a "
             f"round, {rounds} rounds interleaved (private server)",
-            f"cargo bench --bench queue_overhead -- --db URL --analyze --server-pid POSTMASTER_PID --jobs {jobs}")
+            f"cargo bench --bench queue_overhead -- --db URL --vacuum --server-pid POSTMASTER_PID --jobs {jobs}")
     emit(f"| empty table: CPU per job, worker + server, median | {r['queue_overhead_empty_client_cpu_us_per_job']} + "
          f"{r['queue_overhead_empty_server_cpu_us_per_job']} = {e:.0f} µs | – | – |")
     emit(f"| {finished:,} finished jobs: CPU per job, worker + server, median | "
@@ -113,7 +113,7 @@ def bench_pg_cpu(rounds=3, jobs=20000):
     for i in range(rounds):
         for which in order[i % 3:] + order[:i % 3]:
             if which.startswith("pg"):
-                _, r = cargo_bench("queue_overhead", "--db", with_schema(PRIVATE_URL, f"{PREFIX}_cpu"), "--analyze",
+                _, r = cargo_bench("queue_overhead", "--db", with_schema(PRIVATE_URL, f"{PREFIX}_cpu"), "--vacuum",
                                    "--server-pid", PRIVATE_PID, "--threads", which[2:], *common)
                 runs[which]["server"].append(float(r["queue_overhead_empty_server_cpu_us_per_job"]))
             else:
@@ -126,7 +126,7 @@ def bench_pg_cpu(rounds=3, jobs=20000):
     per_cpu_s8 = 1e6 / (med(pg8["client"]) + med(pg8["server"]))
     section(f"P7. Where the no-op job's time goes: CPU per job, {jobs:,} jobs, PostgreSQL with 2 and 8 threads and "
             f"SQLite with 2, {rounds} rounds rotated (private server)",
-            "cargo bench --bench queue_overhead -- --db URL --analyze --server-pid POSTMASTER_PID --finished 0")
+            "cargo bench --bench queue_overhead -- --db URL --vacuum --server-pid POSTMASTER_PID --finished 0")
     emit(f"| PostgreSQL, 2 threads: jobs/s, median | {med(pg2['rate']):,.0f} | – | – |")
     emit(f"| PostgreSQL, 2 threads: CPU per job in the worker process (coordinator, listener, executor threads) | "
          f"{client:.0f} µs | – | – |")
@@ -172,7 +172,7 @@ def bench_pg_statements(jobs=5000):
     time.sleep(0.5)
     start = os.path.getsize(PRIVATE_LOG)
     try:
-        _, r = cargo_bench("queue_overhead", "--db", with_schema(PRIVATE_URL, f"{PREFIX}_stmt"), "--analyze",
+        _, r = cargo_bench("queue_overhead", "--db", with_schema(PRIVATE_URL, f"{PREFIX}_stmt"), "--vacuum",
                              "--finished", "0", "--rounds", "1", "--jobs", str(jobs), "--dir", WORK)
     finally:
         psql(PRIVATE_URL, "ALTER SYSTEM RESET log_statement")

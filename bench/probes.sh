@@ -13,6 +13,8 @@
 #                                             # triggers or the attempts foreign key taken out (private server)
 #   bash bench/probes.sh pg-claim-plan        # PostgreSQL: the claim's plan and cost without, with and with
 #                                             # stale statistics (BENCH_PG_URL, default the machine's server)
+#   bash bench/probes.sh pg-dead-entries      # PostgreSQL: what one claim reads after 50,000 jobs ran, before and
+#                                             # after VACUUM (BENCH_PG_URL)
 #   bash bench/probes.sh pg-perf              # PostgreSQL: perf of the whole machine while the no-op pool runs
 #                                             # (private server): CPU by process and by function
 #   bash bench/probes.sh pg-contention-notify # PostgreSQL: run.sh pg's contention measurement (2,000 jobs), as is
@@ -189,7 +191,7 @@ overhead_bench() {
 }
 
 probe_pg_variants() {
-    echo "## PostgreSQL: CPU per no-op job (2 threads, 10,000 jobs, ANALYZE after enqueue), parts of the schema taken out"
+    echo "## PostgreSQL: CPU per no-op job (2 threads, 10,000 jobs, VACUUM ANALYZE after the enqueue), parts of the schema taken out"
     echo "   (a private server; each variant's SQL runs in its scratch schema after init; two rounds, alternated)"
     pg_private_start
     local pm bench
@@ -202,7 +204,7 @@ probe_pg_variants() {
     local sqls=("" "$no_notify" "$no_counts" "$no_fk" "$no_counts $no_fk")
     for round in 1 2; do
         for i in "${!names[@]}"; do
-            local args=(--db "$PG_PRIVATE_URL?schema=probe_variant" --analyze --server-pid "$pm" --finished 0 --rounds 1
+            local args=(--db "$PG_PRIVATE_URL?schema=probe_variant" --vacuum --server-pid "$pm" --finished 0 --rounds 1
                 --jobs 10000 --dir "$WORK")
             [ -z "${sqls[$i]}" ] || args+=(--setup-sql "${sqls[$i]}")
             "$bench" "${args[@]}" 2>/dev/null | awk -v n="${names[$i]}" -v r="$round" '
@@ -237,10 +239,10 @@ probe_pg_claim_plan() {
     echo "  no-op pool, 2 threads, 10,000 jobs (queue_overhead), by the same states:"
     local bench
     bench=$(overhead_bench)
-    for variant in "never analyzed" "ANALYZE after the enqueue" "ANALYZE while empty, then the enqueue"; do
+    for variant in "never analyzed" "VACUUM ANALYZE after the enqueue" "ANALYZE while empty, then the enqueue"; do
         local args=(--db "$PG_URL?schema=probe_claim_rate_$$" --finished 0 --rounds 1 --jobs 10000 --dir "$WORK")
         case "$variant" in
-            ANALYZE\ after*) args+=(--analyze) ;;
+            VACUUM\ ANALYZE\ after*) args+=(--vacuum) ;;
             ANALYZE\ while*) args+=(--setup-sql "ANALYZE {schema}.jobs") ;;
         esac
         printf '    %-40s %s jobs/s\n' "$variant" "$("$bench" "${args[@]}" 2>/dev/null | awk '/^RESULT queue_overhead_empty_jobs_per_s/ {print $3}')"
@@ -278,12 +280,32 @@ measure_pg.bench_pg_contention(jobs=2000, rounds=2)' "$Q" "$WORK" "$WORK/content
     pg_private_stop
 }
 
+probe_pg_dead_entries() {
+    echo "## PostgreSQL: one claim (EXPLAIN ANALYZE, BUFFERS) among 150,000 due jobs, before and after 50,000 ran ($PG_URL)"
+    local h="$WORK/dead" s="probe_dead_$$"
+    mkdir "$h" && "$Q" --home "$h" --db "$PG_URL?schema=$s" init >/dev/null
+    local claim="EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT seq FROM jobs WHERE state IN ('pending', 'failed')
+        AND run_at <= 9000000000000 AND kind = ANY('{noop}') ORDER BY priority DESC, run_at, seq LIMIT 2 FOR UPDATE SKIP LOCKED"
+    sql() { psql -X -A -t -q -d "$PG_URL" -c "SET search_path TO $s; $1"; }
+    show() { sql "$claim" | awk '/^  Buffers/ && !b {b = $0} /Execution Time/ {e = $0}
+        END {gsub(/^ +/, "", b); print "    " b "; " e}'; }
+    sql "INSERT INTO jobs (id, kind, command, state, attempts, priority, run_at, created_at, updated_at, source)
+        SELECT 'p' || g, 'noop', '', 'pending', 0, 0, 1000 + g, 1000, 1000, 'api' FROM generate_series(1, 150000) g; ANALYZE jobs"
+    echo "  150,000 due jobs, none run yet:"; show
+    sql "UPDATE jobs SET state = 'processing' WHERE seq <= 50000; UPDATE jobs SET state = 'completed' WHERE seq <= 50000"
+    echo "  the first 50,000 claimed and finished (as workers would), first claim after:"; show
+    echo "  second claim (the dead entries are marked now, but still read):"; show
+    psql -X -q -d "$PG_URL" -c "VACUUM $s.jobs"
+    echo "  after VACUUM jobs:"; show
+    psql -X -q -d "$PG_URL" -c "DROP SCHEMA $s CASCADE" 2>/dev/null
+}
+
 probe_pg_perf() {
     echo "## PostgreSQL: perf -a while the no-op pool runs 10,000 jobs (private server)"
     pg_private_start
     local bench
     bench=$(overhead_bench)
-    perf record -q -a -g -o "$WORK/pg.data" -- "$bench" --db "$PG_PRIVATE_URL?schema=probe_perf" --analyze --finished 0 \
+    perf record -q -a -g -o "$WORK/pg.data" -- "$bench" --db "$PG_PRIVATE_URL?schema=probe_perf" --vacuum --finished 0 \
         --rounds 1 --jobs 10000 --dir "$WORK" 2>/dev/null | grep '^round' | sed 's/^/  /'
     echo "  samples by process (other sessions' processes included; the postgres with the most is the worker's backend):"
     perf report -i "$WORK/pg.data" --no-children --sort comm,pid --stdio -g none 2>/dev/null | grep '%' | head -8 | sed 's/^/  /'
@@ -304,6 +326,7 @@ for p in "${probes[@]}"; do
         pg-variants) probe_pg_variants ;;
         pg-claim-plan) probe_pg_claim_plan ;;
         pg-perf) probe_pg_perf ;;
+        pg-dead-entries) probe_pg_dead_entries ;;
         pg-contention-notify) probe_pg_contention_notify ;;
         *) echo "unknown probe: $p" >&2; exit 2 ;;
     esac

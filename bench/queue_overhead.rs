@@ -12,8 +12,9 @@
 //! PostgreSQL postmaster's pid, for a server on this machine that serves nobody else: each
 //! round then also prints the server's CPU time per job, its processes' user + system time
 //! from /proc, finished backends included through the postmaster's children's times),
-//! `--analyze` (PostgreSQL: `ANALYZE jobs` after each round's enqueue, before the pool starts,
-//! as autovacuum would after that many inserts; without it a fresh schema has no statistics),
+//! `--vacuum` (PostgreSQL: `VACUUM ANALYZE jobs` after each round's enqueue, before the pool
+//! starts, as autovacuum would: without it a fresh schema has no statistics, and the big table
+//! keeps the dead index entries of earlier rounds, which every claim walks; see BENCHMARKS.md),
 //! `--setup-sql SQL` (PostgreSQL: run in each queue's schema right after `init`, `{schema}`
 //! standing for its name; for experiments such as dropping a trigger, see bench/probes.sh).
 //!
@@ -95,7 +96,7 @@ struct Options {
     dir: Option<PathBuf>,
     db: Option<String>,
     server_pid: Option<u32>,
-    analyze: bool,
+    vacuum: bool,
     setup_sql: Option<String>,
 }
 
@@ -108,7 +109,7 @@ fn options() -> Options {
         dir: None,
         db: None,
         server_pid: None,
-        analyze: false,
+        vacuum: false,
         setup_sql: None,
     };
     let mut args = std::env::args().skip(1);
@@ -121,7 +122,7 @@ fn options() -> Options {
             "--threads" => o.threads = value().parse().expect("--threads N"),
             "--dir" => o.dir = Some(PathBuf::from(value())),
             "--db" => o.db = Some(value()),
-            "--analyze" => o.analyze = true,
+            "--vacuum" => o.vacuum = true,
             "--setup-sql" => o.setup_sql = Some(value()),
             "--server-pid" => o.server_pid = Some(value().parse().expect("--server-pid PID")),
             // `cargo bench` passes `--bench`; ignore it and any libtest-style flags.
@@ -237,11 +238,11 @@ impl Bench {
         finish_all_pending(self.home.db().sqlite_path().expect("a SQLite home"));
     }
 
-    /// `ANALYZE jobs` on PostgreSQL (what autovacuum does once enough rows changed).
-    fn analyze(&self) {
+    /// `VACUUM ANALYZE jobs` on PostgreSQL (what autovacuum does once enough rows changed).
+    fn vacuum(&self) {
         #[cfg(feature = "postgres")]
         if let Some(scratch) = &self.scratch {
-            scratch.client().batch_execute("ANALYZE jobs").expect("ANALYZE");
+            scratch.client().batch_execute("VACUUM ANALYZE jobs").expect("VACUUM ANALYZE");
         }
     }
 
@@ -417,8 +418,8 @@ fn main() {
         let mut queue = Queue::open(&empty.home).expect("open");
         enqueue_noop(&mut queue, o.jobs, 100_000);
         drop(queue);
-        if o.analyze {
-            empty.analyze();
+        if o.vacuum {
+            empty.vacuum();
         }
         let server_before = o.server_pid.map(settled_server_cpu);
         let (ran, secs, cpu) = drain(&empty.home, o.threads);
@@ -442,8 +443,8 @@ fn main() {
             let mut queue = Queue::open(&big.home).expect("open");
             enqueue_noop(&mut queue, o.jobs, 100_000);
             drop(queue);
-            if o.analyze {
-                big.analyze();
+            if o.vacuum {
+                big.vacuum();
             }
             let (total_before, done_before) = big.counts();
             let server_before = o.server_pid.map(settled_server_cpu);
