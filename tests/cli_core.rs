@@ -5,25 +5,15 @@
 
 mod common;
 
-use common::{bin, is_postgres, skipped_under_postgres, Run, TestHome};
+use common::{bin, is_postgres, run_command, skipped_under_postgres, Run, TestHome};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// Runs a prepared command and collects its result.
-fn run_command(mut command: Command) -> Run {
-    let output = command.stdin(Stdio::null()).output().expect("run queuectl");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
 
 /// A `queuectl` command with no home chosen by the environment.
 fn bare_command(args: &[&str], cwd: &Path) -> Command {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{bin, is_postgres, signal, wait_until, Run, TestHome};
+use common::{bin, is_postgres, run_command, signal, skipped_under_postgres, wait_until, Run, TestHome};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde_json::Value;
@@ -58,12 +58,7 @@ fn run_with_umask(home: &TestHome, umask: &str, args: &[&str]) -> Run {
         .current_dir(home.path())
         .stdin(Stdio::null());
     home.set_db_env(&mut command);
-    let output = command.output().expect("run sh");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    run_command(command)
 }
 
 /// Every file and directory under `dir`, with its mode.
@@ -671,6 +666,58 @@ fn a_running_worker_keeps_its_last_good_settings_and_says_so_once() {
 // ---------------------------------------------------------------------------------------------
 // 5. A file that is not UTF-8
 // ---------------------------------------------------------------------------------------------
+
+/// `db_url` in the config file moves the database; a relative path is taken against the home,
+/// wherever the command runs from, and `--db` / `QUEUECTL_DB` still win over it.
+#[test]
+fn a_relative_db_url_is_taken_against_the_home_not_the_working_directory() {
+    if skipped_under_postgres("where a SQLite file named by db_url goes (QUEUECTL_DB names every home's schema)") {
+        return;
+    }
+    let home = TestHome::empty();
+    std::fs::create_dir_all(home.path().join("config")).unwrap();
+    write_config(&home, "db_url = \"jobs.db\"\n");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let run_elsewhere = |args: &[&str]| {
+        let mut command = home.command(args);
+        command.current_dir(elsewhere.path());
+        run_command(command)
+    };
+
+    let init = run_elsewhere(&["init"]);
+    assert_eq!(init.code, 0, "{init:#?}");
+    assert!(home.path().join("jobs.db").is_file(), "{init:#?}");
+    assert!(!home.path().join("queue.db").exists());
+    assert!(!elsewhere.path().join("jobs.db").exists());
+    assert_eq!(run_elsewhere(&["enqueue", "--id", "j", "--command", "true"]).code, 0);
+    let list = run_elsewhere(&["list", "--json"]);
+    assert_eq!(list.json()[0]["id"], "j", "{list:#?}");
+
+    // QUEUECTL_DB wins over the file: that database was never initialised.
+    let other = elsewhere.path().join("other.db");
+    let mut command = home.command(&["list"]);
+    command.env("QUEUECTL_DB", &other);
+    let run = run_command(command);
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(run.stderr.contains("other.db"), "{run:#?}");
+    let run = home.run(&["--db", other.to_str().unwrap(), "list"]);
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(run.stderr.contains("other.db"), "{run:#?}");
+}
+
+/// A `db_url` that is no database location is refused naming the file and the key.
+#[test]
+fn a_db_url_with_an_unknown_scheme_is_refused_naming_the_file() {
+    if skipped_under_postgres("the file's db_url is not read when QUEUECTL_DB is set") {
+        return;
+    }
+    let home = TestHome::new();
+    append_line(&home, "db_url = \"mysql://db.example/jobs\"");
+    let before = home.db_snapshot();
+    let run = home.run(&["list"]);
+    run.assert_refusal(&["queuectl.toml", "db_url", "mysql"]);
+    assert_eq!(home.db_snapshot(), before);
+}
 
 #[test]
 fn a_config_file_that_is_not_utf8_exits_2_naming_the_file_and_byte() {

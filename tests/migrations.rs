@@ -137,7 +137,7 @@ fn migrate_writes_a_backup_of_the_old_database_then_upgrades_it() {
     );
     assert_eq!(home.job("j")["state"], "pending");
     let setting = home.run(&["config", "get", "max_retries"]).ok();
-    assert!(setting.stdout.contains('5'), "the stored setting is kept: {setting:#?}");
+    assert_eq!(setting.stdout, "5\n", "the stored setting is kept: {setting:#?}");
 }
 
 #[test]

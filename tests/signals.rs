@@ -1,8 +1,9 @@
 //! Black-box tests of a running worker's signals and of stopping one worker: SIGHUP reloads
 //! the config file and `config set` values, says what changed and keeps running (a broken file
 //! keeps the old settings); SIGINT/SIGTERM stay graceful and a second one forces;
-//! `worker stop --pid` stops that worker only. Real processes, real signals; every wait polls
-//! with a deadline.
+//! `worker stop --pid` stops that worker only; without a signal, a worker busy with a stream of
+//! jobs still re-reads its settings every heartbeat. Real processes, real signals; every wait
+//! polls with a deadline.
 
 mod common;
 
@@ -106,6 +107,36 @@ fn sighup_with_a_broken_file_keeps_the_old_settings_and_says_so() {
     worker.signal(libc::SIGHUP);
     worker.wait_for_output("reloaded config: max_retries 3 -> 0", SHORT);
     worker.signal(libc::SIGINT);
+    worker.wait_success(SHORT);
+}
+
+/// The periodic pass (database health, settings, heartbeat) keeps its own clock: a worker that
+/// never idles, refreshing its row for `status` every 250 ms as each new job starts, still
+/// re-reads its settings every `heartbeat_seconds` and says what changed.
+#[test]
+fn a_worker_busy_with_a_stream_of_short_jobs_still_notices_a_config_change() {
+    let home = TestHome::new();
+    append_config(&home, "heartbeat_seconds = 1\nlease_seconds = 30");
+    // A minute of 100 ms jobs: the worker is busy for the whole test.
+    let jobs: String = (0..600)
+        .map(|i| format!("{{\"id\":\"short-{i}\",\"command\":\"sleep 0.1\"}}\n"))
+        .collect();
+    let file = home.path().join("jobs.ndjson");
+    std::fs::write(&file, jobs).expect("write the jobs");
+    home.run(&["enqueue", "--file", file.to_str().unwrap()]).ok();
+    let mut worker = Worker::start(&home, &["--count", "1"]);
+    worker.wait_for_output("Job short-1 completed", SHORT);
+
+    home.run(&["config", "set", "max_retries", "7"]).ok();
+    worker.wait_for_output("config changed: max_retries 3 -> 7", SHORT);
+    let pending = home.status()["jobs"]["pending"].as_u64().expect("a pending count");
+    assert!(
+        pending > 0,
+        "noticed while still busy, with jobs waiting: {}",
+        worker.output()
+    );
+
+    worker.signal(libc::SIGTERM);
     worker.wait_success(SHORT);
 }
 

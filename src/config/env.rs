@@ -114,6 +114,9 @@ mod tests {
         // The variables the job environment carries are not read as settings, whatever they hold.
         let reserved: Vec<(&str, &str)> = RESERVED_ENV_VARS.iter().map(|n| (*n, "not a setting")).collect();
         assert!(EnvOverrides::from_vars(vars(&reserved)).unwrap().is_empty());
+        assert!(!EnvOverrides::from_vars(vars(&[("QUEUECTL_MAX_RETRIES", "4")]))
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

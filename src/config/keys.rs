@@ -355,6 +355,9 @@ mod tests {
         assert_eq!(nearest_key("hooks.ondead"), Some("hooks.on_dead"));
         assert_eq!(nearest_key("spool-dirs"), Some("spool_dir"));
         assert_eq!(nearest_key("colour"), None);
+        // Short names get one typo: `dead` is three edits from `on_dead`, no suggestion.
+        assert_eq!(nearest_key("dead"), None);
+        assert_eq!(nearest_key("spool_di"), Some("spool_dir"));
         assert_eq!(nearest_key(""), None);
     }
 
@@ -363,6 +366,9 @@ mod tests {
         assert_eq!(edit_distance("", ""), 0);
         assert_eq!(edit_distance("abc", ""), 3);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("a", "b"), 1);
+        assert_eq!(edit_distance("abc", "abd"), 1);
+        assert_eq!(edit_distance("ab", "ba"), 2);
         assert_eq!(edit_distance("max_retry", "max_retries"), 3);
     }
 

@@ -135,13 +135,6 @@ pub fn merge(
 #[cfg(test)]
 mod tests;
 
-/// Reads the config file of `home` and the values stored in `store` into effective entries.
-pub fn load_entries(home: &Home, store: &dyn Store) -> Result<Vec<ConfigEntry>> {
-    let file = read_config_file(&home.config_path())?;
-    let stored = store.config_values()?;
-    effective(&file, &stored)
-}
-
 /// The typed settings in effect for `home` with the values stored in `store`, with the config
 /// file's kind tables.
 pub fn load_settings(home: &Home, store: &dyn Store) -> Result<Settings> {

@@ -15,6 +15,7 @@
 //! backends to the same behaviour.
 
 pub mod conformance;
+mod ids;
 mod location;
 pub mod sqlite;
 mod types;

@@ -60,6 +60,20 @@ fn finish(child: Child, args: &[&str]) -> Run {
     }
 }
 
+/// Runs a command built by the test (another working directory, a shell around `queuectl`)
+/// to its end, with null input and [`COMMAND_DEADLINE`], like [`TestHome::run`].
+#[track_caller]
+pub fn run_command(mut command: Command) -> Run {
+    let what = format!("{:?}", command.get_program());
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the command");
+    finish(child, &[what.as_str()])
+}
+
 /// The result of one `queuectl` run.
 #[derive(Debug)]
 pub struct Run {

@@ -4,6 +4,7 @@
 use super::{prepared, Conn};
 use crate::error::Result;
 use crate::job::{Attempt, Job, State};
+use crate::store::ids::prefix_successor;
 use crate::store::{ListFilter, StateCounts, WorkerRecord};
 use crate::time::Millis;
 use postgres::types::ToSql;
@@ -187,20 +188,6 @@ pub(super) fn ids_with_prefix(conn: &mut Conn, prefix: &str, limit: u64) -> Resu
         }
     };
     Ok(rows.iter().map(|r| r.try_get(0)).collect::<Result<Vec<String>, _>>()?)
-}
-
-/// The smallest string greater than every string that starts with `prefix` (its last character
-/// replaced by the next code point), or `None` for an empty prefix or one ending in U+10FFFF.
-/// With `COLLATE "C"`, PostgreSQL compares UTF-8 bytewise, which is code point order.
-fn prefix_successor(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    let last = chars.pop()?;
-    let mut code = last as u32 + 1;
-    if (0xD800..0xE000).contains(&code) {
-        code = 0xE000;
-    }
-    chars.push(char::from_u32(code)?);
-    Some(chars.into_iter().collect())
 }
 
 pub(super) fn id_neighbours(conn: &mut Conn, id: &str) -> Result<(Option<String>, Option<String>)> {
@@ -392,17 +379,4 @@ pub(super) fn lock_workers_in(
 pub(super) fn workers(conn: &mut Conn) -> Result<Vec<WorkerRecord>> {
     let statement = conn.prepared(&format!("SELECT {WORKER_COLUMNS} FROM workers ORDER BY started_at, id"))?;
     conn.client.query(&statement, &[])?.iter().map(row_to_worker).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn successor_bounds_exactly_the_extensions_of_a_prefix() {
-        assert_eq!(prefix_successor("ab12").as_deref(), Some("ab13"));
-        assert_eq!(prefix_successor("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
-        assert_eq!(prefix_successor("a\u{10FFFF}"), None);
-        assert_eq!(prefix_successor(""), None);
-    }
 }
