@@ -45,7 +45,8 @@ pub trait Store: Send + std::fmt::Debug {
     /// The schema version this build of the backend writes and understands.
     fn supported_schema_version(&self) -> i64;
 
-    /// The queuectl that last migrated this database (`queuectl 0.1.0`), if recorded.
+    /// The queuectl that last migrated this database (`queuectl 0.1.0`): every migration records
+    /// it; `None` only for a schema with no place for it (SQLite before version 2).
     fn last_migrated_by(&self) -> Result<Option<String>>;
 
     /// Brings the schema up to this build's version, one migration per transaction; does

@@ -181,6 +181,7 @@ macro_rules! store_conformance {
             // schema and change signal
             migrate_is_idempotent,
             newer_schema_is_refused,
+            older_schema_is_refused_until_migrated,
             change_token_moves_when_another_connection_inserts,
         );
     };
