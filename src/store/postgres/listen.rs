@@ -85,11 +85,6 @@ impl Listener {
         }
     }
 
-    /// The channel name.
-    pub(super) fn channel(&self) -> &str {
-        &self.channel
-    }
-
     /// Connects with `target` from now on: a listening thread connects again with it.
     pub(super) fn set_target(&self, target: Target) {
         let mut current = self.shared.target.lock().unwrap_or_else(PoisonError::into_inner);

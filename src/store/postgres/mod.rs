@@ -192,16 +192,6 @@ impl PgStore {
         }
         result
     }
-
-    /// The queue's schema.
-    pub fn schema(&self) -> &str {
-        &self.schema
-    }
-
-    /// The `LISTEN`/`NOTIFY` channel of this queue.
-    pub fn channel(&self) -> &str {
-        self.listener.channel()
-    }
 }
 
 impl Store for PgStore {
