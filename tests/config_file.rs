@@ -667,6 +667,29 @@ fn a_running_worker_keeps_its_last_good_settings_and_says_so_once() {
 // 5. A file that is not UTF-8
 // ---------------------------------------------------------------------------------------------
 
+/// A config file that cannot be read (here a directory at its path) is not taken for a missing
+/// one: commands that need settings stop naming it, read-only ones warn and go on.
+#[test]
+fn an_unreadable_config_file_is_not_taken_for_a_missing_one() {
+    let home = TestHome::new();
+    std::fs::remove_file(config_path(&home)).expect("remove the file");
+    std::fs::create_dir(config_path(&home)).expect("a directory in its place");
+    let before = home.db_snapshot();
+    let run = home.run(&["enqueue", "--command", "true"]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "queuectl: error: {}: Is a directory (os error 21)\n",
+            config_path(&home).display()
+        )
+    );
+    assert_eq!(home.db_snapshot(), before);
+    let list = home.run(&["list", "--json"]).ok();
+    assert_warned_once(&list, "list", &["queuectl.toml: Is a directory", "ignoring the config file"]);
+    assert_eq!(list.stdout, "[]\n");
+}
+
 /// `db_url` in the config file moves the database; a relative path is taken against the home,
 /// wherever the command runs from, and `--db` / `QUEUECTL_DB` still win over it.
 #[test]
