@@ -686,7 +686,11 @@ fn an_unreadable_config_file_is_not_taken_for_a_missing_one() {
     );
     assert_eq!(home.db_snapshot(), before);
     let list = home.run(&["list", "--json"]).ok();
-    assert_warned_once(&list, "list", &["queuectl.toml: Is a directory", "ignoring the config file"]);
+    assert_warned_once(
+        &list,
+        "list",
+        &["queuectl.toml: Is a directory", "ignoring the config file"],
+    );
     assert_eq!(list.stdout, "[]\n");
 }
 

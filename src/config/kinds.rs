@@ -191,7 +191,10 @@ mod tests {
 
     #[test]
     fn a_kind_is_written_bare_when_toml_allows_and_quoted_otherwise() {
-        assert_eq!(qualified("thumb_nail-2", "max_retries"), "kinds.thumb_nail-2.max_retries");
+        assert_eq!(
+            qualified("thumb_nail-2", "max_retries"),
+            "kinds.thumb_nail-2.max_retries"
+        );
         assert_eq!(qualified("mail.send", "max_retries"), "kinds.\"mail.send\".max_retries");
         assert_eq!(qualified("", "max_retries"), "kinds.\"\".max_retries");
     }

@@ -60,7 +60,8 @@ fn a_stored_value_beats_the_environment_and_unsetting_it_hands_the_key_back() {
 
 #[test]
 fn spool_keep_ingested_is_off_unless_set_true() {
-    let settings = |text: &str| Settings::from_entries(Path::new("/q"), &effective(&file(text), &BTreeMap::new())).unwrap();
+    let settings =
+        |text: &str| Settings::from_entries(Path::new("/q"), &effective(&file(text), &BTreeMap::new())).unwrap();
     assert!(!settings("").spool_keep_ingested);
     assert!(settings("spool_keep_ingested = true\n").spool_keep_ingested);
     assert!(!settings("spool_keep_ingested = false\n").spool_keep_ingested);

@@ -247,11 +247,15 @@ pub(crate) fn move_to_failed(paths: &SpoolPaths, refusal: &Refusal) -> Result<Op
     let target = failed.join(&failed_as);
     match fs::rename(&refusal.path, &target) {
         Ok(()) => Ok(Some(failed_as)),
-        Err(e) if e.kind() == ErrorKind::NotFound => {
+        Err(e) => {
+            // Not moved: its reason goes too, or each pass would leave another one behind.
             let _ = fs::remove_file(&reason_path);
-            Ok(None)
+            if e.kind() == ErrorKind::NotFound {
+                Ok(None)
+            } else {
+                Err(Error::io(&refusal.path, e))
+            }
         }
-        Err(e) => Err(Error::io(&refusal.path, e)),
     }
 }
 
@@ -268,3 +272,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e| Error::io(path, e))?;
     file.write_all(bytes).map_err(|e| Error::io(path, e))
 }
+
+#[cfg(test)]
+#[path = "dispose_tests.rs"]
+mod tests;
