@@ -296,3 +296,50 @@ fn kind_table_mistakes_name_the_line_and_the_kind_key() {
         assert_eq!(kinds(text).unwrap_err(), expected, "for {text:?}");
     }
 }
+
+#[test]
+fn db_url_must_be_a_string() {
+    let e = parse("db_url = 5\n").unwrap_err();
+    assert_eq!(
+        e,
+        "line 1: `db_url` must be a string (a file path or postgres://...), found an integer (5)"
+    );
+    assert!(parse("db_url = \"jobs.db\"\n").is_ok());
+}
+
+#[test]
+fn a_long_wrong_value_is_cut_at_40_characters_and_says_so() {
+    let long = format!("\"{}\"", "a".repeat(50));
+    let e = parse(&format!("max_retries = {long}\n")).unwrap_err();
+    assert_eq!(
+        e,
+        format!(
+            "line 1: `max_retries` must be an integer from 0 to 1000, found a string ({}…)",
+            &long[..40]
+        )
+    );
+    let e = parse("max_retries = \"abc\"\n").unwrap_err();
+    assert_eq!(
+        e,
+        "line 1: `max_retries` must be an integer from 0 to 1000, found a string (\"abc\")"
+    );
+}
+
+#[test]
+fn an_unknown_name_under_a_kinds_header_is_a_kind_that_is_not_a_table() {
+    let e = parse("[kinds]\nfoo = 4\n").unwrap_err();
+    assert_eq!(
+        e,
+        "line 2: `kinds.foo` must be a table of that kind's policy (`[kinds.foo]` with `max_retries = 5` \
+         below it), found an integer (4)"
+    );
+}
+
+#[test]
+fn a_duplicate_inside_a_table_named_like_the_key_points_at_its_twin_not_the_header() {
+    let e = parse("[hooks]\nhooks = 1\nhooks = 2\n").unwrap_err();
+    assert_eq!(
+        e,
+        "line 3, column 1: duplicate key `hooks`: first set at line 2; each key may be set once"
+    );
+}
