@@ -280,3 +280,39 @@ pub fn finish_after_reap_and_reclaim_is_discarded(factory: &dyn Factory) {
     );
     assert_counts_match_rows(&*store, "after the reclaimed job completed");
 }
+
+/// A job finished as due again at once (a retry without delay, an interrupted attempt) is
+/// claimed again by the same call when the worker asks for work, under a new lease: its next
+/// result applies, the old lease's does not.
+pub fn a_job_due_again_at_once_is_claimed_by_the_same_step(factory: &dyn Factory) {
+    let db = factory.fresh();
+    let mut store = db.connect();
+    insert(&mut *store, &jobs(&["a", "b"]));
+    let first = claim(&mut *store, "w", 2, T0);
+    let (applied, again) = store
+        .finish_and_claim(
+            "w",
+            &[failed(&first[0], T0 + 1, Some(T0 + 1)), interrupted(&first[1], T0 + 1)],
+            2,
+            &[],
+            T0 + 2,
+        )
+        .expect("finish_and_claim");
+    assert_eq!(applied, [true, true]);
+    assert_eq!(
+        super::ids(&again),
+        ["a", "b"],
+        "both are due again and claimed by this step"
+    );
+    assert_eq!((again[0].attempts, again[1].attempts), (1, 0));
+    assert_ne!(again[0].lease, first[0].lease);
+    assert_eq!(
+        finish(&mut *store, "w", &[completed(&first[0], T0 + 3)]),
+        [false],
+        "the old lease"
+    );
+    assert_eq!(finish(&mut *store, "w", &[completed(&again[0], T0 + 3)]), [true]);
+    assert_eq!(get(&*store, "a").state, State::Completed);
+    assert_eq!(get(&*store, "b").state, State::Processing);
+    assert_counts_match_rows(&*store, "after a step that finished and claimed the same jobs");
+}

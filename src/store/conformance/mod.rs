@@ -156,6 +156,7 @@ macro_rules! store_conformance {
             history_keeps_the_tail_of_long_output,
             finish_under_a_stale_lease_is_discarded,
             finish_of_a_job_already_finished_is_discarded,
+            a_job_due_again_at_once_is_claimed_by_the_same_step,
             finish_after_reap_and_reclaim_is_discarded,
             // reaping
             reap_recovers_dead_workers_jobs_as_lost_attempts,
