@@ -3,7 +3,7 @@
 mod common;
 mod spool_support;
 
-use common::{wait_until, TestHome};
+use common::{now_millis, wait_until, TestHome};
 use spool_support::*;
 use std::fs;
 use std::io::Write;
@@ -617,6 +617,30 @@ fn spool_file_records(home: &TestHome) -> Vec<(String, i64)> {
         .into_iter()
         .map(|row| (row[0].text().to_string(), row[1].int()))
         .collect()
+}
+
+/// The identities of ingested files are kept a week (what a file found again after a crash is
+/// checked against), then forgotten by the next pass, so the table does not grow for ever.
+#[test]
+fn identities_of_files_ingested_over_a_week_ago_are_forgotten_by_the_next_pass() {
+    let home = TestHome::new();
+    let day: i64 = 24 * 3600 * 1000;
+    let now = now_millis();
+    for (key, age) in [
+        ("eight-days", 8 * day),
+        ("six-days", 6 * day),
+        ("an-hour", day / 24 + 1),
+    ] {
+        home.sql().execute(
+            "INSERT INTO {spool_files} (file_key, name, jobs, ingested_at) VALUES (?1, ?2, 1, ?3)",
+            &[key.into(), format!("{key}.json").into(), (now - age).into()],
+        );
+    }
+    home.run(&["spool", "ingest"]).ok();
+    assert_eq!(
+        spool_file_records(&home),
+        vec![("an-hour.json".to_string(), 1), ("six-days.json".to_string(), 1)]
+    );
 }
 
 #[test]
