@@ -135,6 +135,13 @@ impl Fixture for PgFixture {
             .execute(&sql, &[&version.to_string()])
             .expect("write the schema version");
     }
+
+    fn remove(&self) {
+        let mut client = admin_client(&self.url).expect("connect to drop the schema");
+        client
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema))
+            .expect("drop the schema");
+    }
 }
 
 impl Drop for PgFixture {

@@ -35,6 +35,11 @@ impl Fixture for SqliteFixture {
         conn.pragma_update(None, "user_version", version)
             .expect("PRAGMA user_version");
     }
+
+    fn remove(&self) {
+        let path = self.location.sqlite_path().expect("a SQLite location");
+        std::fs::remove_file(path).expect("delete the database file");
+    }
 }
 
 queuectl::store_conformance!(SqliteFactory);

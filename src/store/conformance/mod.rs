@@ -78,6 +78,11 @@ pub trait Fixture {
     /// and bypassing [`Store`] (no build of queuectl writes a version it does not know): the
     /// hook for "a newer schema is refused".
     fn set_schema_version(&self, version: i64);
+
+    /// Removes the database out from under its connections, as an operator's mistake would
+    /// (the SQLite file deleted, the PostgreSQL schema dropped): the hook for "a database
+    /// removed while in use is noticed".
+    fn remove(&self);
 }
 
 /// The longest one case may take. A backend that hangs (a lock never released, a loop that
@@ -183,6 +188,7 @@ macro_rules! store_conformance {
             migrate_is_idempotent,
             newer_schema_is_refused,
             older_schema_is_refused_until_migrated,
+            a_database_removed_while_in_use_fails_the_health_check,
             change_token_moves_when_another_connection_inserts,
         );
     };

@@ -98,6 +98,22 @@ pub fn older_schema_is_refused_until_migrated(factory: &dyn Factory) {
     crate::store::open(db.location()).expect("open at the supported version");
 }
 
+/// A database removed while in use (its file deleted, its schema dropped) fails
+/// `check_health`, which a worker runs every heartbeat, so it stops instead of writing where
+/// nobody else looks; opening it again says it was never initialised.
+pub fn a_database_removed_while_in_use_fails_the_health_check(factory: &dyn Factory) {
+    let db = factory.fresh();
+    let store = db.connect();
+    store.check_health().expect("a database in place is healthy");
+    db.remove();
+    let error = store.check_health().expect_err("the removal is noticed");
+    assert!(error.to_string().contains("while in use"), "{error}");
+    match crate::store::open(db.location()) {
+        Err(crate::Error::NotInitialised(_)) => {}
+        other => panic!("open after the removal: expected NotInitialised, got {other:?}"),
+    }
+}
+
 /// Polls `store`'s change token until it differs from `from`, for up to 5 s.
 #[track_caller]
 fn wait_for_change(store: &dyn Store, from: i64, after: &str) {

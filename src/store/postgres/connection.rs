@@ -290,6 +290,18 @@ mod tests {
             sql.contains("('tcp_keepalives_idle', '2')") && sql.contains("('tcp_user_timeout', '5000')"),
             "{sql}"
         );
+        let patient = DbLocation::parse("postgres://u@h/db?connect_timeout=60").unwrap();
+        let DbLocation::Postgres { url, .. } = &patient else {
+            unreachable!()
+        };
+        let capped = Target::new(&patient, url)
+            .unwrap()
+            .with_unresponsive_timeout(Duration::from_secs(5));
+        assert_eq!(
+            capped.config.get_connect_timeout(),
+            Some(&Duration::from_secs(5)),
+            "longer: capped"
+        );
         let longer = bounded.with_unresponsive_timeout(Duration::from_millis(100));
         assert_eq!(
             longer.config.get_tcp_user_timeout(),
