@@ -1,6 +1,6 @@
 //! Cases: schema versions (migrations are idempotent, a newer schema is refused, an older one
-//! is refused until migrated) and the
-//! "something changed" signal between connections.
+//! is refused until migrated), a database removed while in use, and the "something changed"
+//! signal between connections.
 
 use super::{claim_one, failed, finish, get, insert, jobs, Factory, T0};
 use crate::store::Store;
