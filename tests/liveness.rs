@@ -79,6 +79,15 @@ fn on_this_host_the_pid_and_its_start_time_decide_whatever_the_heartbeat() {
     assert!(!worker_alive(&record(&here, NO_SUCH_PID, None, now), now, 15, &here));
 }
 
+/// Workers record the machine's host name (what other hosts see in `status`, and what decides
+/// whether the process table or the heartbeat judges a worker).
+#[test]
+fn this_host_is_the_machines_host_name() {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("the kernel's host name");
+    assert_eq!(host_name(), kernel.trim_end());
+    assert!(!host_name().is_empty());
+}
+
 // ---------------------------------------------------------------------------------------------
 // recover, against worker rows set up in the database
 // ---------------------------------------------------------------------------------------------
