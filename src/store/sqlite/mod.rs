@@ -7,13 +7,16 @@
 
 pub mod backup;
 pub(crate) mod caller_tx;
+mod errors;
 mod listing;
 pub mod schema;
 mod spool_sql;
 
+use errors::is_unique_violation;
+
 use super::{
     AttemptOutcome, BackupReport, DbLocation, FinishedAttempt, ListFilter, NewJob, Overwrite, ReapOutcome,
-    SpoolFileJobs, SpoolFileResult, StateCounts, Store, StoreError, StoreErrorKind, WorkerRecord, HISTORY_TAIL_BYTES,
+    SpoolFileJobs, SpoolFileResult, StateCounts, Store, WorkerRecord, HISTORY_TAIL_BYTES,
 };
 use crate::error::{Error, Result};
 use crate::job::{Attempt, Job, State};
@@ -80,30 +83,10 @@ fn too_new(path: &Path, version: i64) -> Result<()> {
     Ok(())
 }
 
-/// True for SQLite errors that mean the file is damaged or not a database: retrying cannot
-/// help, and going on could make it worse.
-pub fn is_corruption(error: &rusqlite::Error) -> bool {
-    matches!(
-        error.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseCorrupt) | Some(rusqlite::ErrorCode::NotADatabase)
-    )
-}
-
-/// True for SQLite errors that mean the disk is full.
-pub fn is_disk_full(error: &rusqlite::Error) -> bool {
-    matches!(error.sqlite_error_code(), Some(rusqlite::ErrorCode::DiskFull))
-}
-
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStore").field("path", &self.path).finish()
     }
-}
-
-fn is_unique_violation(error: &rusqlite::Error) -> bool {
-    matches!(error, rusqlite::Error::SqliteFailure(e, _)
-        if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-            || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
 }
 
 fn tail(text: &Option<String>, limit: usize) -> Option<String> {
@@ -955,28 +938,4 @@ fn insert_jobs_in(conn: &Connection, jobs: &[NewJob]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// SQLite's errors, sorted into the kinds every backend reports.
-impl From<rusqlite::Error> for Error {
-    fn from(error: rusqlite::Error) -> Self {
-        let kind = if is_corruption(&error) {
-            StoreErrorKind::Corrupt
-        } else if is_disk_full(&error) {
-            StoreErrorKind::Full
-        } else if matches!(
-            error.sqlite_error_code(),
-            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-        ) {
-            StoreErrorKind::Busy
-        } else if matches!(
-            error.sqlite_error_code(),
-            Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::SystemIoFailure)
-        ) {
-            StoreErrorKind::Unavailable
-        } else {
-            StoreErrorKind::Other
-        };
-        Error::Storage(StoreError::new(kind, error.to_string()))
-    }
 }
