@@ -13,7 +13,7 @@ use common::pool::PoolThread;
 use common::process::{process_gone, read_pid, worker_pids, KillListedOnDrop, KillOnDrop, Worker, SHORT};
 use common::{now_millis, wait_until, TestHome};
 use queuectl::store::WorkerRecord;
-use queuectl::worker::registry::{host_name, process_start_time, worker_alive};
+use queuectl::worker::registry::{host_name, process_start_time, worker_alive, worker_id_host};
 use queuectl::{ExecContext, Job, JobSpec, Outcome, PoolBuilder, Queue, Shutdown, State, WorkerEvent};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -86,6 +86,15 @@ fn this_host_is_the_machines_host_name() {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("the kernel's host name");
     assert_eq!(host_name(), kernel.trim_end());
     assert!(!host_name().is_empty());
+}
+
+/// A job whose worker row is gone is judged by the host in its worker id (`HOST:PID:STARTED`),
+/// which may itself hold colons.
+#[test]
+fn the_host_of_a_worker_id_is_everything_before_its_last_two_fields() {
+    assert_eq!(worker_id_host("db-1.example:4242:1700000000000"), Some("db-1.example"));
+    assert_eq!(worker_id_host("fe80::1:4242:1700000000000"), Some("fe80::1"));
+    assert_eq!(worker_id_host("4242:1700000000000"), None);
 }
 
 // ---------------------------------------------------------------------------------------------
