@@ -194,6 +194,40 @@ fn recover_presumes_a_silent_worker_on_another_host_dead_only_after_twice_the_le
     assert_eq!(again.stdout, "recovered 0 jobs\n", "{again:#?}");
 }
 
+/// Each half of a reap stands alone: a job under a worker that has no row at all is recovered
+/// though no dead worker is found, and a dead worker's row is removed though it held no job.
+#[test]
+fn recover_takes_jobs_of_a_vanished_worker_and_removes_rows_of_dead_idle_ones() {
+    let home = TestHome::new();
+    home.run(&["enqueue", "--id", "j-orphan", "--command", "true"]).ok();
+    let vanished = WorkerRecord {
+        id: "gone-host:7:vanished".into(),
+        ..record("gone-host", NO_SUCH_PID, None, now_millis())
+    };
+    hold_job(&home, &vanished, "j-orphan");
+    home.sql()
+        .execute("DELETE FROM {workers} WHERE id = ?1", &[vanished.id.as_str().into()]);
+    let run = home.run(&["recover"]).ok();
+    assert_eq!(
+        run.stdout, "j-orphan: worker lost, now failed\nrecovered 1 job\n",
+        "{run:#?}"
+    );
+
+    let idle = WorkerRecord {
+        id: "gone-host:8:idle".into(),
+        ..record("gone-host", NO_SUCH_PID, None, 1)
+    };
+    home.sql().execute(
+        "INSERT INTO {workers} (id, pid, host, proc_start, started_at, heartbeat_at, threads, kinds, slots, \
+         stopping, version) VALUES (?1, ?2, ?3, NULL, 1, 1, 1, '[\"shell\"]', '[]', '0', 'test')",
+        &[idle.id.as_str().into(), idle.pid.into(), idle.host.as_str().into()],
+    );
+    assert_eq!(worker_ids(&home), ["gone-host:8:idle"]);
+    let run = home.run(&["recover"]).ok();
+    assert_eq!(run.stdout, "recovered 0 jobs\n", "{run:#?}");
+    assert!(worker_ids(&home).is_empty(), "the dead idle worker's row is removed");
+}
+
 #[test]
 fn recover_takes_the_job_of_a_reused_pid_on_this_host_and_leaves_a_live_pid_alone() {
     let home = TestHome::new();
