@@ -116,7 +116,7 @@ impl Holdings {
         let doubtful = self
             .doubtful
             .iter()
-            .any(|(seq, lease, at, w)| *seq == f.job_seq && *lease == f.lease && *at == f.finished_at && w != worker);
+            .any(|(seq, lease, at, w)| *seq == f.job_seq && *lease == f.lease && *at == f.finished_at && w == worker);
         if !doubtful {
             return Ok(false);
         }
