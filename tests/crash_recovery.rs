@@ -99,11 +99,16 @@ fn recover_stops_a_lost_runs_leftovers_before_the_job_can_run_again() {
     let mut worker = Worker::spawn(&home, &["--count", "1"]);
     let child = read_pid(home.path().join("child.pid"));
     let _guard = KillOnDrop(vec![child]);
+    assert_eq!(home.status()["lost_jobs"], json!([]), "a live worker's job is not lost");
     kill(&mut worker);
     assert!(!process_gone(child), "the child runs on after its worker died");
     let status = home.status();
     let lost = &status["lost_jobs"];
     assert_eq!(lost[0]["id"], "orphan", "{status:#}");
+    // On this host, with its run's child still alive: said so, not "presumed dead elsewhere".
+    let reason = lost[0]["reason"].as_str().expect("a reason");
+    assert!(reason.starts_with("worker lost; "), "{status:#}");
+    assert_ne!(reason, "worker lost; recovered at the next reap (or run `queuectl recover`)");
 
     let recover = home.run(&["recover"]).ok();
     assert!(
