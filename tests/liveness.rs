@@ -11,7 +11,7 @@ mod common;
 
 use common::pool::PoolThread;
 use common::process::{process_gone, read_pid, worker_pids, KillListedOnDrop, KillOnDrop, Worker, SHORT};
-use common::{now_millis, wait_until, TestHome};
+use common::{millis, now_millis, wait_until, TestHome};
 use queuectl::store::WorkerRecord;
 use queuectl::worker::registry::{host_name, process_start_time, worker_alive, worker_id_host};
 use queuectl::{ExecContext, Job, JobSpec, Outcome, PoolBuilder, Queue, Shutdown, State, WorkerEvent};
@@ -188,6 +188,8 @@ fn recover_presumes_a_silent_worker_on_another_host_dead_only_after_twice_the_le
     assert_eq!(lost["attempts"], 1);
     assert_eq!(lost["last_error"], "worker lost (other-host:3:silent)");
     assert_eq!(outcomes(&home, "j-silent"), ["lost"]);
+    // The lost attempt keeps when the run started.
+    assert_eq!(millis(&lost["history"][0]["started_at"]), silent.heartbeat_at, "{lost:#}");
 
     // Recovering again finds nothing more: the others are still within twice their lease.
     let again = home.run(&["recover"]).ok();
