@@ -18,35 +18,22 @@
 //! `QUEUECTL_REQUIRE_PG=1`: then it fails.
 #![cfg(feature = "postgres")]
 
+mod store_postgres_support;
+
 use queuectl::job::State;
 use queuectl::store::conformance::{completed, job, T0};
-use queuectl::store::{self, DbLocation, FinishedAttempt, Store, StoreErrorKind};
+use queuectl::store::{FinishedAttempt, Store, StoreErrorKind};
 use queuectl::{Error, Job};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1/test";
+use std::time::Duration;
+use store_postgres_support::{poll, Scratch};
 
 /// How long any wait of these tests may take before it counts as a failure.
 const PATIENCE: Duration = Duration::from_secs(20);
-
-/// Polls `check` every 10 ms until it holds; false if it did not within `timeout`.
-fn poll(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if check() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 /// Joins `handle`, failing the test if the thread has not ended within `timeout`.
 fn join_within<T>(handle: JoinHandle<T>, timeout: Duration, what: &str) -> T {
@@ -57,80 +44,6 @@ fn join_within<T>(handle: JoinHandle<T>, timeout: Duration, what: &str) -> T {
     match handle.join() {
         Ok(value) => value,
         Err(panic) => std::panic::resume_unwind(panic),
-    }
-}
-
-/// A schema of the test's own, dropped when the test ends (whatever its outcome).
-struct Scratch {
-    url: String,
-    schema: String,
-}
-
-impl Scratch {
-    /// A fresh schema name, or `None` (after one line) when no server is reachable and none
-    /// was asked for.
-    fn new(tag: &str) -> Option<Scratch> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let given = std::env::var("QUEUECTL_TEST_PG").ok().filter(|u| !u.is_empty());
-        let required = given.is_some() || std::env::var("QUEUECTL_REQUIRE_PG").is_ok_and(|v| v == "1");
-        let url = given.unwrap_or_else(|| DEFAULT_URL.to_string());
-        if let Err(e) = postgres::Client::connect(&url, postgres::NoTls) {
-            if required {
-                panic!("PostgreSQL at {url} is required (QUEUECTL_REQUIRE_PG / QUEUECTL_TEST_PG) but unreachable: {e}");
-            }
-            println!("skipped: no PostgreSQL at {url} ({e}); set QUEUECTL_REQUIRE_PG=1 to require one");
-            return None;
-        }
-        let schema = format!(
-            "holdings_{tag}_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        Some(Scratch { url, schema })
-    }
-
-    /// The server's address (the proxy's upstream).
-    fn server(&self) -> SocketAddr {
-        let config: postgres::Config = self.url.parse().expect("QUEUECTL_TEST_PG is a URL");
-        let host = match config.get_hosts().first() {
-            Some(postgres::config::Host::Tcp(host)) => host.clone(),
-            other => panic!("these tests need a TCP server, not {other:?}"),
-        };
-        let port = config.get_ports().first().copied().unwrap_or(5432);
-        std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
-            .expect("resolve the server")
-            .next()
-            .expect("an address")
-    }
-
-    /// A store of the queue that reaches the server through `proxy`, its schema migrated.
-    fn store_through(&self, proxy: &Proxy) -> Box<dyn Store> {
-        let (scheme, rest) = self.url.split_once("://").expect("a URL");
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let user = authority
-            .rsplit_once('@')
-            .map_or(String::new(), |(user, _)| format!("{user}@"));
-        let url = format!("{scheme}://{user}{}/{path}?schema={}", proxy.addr, self.schema);
-        let location = DbLocation::parse(&url).expect("location");
-        let (store, _) = store::create(&location).expect("create");
-        store.migrate().expect("migrate");
-        store
-    }
-
-    fn admin(&self) -> postgres::Client {
-        let mut client = postgres::Client::connect(&self.url, postgres::NoTls).expect("admin connection");
-        client
-            .batch_execute(&format!("SET search_path TO {}", self.schema))
-            .expect("search_path");
-        client
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if let Ok(mut client) = postgres::Client::connect(&self.url, postgres::NoTls) {
-            let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
-        }
     }
 }
 
@@ -383,9 +296,9 @@ fn a_finish_whose_answer_was_lost_counts_as_applied_when_sent_again() {
     let Some(scratch) = Scratch::new("lost_answer") else {
         return;
     };
-    let proxy = Proxy::start(scratch.server());
-    let mut store = scratch.store_through(&proxy);
-    let mut admin = scratch.admin();
+    let proxy = Proxy::start(scratch.server_addr());
+    let mut store = scratch.store_via(proxy.addr);
+    let mut admin = scratch.admin_in_schema();
     inserted(store.as_mut(), &[("a", 3), ("b", 2), ("c", 1)]);
     // One job a call, so the statement the lost call runs is prepared already: preparing
     // takes a round trip, whose answer the proxy would swallow before anything ran.
@@ -446,9 +359,9 @@ fn after_a_reconnect_jobs_the_worker_never_received_go_back_to_pending() {
     let Some(scratch) = Scratch::new("reconnect") else {
         return;
     };
-    let proxy = Proxy::start(scratch.server());
-    let mut store = scratch.store_through(&proxy);
-    let mut admin = scratch.admin();
+    let proxy = Proxy::start(scratch.server_addr());
+    let mut store = scratch.store_via(proxy.addr);
+    let mut admin = scratch.admin_in_schema();
     inserted(store.as_mut(), &[("a", 3), ("d", 2), ("b", 1)]);
     let (_, claimed) = store.finish_and_claim("w", &[], 2, &[], T0).expect("claim");
     assert_eq!(ids(&claimed), ["a", "d"]);
@@ -511,9 +424,9 @@ fn a_finish_the_lost_call_did_not_carry_is_still_discarded_when_sent_again() {
     let Some(scratch) = Scratch::new("not_carried") else {
         return;
     };
-    let proxy = Proxy::start(scratch.server());
-    let mut store = scratch.store_through(&proxy);
-    let mut admin = scratch.admin();
+    let proxy = Proxy::start(scratch.server_addr());
+    let mut store = scratch.store_via(proxy.addr);
+    let mut admin = scratch.admin_in_schema();
     inserted(store.as_mut(), &[("p", 2), ("q", 1)]);
     let (_, claimed) = store.finish_and_claim("w", &[], 1, &[], T0).expect("claim p");
     assert_eq!(ids(&claimed), ["p"]);

@@ -16,22 +16,8 @@ use queuectl::store::{self, AttemptOutcome, StoreErrorKind, WorkerRecord};
 use queuectl::time::now_ms;
 use queuectl::{Error, Job};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use store_postgres_support::*;
-
-/// Polls `check` every 20 ms until it holds; false if it did not within `timeout`.
-fn poll(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if check() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn ids(jobs: &[(Job, queuectl::store::FinishedAttempt)]) -> Vec<&str> {
     let mut ids: Vec<&str> = jobs.iter().map(|(job, _)| job.id.as_str()).collect();
