@@ -103,6 +103,22 @@ fn other_file_system(than: &Path) -> Option<TempDir> {
     (dev(dir.path()) != dev(than)).then_some(dir)
 }
 
+/// A spool whose `incoming/` is on another file system than the rest (`/dev/shm`), or `None`
+/// (after a printed line) where that is not another file system.
+fn spool_with_incoming_elsewhere() -> Option<(TempDir, TempDir, SpoolPaths)> {
+    let (dir, paths) = spool();
+    let Some(mount) = other_file_system(dir.path()) else {
+        eprintln!("skipped: /dev/shm is not another file system here");
+        return None;
+    };
+    let paths = SpoolPaths {
+        incoming: mount.path().join("incoming"),
+        ..paths
+    };
+    crate::home::create_dir(&paths.incoming, 0o700).unwrap();
+    Some((dir, mount, paths))
+}
+
 // ---- finish_committed ----
 
 #[test]
@@ -318,16 +334,9 @@ fn a_file_opened_for_writing_after_it_was_read_is_changed_and_kept() {
 /// another file system.
 #[test]
 fn across_file_systems_a_committed_file_is_deleted_in_place() {
-    let (dir, paths) = spool();
-    let Some(mount) = other_file_system(dir.path()) else {
-        eprintln!("skipped: /dev/shm is not another file system here");
+    let Some((_dir, _mount, paths)) = spool_with_incoming_elsewhere() else {
         return;
     };
-    let paths = SpoolPaths {
-        incoming: mount.path().join("incoming"),
-        ..paths
-    };
-    crate::home::create_dir(&paths.incoming, 0o700).unwrap();
     let read = committed(&paths, "a.json", JOB);
     assert!(matches!(finish(&paths, "a.json", &read, 1, false), Finished::Removed));
     assert!(listing(&paths.incoming).is_empty());
@@ -337,16 +346,9 @@ fn across_file_systems_a_committed_file_is_deleted_in_place() {
 /// `done/` on another file system than `incoming/`: the file is not deleted instead of kept.
 #[test]
 fn across_file_systems_a_file_to_keep_stays_in_incoming_with_an_error() {
-    let (dir, paths) = spool();
-    let Some(mount) = other_file_system(dir.path()) else {
-        eprintln!("skipped: /dev/shm is not another file system here");
+    let Some((_dir, _mount, paths)) = spool_with_incoming_elsewhere() else {
         return;
     };
-    let paths = SpoolPaths {
-        incoming: mount.path().join("incoming"),
-        ..paths
-    };
-    crate::home::create_dir(&paths.incoming, 0o700).unwrap();
     let read = committed(&paths, "a.json", JOB);
     let (path, errno) = io_error(finish_committed(&paths, "a.json", &read, 1, true, MAX_BYTES));
     assert_eq!(path, paths.incoming.join("a.json"));
