@@ -109,6 +109,37 @@ fn a_reap_leaves_rows_another_session_holds_for_a_later_pass_and_recovers_the_re
 /// While a reap is in the middle of its transaction (inside its `lost` closure, after it
 /// locked what it recovers), a live worker's heartbeat from another connection completes: the
 /// closure waits for it, so a heartbeat that waited for the reap's locks would never come.
+/// With a lock timeout set, a call that meets a lock another session keeps fails as `Busy`
+/// after that timeout instead of waiting for the session (a worker then retries or reports).
+#[test]
+fn a_call_blocked_by_another_sessions_lock_fails_as_busy_after_the_lock_timeout() {
+    let Some(scratch) = Scratch::new("lock_timeout") else {
+        return;
+    };
+    let mut store = scratch.store();
+    store
+        .set_lock_timeout(Duration::from_millis(300))
+        .expect("lock timeout");
+    let mut admin = scratch.admin_in_schema();
+    let mut holder = admin.transaction().expect("begin");
+    holder
+        .batch_execute("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE")
+        .expect("lock the jobs table");
+    let (sender, receiver) = mpsc::channel();
+    let call = std::thread::spawn(move || {
+        let _ = sender.send(store.insert_jobs(&[job("a", 0, now_ms())], true).map(|_| ()));
+    });
+    let result = receiver
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the call still waited for the lock after 20 s");
+    holder.rollback().expect("release the lock");
+    call.join().expect("the calling thread");
+    match result {
+        Err(Error::Storage(e)) => assert_eq!(e.kind, StoreErrorKind::Busy, "{e}"),
+        other => panic!("expected a Busy storage error, got {other:?}"),
+    }
+}
+
 #[test]
 fn a_live_workers_heartbeat_never_waits_for_a_reap_in_progress() {
     let Some(scratch) = Scratch::new("hb_reap") else { return };
