@@ -108,7 +108,10 @@ fn recover_stops_a_lost_runs_leftovers_before_the_job_can_run_again() {
     // On this host, with its run's child still alive: said so, not "presumed dead elsewhere".
     let reason = lost[0]["reason"].as_str().expect("a reason");
     assert!(reason.starts_with("worker lost; "), "{status:#}");
-    assert_ne!(reason, "worker lost; recovered at the next reap (or run `queuectl recover`)");
+    assert_ne!(
+        reason,
+        "worker lost; recovered at the next reap (or run `queuectl recover`)"
+    );
 
     let recover = home.run(&["recover"]).ok();
     assert!(

@@ -189,7 +189,11 @@ fn recover_presumes_a_silent_worker_on_another_host_dead_only_after_twice_the_le
     assert_eq!(lost["last_error"], "worker lost (other-host:3:silent)");
     assert_eq!(outcomes(&home, "j-silent"), ["lost"]);
     // The lost attempt keeps when the run started.
-    assert_eq!(millis(&lost["history"][0]["started_at"]), silent.heartbeat_at, "{lost:#}");
+    assert_eq!(
+        millis(&lost["history"][0]["started_at"]),
+        silent.heartbeat_at,
+        "{lost:#}"
+    );
 
     // Recovering again finds nothing more: the others are still within twice their lease.
     let again = home.run(&["recover"]).ok();
