@@ -347,6 +347,21 @@ fn home_is_chosen_by_flag_then_environment_then_current_directory() {
     assert!(run.stdout.contains("in-flag"), "{run:#?}");
 }
 
+/// A PostgreSQL server that cannot be reached is an error naming the queue and the cause
+/// (nothing listens on port 1), exit 1, and no stack of empty causes.
+#[test]
+fn an_unreachable_postgresql_server_is_an_error_naming_the_queue_and_the_cause() {
+    let home = TestHome::empty();
+    let run = home.run(&["--db", "postgres://postgres@127.0.0.1:1/test?schema=nowhere", "list"]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert_eq!(run.stdout, "");
+    assert_eq!(
+        run.stderr,
+        "queuectl: error: database error: could not connect to postgres://postgres@127.0.0.1:1/test \
+         (schema nowhere): error connecting to server: Connection refused (os error 111)\n"
+    );
+}
+
 #[test]
 fn db_flag_and_queuectl_db_override_the_database_file() {
     let home = TestHome::empty();
