@@ -7,42 +7,19 @@
 mod common;
 
 use common::process::SHORT;
-use common::{millis, wait_until, Run, TestHome};
+use common::{millis, run_command_within, Run, TestHome};
 use jiff::civil::{Date, Time, Weekday};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
-use std::process::Stdio;
 
 const ZONES: &[&str] = &["UTC", "America/New_York", "Asia/Kolkata"];
 
 /// Runs `queuectl ARGS` in `home` with `TZ` set to `zone`; killed and failed past [`SHORT`].
 #[track_caller]
 fn run_in_zone(home: &TestHome, zone: &str, args: &[&str]) -> Run {
-    let mut child = home
-        .command(args)
-        .env("TZ", zone)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn queuectl");
-    let mut exited = false;
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_until(&format!("`queuectl {}` to exit", args.join(" ")), SHORT, || {
-            exited = child.try_wait().expect("try_wait").is_some();
-            exited
-        })
-    }));
-    if outcome.is_err() {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("`queuectl {}` did not exit within {SHORT:?}: killed", args.join(" "));
-    }
-    let output = child.wait_with_output().expect("collect the output");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    let mut command = home.command(args);
+    command.env("TZ", zone);
+    run_command_within(command, SHORT)
 }
 
 /// The job `add --run-at TIME true` makes in `zone`, with the clock read before and after.

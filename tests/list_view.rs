@@ -4,7 +4,7 @@
 mod common;
 
 use chrono::{DateTime, FixedOffset};
-use common::{Run, TestHome};
+use common::{run_command, Run, TestHome};
 
 /// A fixed zone with a half-hour offset and no daylight saving, as a POSIX TZ string (so no
 /// tz database is needed): local times are then checkable exactly.
@@ -16,12 +16,9 @@ fn enqueue(home: &TestHome, id: &str, command: &str) {
 
 /// Runs `queuectl ARGS` with `TZ` set (a read-only command: it cannot hang on a worker).
 fn run_in_tz(home: &TestHome, args: &[&str]) -> Run {
-    let output = home.command(args).env("TZ", TZ).output().expect("run queuectl");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    let mut command = home.command(args);
+    command.env("TZ", TZ);
+    run_command(command)
 }
 
 /// The `--format id` lines of `list ARGS`.

@@ -6,7 +6,7 @@
 mod common;
 
 use common::process::{Worker, SHORT};
-use common::{wait_until, Run, TestHome};
+use common::{run_command_within, Run, TestHome};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
@@ -23,29 +23,11 @@ use std::process::{Command, Stdio};
 #[track_caller]
 fn run_from(home: &TestHome, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut command = home.command(args);
-    command.current_dir(dir).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command.current_dir(dir);
     for (name, value) in env {
         command.env(name, value);
     }
-    let mut child = command.spawn().expect("spawn queuectl");
-    let mut status = None;
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_until(&format!("`queuectl {}` to exit", args.join(" ")), SHORT, || {
-            status = child.try_wait().expect("try_wait");
-            status.is_some()
-        })
-    }));
-    if outcome.is_err() {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("`queuectl {}` did not exit within {SHORT:?}: killed", args.join(" "));
-    }
-    let output = child.wait_with_output().expect("collect the output");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    run_command_within(command, SHORT)
 }
 
 /// Adds one job with `args` from the home and returns its id.

@@ -42,20 +42,23 @@ pub const COMMAND_DEADLINE: Duration = Duration::from_secs(120);
 /// Waits for a started command with [`COMMAND_DEADLINE`]; SIGKILLs it and panics past that.
 #[track_caller]
 fn finish(child: Child, args: &[&str]) -> Run {
+    finish_within(child, args, COMMAND_DEADLINE)
+}
+
+/// Waits for a started command for at most `deadline`; SIGKILLs it and panics past that.
+#[track_caller]
+fn finish_within(child: Child, args: &[&str], deadline: Duration) -> Run {
     let pid = child.id();
     let (sender, receiver) = std::sync::mpsc::channel();
     // The wait runs on a thread so this one can give up at the deadline.
     std::thread::spawn(move || {
         let _ = sender.send(child.wait_with_output());
     });
-    match receiver.recv_timeout(COMMAND_DEADLINE) {
+    match receiver.recv_timeout(deadline) {
         Ok(output) => Run::from(output.expect("wait for queuectl")),
         Err(_) => {
             signal(pid, libc::SIGKILL);
-            panic!(
-                "`queuectl {}` still running after {COMMAND_DEADLINE:?}: killed",
-                args.join(" ")
-            );
+            panic!("`queuectl {}` still running after {deadline:?}: killed", args.join(" "));
         }
     }
 }
@@ -63,15 +66,22 @@ fn finish(child: Child, args: &[&str]) -> Run {
 /// Runs a command built by the test (another working directory, a shell around `queuectl`)
 /// to its end, with null input and [`COMMAND_DEADLINE`], like [`TestHome::run`].
 #[track_caller]
-pub fn run_command(mut command: Command) -> Run {
-    let what = format!("{:?}", command.get_program());
+pub fn run_command(command: Command) -> Run {
+    run_command_within(command, COMMAND_DEADLINE)
+}
+
+/// [`run_command`] with a deadline of the test's own.
+#[track_caller]
+pub fn run_command_within(mut command: Command, deadline: Duration) -> Run {
+    let what: Vec<String> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+    let what: Vec<&str> = what.iter().map(String::as_str).collect();
     let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn the command");
-    finish(child, &[what.as_str()])
+    finish_within(child, &what, deadline)
 }
 
 /// The result of one `queuectl` run.
